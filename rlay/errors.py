@@ -1,0 +1,125 @@
+"""Every error rlay raises, with blame in the type.
+
+- :class:`ProtocolError`: the *peer* broke the protocol (bad bytes, illegal message). Carries the
+  §11 error code, so the same condition gets the same code in every implementation.
+- :class:`UsageError`: *you* misused the API (sent a command while another is outstanding, an
+  action outside the action space, a value that cannot be encoded).
+- :class:`RemoteError`: the peer answered with an ``ERROR`` message (for example an exception in
+  env code). Never re-instantiates the remote exception type: it carries its name and traceback.
+- :class:`ConnectionClosed`, :class:`Timeout`: the transport ended or went silent; both say which
+  stage was waiting for what.
+
+Exceptions keep their fields as attributes and build the message in ``__str__``.
+"""
+
+from __future__ import annotations
+
+from rlay.protocol.wire import ErrorCode
+
+
+class RlayError(Exception):
+    """Base class of every rlay error."""
+
+
+class ProtocolError(RlayError):
+    """The peer sent something the protocol forbids (spec/protocol.md §11)."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(code, detail)
+        self.code = ErrorCode(code)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.detail}"
+
+
+class VersionMismatch(ProtocolError):
+    """The two sides speak different protocol versions (§7). Raised on both sides."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorCode.VERSION_MISMATCH, detail)
+
+
+class UsageError(RlayError):
+    """The local program misused the API; nothing was sent and the session is intact."""
+
+
+class EncodeError(UsageError, TypeError):
+    """A local value cannot be put on the wire (wrong type, non-str key, unsupported dtype)."""
+
+
+class InvalidAction(UsageError, ValueError):
+    """An action is not in the action space; raised before anything is sent."""
+
+    def __init__(self, action: object, space: object) -> None:
+        super().__init__(action, space)
+        self.action = action
+        self.space = space
+
+    def __str__(self) -> str:
+        return f"action {self.action!r} is not in the action space {self.space}"
+
+
+class SpaceError(UsageError):
+    """A space cannot be described on the wire (an unknown space type, a non-str Dict key)."""
+
+
+class RemoteError(RlayError):
+    """The peer answered a command with an ``ERROR`` message (§6, §11)."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        fatal: bool,
+        remote_type: str | None = None,
+        traceback: str | None = None,
+        during: str | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+        self.remote_type = remote_type
+        self.traceback = traceback
+        self.during = during
+
+    @property
+    def code_name(self) -> str:
+        try:
+            return ErrorCode(self.code).name
+        except ValueError:
+            return f"code {self.code}"
+
+    def __str__(self) -> str:
+        where = f" during {self.during}" if self.during else ""
+        what = f"{self.remote_type}: {self.message}" if self.remote_type else self.message
+        tail = "" if self.fatal else " (the session can continue)"
+        text = f"env side reported {self.code_name}{where}: {what}{tail}"
+        if self.traceback:
+            text += "\n--- remote traceback ---\n" + self.traceback.rstrip()
+        return text
+
+
+class ConnectionClosed(RlayError):
+    """The connection ended: the peer closed it, died, or it was closed locally."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class Timeout(RlayError, TimeoutError):
+    """Nothing arrived in time. ``stage`` names what was being waited for."""
+
+    def __init__(self, stage: str, seconds: float) -> None:
+        super().__init__(stage, seconds)
+        self.stage = stage
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"timed out after {self.seconds:g} s {self.stage}"

@@ -1,0 +1,268 @@
+"""Values and tensors <-> MessagePack body + data section (spec/protocol.md §3-§5).
+
+Encoding produces a body (``bytes``) and a list of buffers forming the data section, so that a
+transport can send tensors with a gather write and no copy. Decoding returns NumPy arrays that are
+read-only views on the received data section: no tensor byte is copied.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import msgpack
+import numpy as np
+
+from rlay.errors import EncodeError, ProtocolError
+from rlay.protocol.wire import (
+    BOOL_CODE,
+    CODE_BY_DTYPE,
+    DEFAULT_MAX_DEPTH,
+    DTYPE_BY_CODE,
+    MAX_NDIM,
+    TENSOR_ALIGN,
+    TENSOR_EXT,
+    ErrorCode,
+)
+
+if TYPE_CHECKING:  # Python 3.11 has no collections.abc.Buffer; typeshed's stand-in is here.
+    from typing_extensions import Buffer
+else:
+    Buffer: TypeAlias = object  # anything with the buffer protocol (bytes, memoryview, ndarray)
+
+# One struct per ndim: dtype code, ndim, shape..., offset (§4).
+_TENSOR_STRUCTS = [struct.Struct(f"<BB{n}II") for n in range(MAX_NDIM + 1)]
+_PAD = bytes(TENSOR_ALIGN)
+_EMPTY = np.empty(0, dtype=np.uint8)
+
+
+class Encoder:
+    """Packs values into (body, data buffers). One per connection; not thread-safe.
+
+    ``encode`` returns the canonical encoding of §5: shortest ints, float64 floats, shortest
+    headers, maps in their own order, tensors laid out in document order at 8-byte alignment.
+    """
+
+    __slots__ = ("_packer", "_chunks", "_cursor")
+
+    def __init__(self) -> None:
+        # use_single_float=False: floats are always float64 (§5). use_bin_type: bytes -> bin.
+        self._packer = msgpack.Packer(
+            default=self._default, use_bin_type=True, use_single_float=False, autoreset=True
+        )
+        self._chunks: list[Buffer] = []
+        self._cursor = 0
+
+    def encode(self, value: Any) -> tuple[bytes, list[Buffer], int]:
+        """Return ``(body, data_chunks, data_len)``; ``b"".join(data_chunks)`` is the data section."""
+        self._chunks = chunks = list[Buffer]()
+        self._cursor = 0
+        try:
+            body = self._packer.pack(value)
+        except EncodeError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodeError(f"cannot encode value: {exc}") from None
+        finally:
+            self._packer.reset()
+        return body, chunks, self._cursor
+
+    def _default(self, obj: Any) -> msgpack.ExtType:
+        if isinstance(obj, np.ndarray):
+            arr = obj
+        elif isinstance(obj, np.generic):
+            arr = np.asarray(obj)  # NumPy scalar -> 0-d tensor, so its dtype survives (§3)
+        else:
+            raise EncodeError(
+                f"cannot encode a value of type {type(obj).__name__}; expected None, bool, int, "
+                "float, str, bytes, list, tuple, dict with str keys, or a numpy array"
+            )
+        code = CODE_BY_DTYPE.get(arr.dtype)
+        if code is None:
+            le = arr.dtype.newbyteorder("<")
+            code = CODE_BY_DTYPE.get(le)
+            if code is None:
+                raise EncodeError(
+                    f"cannot encode a numpy array of dtype {arr.dtype}; supported: bool, "
+                    "int8-int64, uint8-uint64, float16/32/64"
+                )
+            arr = arr.astype(le)
+        ndim = arr.ndim
+        if ndim > MAX_NDIM:
+            raise EncodeError(f"a tensor may have at most {MAX_NDIM} dimensions, got {ndim}")
+        if not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr)
+        nbytes = arr.nbytes
+        if nbytes:
+            cursor = self._cursor
+            offset = (cursor + TENSOR_ALIGN - 1) & ~(TENSOR_ALIGN - 1)
+            if offset != cursor:
+                self._chunks.append(_PAD[: offset - cursor])
+            self._chunks.append(memoryview(arr).cast("B"))
+            self._cursor = offset + nbytes
+        else:
+            offset = 0
+        for dim in arr.shape:
+            if dim > 0xFFFFFFFF:
+                raise EncodeError(f"tensor dimension {dim} does not fit in 32 bits")
+        return msgpack.ExtType(TENSOR_EXT, _TENSOR_STRUCTS[ndim].pack(code, ndim, *arr.shape, offset))
+
+
+def _reject(code: ErrorCode, detail: str) -> ProtocolError:
+    return ProtocolError(code, detail)
+
+
+class _TensorHook:
+    """The ext hook of one decode: builds read-only views on that frame's data section."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def __call__(self, ext_type: int, payload: bytes) -> np.ndarray:
+        if ext_type != TENSOR_EXT:
+            raise _reject(ErrorCode.MALFORMED, f"unknown MessagePack ext type {ext_type}")
+        n = len(payload)
+        if n < 6:
+            raise _reject(ErrorCode.BAD_TENSOR, f"tensor descriptor of {n} bytes, need at least 6")
+        code = payload[0]
+        ndim = payload[1]
+        if ndim > MAX_NDIM:
+            raise _reject(ErrorCode.BAD_TENSOR, f"tensor has {ndim} dimensions, limit {MAX_NDIM}")
+        if n != 6 + 4 * ndim:
+            raise _reject(
+                ErrorCode.BAD_TENSOR,
+                f"tensor descriptor with ndim={ndim} must be {6 + 4 * ndim} bytes, got {n}",
+            )
+        dtype = DTYPE_BY_CODE.get(code)
+        if dtype is None:
+            raise _reject(ErrorCode.UNKNOWN_DTYPE, f"unknown dtype code {code}")
+        fields = _TENSOR_STRUCTS[ndim].unpack(payload)
+        shape = fields[2:-1]
+        offset = fields[-1]
+        if offset % TENSOR_ALIGN:
+            raise _reject(ErrorCode.BAD_TENSOR, f"tensor offset {offset} is not a multiple of 8")
+        room = self.size - offset  # may be negative
+        nbytes = 0 if 0 in shape else dtype.itemsize
+        if nbytes:
+            for dim in shape:  # stop as soon as it is too big: no huge products (§4)
+                nbytes *= dim
+                if nbytes > room:
+                    break
+        if nbytes > room or (nbytes and offset > self.size):
+            raise _reject(
+                ErrorCode.BAD_TENSOR,
+                f"tensor {dtype.name}{list(shape)} at offset {offset} does not fit in the "
+                f"{self.size}-byte data section",
+            )
+        if nbytes == 0:
+            return np.frombuffer(_EMPTY, dtype=dtype, count=0).reshape(shape)
+        raw = self.data[offset : offset + nbytes]
+        if code == BOOL_CODE and raw.tobytes().translate(None, b"\x00\x01"):
+            raise _reject(ErrorCode.BAD_TENSOR, "bool tensor holds a byte other than 0 or 1")
+        arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        arr.flags.writeable = False
+        return arr
+
+
+def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[Any] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _reject(ErrorCode.MALFORMED, f"map has duplicate key {key!r:.60}")
+            seen.add(key)
+    return d
+
+
+def decode(body: Buffer, data: Buffer = b"", *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Decode one body (exactly one value) whose tensors live in ``data``.
+
+    Raises :class:`ProtocolError` (``MALFORMED``, ``BAD_TENSOR``, ``UNKNOWN_DTYPE``,
+    ``TOO_DEEP``) for anything outside §3-§4. Declared lengths are bounded by the body size before
+    anything is allocated (msgpack's ``unpackb`` limits default to the buffer length).
+    """
+    try:
+        value = msgpack.unpackb(
+            body,
+            ext_hook=_TensorHook(memoryview(data)),
+            object_pairs_hook=_pairs_to_dict,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+        )
+    except ProtocolError:
+        raise
+    except msgpack.ExtraData:
+        raise _reject(ErrorCode.MALFORMED, "trailing bytes after the body's value") from None
+    except UnicodeDecodeError:
+        raise _reject(ErrorCode.MALFORMED, "a string is not valid UTF-8") from None
+    except RecursionError:
+        raise _reject(ErrorCode.TOO_DEEP, f"nesting deeper than {max_depth}") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # Includes msgpack's StackError (nesting beyond its own stack), OutOfData (truncated),
+        # FormatError (reserved byte 0xc1), limit errors and non-str map keys.
+        text = str(exc) or type(exc).__name__
+        if "depth" in text or isinstance(exc, msgpack.StackError):
+            raise _reject(ErrorCode.TOO_DEEP, f"nesting deeper than {max_depth}") from None
+        raise _reject(ErrorCode.MALFORMED, f"not a valid body: {text}") from None
+    if type(value) is dict or type(value) is list:
+        check_depth(value, max_depth)
+    return value
+
+
+def check_depth(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """Raise ``TOO_DEEP`` if containers nest deeper than ``max_depth`` (the outer one is 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise _reject(ErrorCode.TOO_DEEP, f"nesting deeper than {max_depth}")
+        children = item.values() if type(item) is dict else item
+        for child in children:
+            t = type(child)
+            if t is dict or t is list:
+                stack.append((child, depth + 1))
+
+
+def check_free_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "value") -> None:
+    """Check a local free-form value before encoding: str keys only, depth within the limit.
+
+    MessagePack itself would happily send int keys or nest 1000 levels; the spec (§3) does not
+    allow either, so a local mistake is caught here with a :class:`EncodeError` naming it.
+    """
+    stack = [(value, 1, where)]
+    while stack:
+        item, depth, path = stack.pop()
+        t = type(item)
+        if t is dict or isinstance(item, dict):
+            if depth > max_depth:
+                raise EncodeError(f"{path}: nesting deeper than {max_depth}")
+            for key, child in item.items():
+                if type(key) is not str:
+                    raise EncodeError(f"{path}: map keys must be str, got {type(key).__name__} {key!r:.40}")
+                if isinstance(child, (dict, list, tuple)):
+                    stack.append((child, depth + 1, f"{path}[{key!r}]"))
+        elif t is list or t is tuple or isinstance(item, (list, tuple)):
+            if depth > max_depth:
+                raise EncodeError(f"{path}: nesting deeper than {max_depth}")
+            for i, child in enumerate(item):
+                if isinstance(child, (dict, list, tuple)):
+                    stack.append((child, depth + 1, f"{path}[{i}]"))
+
+
+def free_from_wire(value: Any) -> Any:
+    """Turn 0-d tensors inside a decoded free-form value into NumPy scalars (§3)."""
+    t = type(value)
+    if t is np.ndarray:
+        return value[()] if value.ndim == 0 else value
+    if t is dict:
+        if not value:
+            return value
+        return {k: free_from_wire(v) for k, v in value.items()}
+    if t is list:
+        return [free_from_wire(v) for v in value]
+    return value

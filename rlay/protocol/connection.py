@@ -1,0 +1,277 @@
+"""The protocol state machine (spec/protocol.md §7-§8), without any I/O.
+
+Rules this file obeys:
+- It does not know which paradigm is in use (who dialled): only the role (agent or env).
+- The conversation has one state, the same on both sides; ``TRANSITIONS`` *is* the table of §8.
+  A message that is not in the table for the current state is ``UNEXPECTED_MESSAGE``.
+- Bytes in (:meth:`Connection.receive_data`), messages out (:meth:`Connection.next_event`);
+  messages in (:meth:`Connection.send`), bytes out (:meth:`Connection.data_to_send`).
+- When the peer breaks the rules, the connection queues a fatal ``ERROR`` for the peer (so it
+  learns why), moves to ``closed`` and raises :class:`ProtocolError`. The caller flushes
+  :meth:`data_to_send` and closes the stream.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from rlay.errors import ProtocolError, UsageError, VersionMismatch
+from rlay.protocol.codec import Buffer, Encoder, check_free_value, decode
+from rlay.protocol.framing import FrameReader, pack_header
+from rlay.protocol.messages import MESSAGE_TYPES, Error, Hello, Message
+from rlay.protocol.wire import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_FRAME_SIZE,
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Kind,
+    Role,
+)
+
+
+class State(enum.Enum):
+    HELLO = "hello"  # waiting for the peer's HELLO
+    DESCRIBE = "describe"  # the env side owes ENV_INFO
+    IDLE = "idle"  # no command outstanding
+    RESET = "reset"  # a command is outstanding: its reply (or an ERROR) comes next
+    STEP = "step"
+    RENDER = "render"
+    CALL = "call"
+    CLOSE = "close"
+    CLOSED = "closed"
+
+
+#: §6: who may send each kind. HELLO and ERROR are sent by both.
+SENDER: dict[Kind, Role | None] = {
+    Kind.HELLO: None,
+    Kind.ENV_INFO: Role.ENV,
+    Kind.RESET: Role.AGENT,
+    Kind.STEP: Role.AGENT,
+    Kind.RENDER: Role.AGENT,
+    Kind.CLOSE: Role.AGENT,
+    Kind.CALL: Role.AGENT,
+    Kind.RESET_RESULT: Role.ENV,
+    Kind.STEP_RESULT: Role.ENV,
+    Kind.RENDER_RESULT: Role.ENV,
+    Kind.CLOSE_RESULT: Role.ENV,
+    Kind.CALL_RESULT: Role.ENV,
+    Kind.ERROR: None,
+}
+
+#: §8, the state machine. ERROR is handled by :func:`_after_error`.
+TRANSITIONS: dict[tuple[State, Kind], State] = {
+    (State.HELLO, Kind.HELLO): State.DESCRIBE,
+    (State.DESCRIBE, Kind.ENV_INFO): State.IDLE,
+    (State.IDLE, Kind.RESET): State.RESET,
+    (State.IDLE, Kind.STEP): State.STEP,
+    (State.IDLE, Kind.RENDER): State.RENDER,
+    (State.IDLE, Kind.CALL): State.CALL,
+    (State.IDLE, Kind.CLOSE): State.CLOSE,
+    (State.RESET, Kind.RESET_RESULT): State.IDLE,
+    (State.STEP, Kind.STEP_RESULT): State.IDLE,
+    (State.RENDER, Kind.RENDER_RESULT): State.IDLE,
+    (State.CALL, Kind.CALL_RESULT): State.IDLE,
+    (State.CLOSE, Kind.CLOSE_RESULT): State.CLOSED,
+}
+
+_COMMAND_STATES = frozenset({State.RESET, State.STEP, State.RENDER, State.CALL})
+
+
+def _after_error(state: State, fatal: bool, sender: Role) -> State | None:
+    """§8: where an ERROR leads, or None if it is not allowed here."""
+    if state is State.CLOSED:
+        return None
+    if fatal:
+        return State.CLOSED
+    if sender is Role.ENV and state in _COMMAND_STATES:
+        return State.IDLE
+    if sender is Role.ENV and state is State.CLOSE:
+        return State.CLOSED
+    return None
+
+
+class Connection:
+    """One side of one rlay session.
+
+    Construct it when the stream is established: it queues this side's ``HELLO`` at once (§7),
+    so call :meth:`data_to_send` and write the result. Then:
+
+    - feed received bytes to :meth:`receive_data` (and :meth:`receive_eof` at end of stream),
+      then call :meth:`next_event` until it returns ``None`` (it needs more bytes);
+    - call :meth:`send` with a message, then write :meth:`data_to_send`.
+
+    The peer's ``HELLO`` is checked here (protocol, version, role, in that order) and is returned
+    by :meth:`next_event` like any other message.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        sdk: str = "rlay-python",
+        sdk_version: str = "",
+        capabilities: dict[str, Any] | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        version: int = PROTOCOL_VERSION,
+    ) -> None:
+        self.role = role
+        self.state = State.HELLO
+        self.max_depth = max_depth
+        self.version = version
+        self.peer_hello: Hello | None = None
+        self._reader = FrameReader(max_frame_size)
+        self._encoder = Encoder()
+        self._out: list[Buffer] = []
+        self._eof = False
+        hello = Hello(PROTOCOL_NAME, version, role.value, sdk, sdk_version, capabilities or {})
+        self._write(hello)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        """Queue ``message``; raises :class:`UsageError` (nothing queued) if the table forbids it."""
+        kind = message.KIND
+        if kind is Kind.HELLO:
+            raise UsageError("HELLO is sent by the Connection itself when it is created")
+        sender = SENDER[kind]
+        if sender is not None and sender is not self.role:
+            raise UsageError(f"the {self.role.value} side cannot send {kind.name}")
+        if kind is Kind.ERROR:
+            assert isinstance(message, Error)
+            nxt = _after_error(self.state, message.fatal, self.role)
+        else:
+            nxt = TRANSITIONS.get((self.state, kind))
+        if nxt is None:
+            raise UsageError(f"cannot send {kind.name} in state {self.state.value!r}")
+        self._write(message)
+        self.state = nxt
+
+    def send_fatal(self, code: ErrorCode, message: str) -> None:
+        """Queue a fatal ERROR (allowed in any state but ``closed``) and move to ``closed``."""
+        if self.state is State.CLOSED:
+            return
+        self._write(Error(int(code), message, True, None, None))
+        self.state = State.CLOSED
+
+    def _write(self, message: Message) -> None:
+        body_value = message.to_body()
+        body, chunks, data_len = self._encoder.encode(body_value)
+        self._out.append(pack_header(message.KIND, data_len, len(body)))
+        self._out.extend(chunks)
+        self._out.append(body)
+
+    def encode_frame(self, message: Message) -> list[Buffer]:
+        """Encode ``message`` as frame buffers without touching the state (tests, tools)."""
+        body, chunks, data_len = self._encoder.encode(message.to_body())
+        return [pack_header(message.KIND, data_len, len(body)), *chunks, body]
+
+    def data_to_send(self) -> list[Buffer]:
+        """Return (and forget) the buffers to write, in order; a gather write sends them as is."""
+        out = self._out
+        self._out = []
+        return out
+
+    def check_free_value(self, value: Any, where: str) -> None:
+        check_free_value(value, self.max_depth, where)
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def receive_data(self, data: Buffer) -> None:
+        """Feed bytes read from the stream. Raises :class:`ProtocolError` on a bad header."""
+        if self._eof:
+            raise UsageError("receive_data after receive_eof")
+        try:
+            self._reader.feed(data)
+        except ProtocolError as exc:
+            self._fail(exc)
+
+    def receive_eof(self) -> None:
+        """The stream ended. Raises ``TRUNCATED`` if it ended inside a frame."""
+        self._eof = True
+        try:
+            self._reader.feed_eof()
+        except ProtocolError as exc:
+            self._fail(exc)
+
+    @property
+    def eof(self) -> bool:
+        """True once the peer ended the stream and every complete frame has been taken."""
+        return self._eof and not self._reader.frames
+
+    def next_event(self) -> Message | None:
+        """Return the next message received, or ``None`` if more bytes are needed.
+
+        After end of stream with nothing left, returns ``None`` and :attr:`eof` is true.
+        """
+        frames = self._reader.frames
+        if not frames:
+            return None
+        kind, data, body = frames.popleft()
+        try:
+            return self._receive(kind, data, body)
+        except ProtocolError as exc:
+            self._fail(exc)
+            raise  # unreachable: _fail raises
+
+    def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message:
+        cls = MESSAGE_TYPES[kind]
+        value = decode(body, data, max_depth=self.max_depth)
+        if cls is Hello and self.state is State.HELLO:
+            self._check_hello_head(value)
+        message = cls.from_body(value)
+        state = self.state
+        sender = SENDER[cls.KIND]
+        if sender is not None and sender is self.role:
+            raise ProtocolError(
+                ErrorCode.UNEXPECTED_MESSAGE,
+                f"received {cls.KIND.name} in state {state.value!r}, but only the {sender.value} "
+                "side sends it and that is this side",
+            )
+        if cls is Error:
+            assert isinstance(message, Error)
+            nxt = _after_error(state, message.fatal, self.role.peer)
+        else:
+            nxt = TRANSITIONS.get((state, cls.KIND))
+        if nxt is None:
+            raise ProtocolError(
+                ErrorCode.UNEXPECTED_MESSAGE,
+                f"received {cls.KIND.name} in state {state.value!r} (role {self.role.value})",
+            )
+        if cls is Hello:
+            assert isinstance(message, Hello)
+            self.peer_hello = message
+        self.state = nxt
+        return message
+
+    def _check_hello_head(self, value: Any) -> None:
+        """§7: protocol, version, role — in that order, before any other field."""
+        if type(value) is not dict:
+            raise ProtocolError(ErrorCode.BAD_FIELD, "HELLO body must be a map")
+        protocol = value.get("protocol")
+        if protocol != PROTOCOL_NAME:
+            raise ProtocolError(
+                ErrorCode.BAD_MAGIC, f"the peer's HELLO names protocol {protocol!r:.40}, not 'rlay'"
+            )
+        version = value.get("version")
+        if version != self.version or type(version) is not int:
+            raise VersionMismatch(
+                f"protocol version mismatch: this side speaks {self.version}, the peer speaks {version!r:.20}"
+            )
+        role = value.get("role")
+        if role != self.role.peer.value:
+            raise ProtocolError(
+                ErrorCode.ROLE_CONFLICT,
+                f"both sides claim the role {self.role.value!r}"
+                if role == self.role.value
+                else f"the peer's role {role!r:.20} is not {self.role.peer.value!r}",
+            )
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """The peer broke the protocol: tell it (fatal ERROR), close, re-raise."""
+        if self.state is not State.CLOSED:
+            self._write(Error(int(exc.code), str(exc.detail), True, None, None))
+            self.state = State.CLOSED
+        raise exc
