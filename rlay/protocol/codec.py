@@ -98,7 +98,7 @@ class Encoder:
             offset = (cursor + TENSOR_ALIGN - 1) & ~(TENSOR_ALIGN - 1)
             if offset != cursor:
                 self._chunks.append(_PAD[: offset - cursor])
-            self._chunks.append(memoryview(arr).cast("B"))
+            self._chunks.append(arr.data.cast("B"))
             self._cursor = offset + nbytes
         else:
             offset = 0
