@@ -18,8 +18,9 @@ from typing import Any
 
 from rlay.errors import ProtocolError, UsageError, VersionMismatch
 from rlay.protocol.codec import Buffer, Encoder, check_free_value, decode
+from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
-from rlay.protocol.messages import MESSAGE_TYPES, Error, Hello, Message
+from rlay.protocol.messages import MESSAGE_TYPES, Error, Hello, Message, Step, StepResult
 from rlay.protocol.wire import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME_SIZE,
@@ -126,6 +127,8 @@ class Connection:
         self._encoder = Encoder()
         self._out: list[Buffer] = []
         self._eof = False
+        #: Templates for STEP / STEP_RESULT (rlay.protocol.fastpath); set once the spaces are known.
+        self.fast: FastPaths | None = None
         hello = Hello(PROTOCOL_NAME, version, role.value, sdk, sdk_version, capabilities or {})
         self._write(hello)
 
@@ -157,6 +160,17 @@ class Connection:
         self.state = State.CLOSED
 
     def _write(self, message: Message) -> None:
+        fast = self.fast
+        if fast is not None:
+            t = type(message)
+            buffers = None
+            if t is StepResult and fast.result is not None:
+                buffers = fast.result.encode(message)  # type: ignore[arg-type]
+            elif t is Step and fast.step is not None:
+                buffers = fast.step.encode(message)  # type: ignore[arg-type]
+            if buffers is not None:
+                self._out.extend(buffers)
+                return
         body_value = message.to_body()
         body, chunks, data_len = self._encoder.encode(body_value)
         self._out.append(pack_header(message.KIND, data_len, len(body)))
@@ -218,10 +232,18 @@ class Connection:
 
     def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message:
         cls = MESSAGE_TYPES[kind]
-        value = decode(body, data, max_depth=self.max_depth)
-        if cls is Hello and self.state is State.HELLO:
-            self._check_hello_head(value)
-        message = cls.from_body(value)
+        message: Message | None = None
+        fast = self.fast
+        if fast is not None:
+            if cls is StepResult and fast.result is not None:
+                message = fast.result.decode(data, body)
+            elif cls is Step and fast.step is not None:
+                message = fast.step.decode(data, body)
+        if message is None:
+            value = decode(body, data, max_depth=self.max_depth)
+            if cls is Hello and self.state is State.HELLO:
+                self._check_hello_head(value)
+            message = cls.from_body(value)
         state = self.state
         sender = SENDER[cls.KIND]
         if sender is not None and sender is self.role:

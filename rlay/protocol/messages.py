@@ -219,6 +219,18 @@ class Step(Message):
     __slots__ = ("action",)
     action: Any
 
+    def __init__(self, action: Any) -> None:  # hot path: no generic field handling
+        self.action = action
+
+    def to_body(self) -> dict[str, Any]:
+        return {"action": self.action}
+
+    @classmethod
+    def from_body(cls, body: Any) -> Message:
+        if type(body) is dict and len(body) == 1 and "action" in body:
+            return cls(body["action"])
+        return super().from_body(body)  # the full checks, with their errors
+
 
 @_message(Kind.RENDER, ())
 class Render(Message):
@@ -256,6 +268,31 @@ class StepResult(Message):
     terminated: bool
     truncated: bool
     info: dict[str, Any]
+
+    def __init__(self, obs: Any, reward: Any, terminated: Any, truncated: Any, info: dict[str, Any]) -> None:
+        self.obs = obs
+        self.reward = reward
+        self.terminated = terminated
+        self.truncated = truncated
+        self.info = info
+
+    @classmethod
+    def from_body(cls, body: Any) -> Message:
+        if type(body) is dict and len(body) == 5:  # hot path: the common, valid single-env reply
+            get = body.get
+            reward = get("reward")
+            terminated = get("terminated")
+            truncated = get("truncated")
+            info = get("info")
+            if (
+                type(reward) is float
+                and type(terminated) is bool
+                and type(truncated) is bool
+                and type(info) is dict
+                and "obs" in body
+            ):
+                return cls(body["obs"], reward, terminated, truncated, info)
+        return super().from_body(body)  # the full checks, with their errors
 
     def to_body(self) -> dict[str, Any]:  # hot path: no getattr loop
         reward = self.reward

@@ -1,0 +1,55 @@
+# The two commands of README.md:  `make demo`  and  `make test`.  Each sets up what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export SDL_VIDEODRIVER ?= dummy
+export SDL_AUDIODRIVER ?= dummy
+export PYGAME_HIDE_SUPPORT_PROMPT := 1
+
+.PHONY: setup system demo test lint typecheck pytest bench fuzz train clean
+
+## setup: system tools, a virtualenv with rlay and its dev tools, the node test helper.
+setup: system $(VENV)/.installed tests/thirdparty/node_modules/.installed
+
+system:
+	@bash scripts/setup-system.sh
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+tests/thirdparty/node_modules/.installed: $(wildcard tests/thirdparty/package*.json)
+	@if [ -f tests/thirdparty/package.json ]; then npm ci --prefix tests/thirdparty --no-audit --no-fund --loglevel=error; fi
+	@mkdir -p tests/thirdparty/node_modules && touch $@
+
+## demo: a C program served as a Gymnasium env, stepped from Python both ways.
+demo: setup
+	$(PY) examples/demo.py
+
+## test: lint, types, and every test (Python core, envs, SDKs with their real toolchains).
+test: setup lint typecheck pytest
+
+lint:
+	$(VENV)/bin/ruff check rlay tests examples bench
+	$(VENV)/bin/ruff format --check rlay tests examples bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	$(VENV)/bin/pytest -q
+
+## bench: the speed table (ratios against the raw-socket floor and gymnasium's vector envs).
+bench: setup
+	$(PY) bench/codec.py
+	$(PY) bench/step.py
+
+## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
+fuzz: setup
+	$(PY) fuzz/fuzz_protocol.py --seconds 300
+
+clean:
+	rm -rf $(VENV) tests/thirdparty/node_modules .pytest_cache .mypy_cache .ruff_cache

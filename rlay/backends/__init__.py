@@ -1,0 +1,550 @@
+"""Env side in Python (design: layer 4): serve a Gymnasium env to an rlay agent side.
+
+Two styles over one state machine, each usable with both connection directions:
+
+- *callback style* — :func:`serve` listens and runs each connection against its own env (for a
+  ``ClientEnv``); :func:`connect` dials a ``ServerEnv`` and serves one session.
+- *loop style* — :class:`EnvSession`: the program's own main loop asks :meth:`EnvSession.poll`
+  for the next command when it is ready, and answers it (what a game engine needs).
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError
+from rlay.protocol.codec import check_free_value, free_from_wire
+from rlay.protocol.connection import Connection, State
+from rlay.protocol.messages import (
+    Call,
+    CallResult,
+    Close,
+    CloseResult,
+    EnvInfo,
+    Error,
+    Hello,
+    Render,
+    RenderResult,
+    Reset,
+    ResetResult,
+    Step,
+    StepResult,
+)
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
+from rlay.spaces import SpaceCodec, describe, fast_contains, fast_paths
+from rlay.transports import Listener, Stream, dial
+
+__all__ = ["Command", "EnvSession", "Server", "connect", "serve"]
+
+DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+
+
+@dataclass
+class Command:
+    """One command from the agent side. ``kind`` is ``reset``, ``step``, ``render``, ``call`` or
+    ``close``; the other fields are set for the kinds that carry them."""
+
+    kind: str
+    seed: int | list[int | None] | None = None
+    options: dict[str, Any] | None = None
+    action: Any = None
+    name: str | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+
+
+class EnvSession:
+    """The env side of one session, loop style.
+
+    Create it on a connected :class:`~rlay.transports.Stream` (or with :meth:`listen` /
+    :meth:`dial`); it does the handshake and describes the env. Then repeatedly call
+    :meth:`poll` and answer each command it returns with the matching ``reply_*`` method (or
+    :meth:`reply_error`). ``poll`` answers by itself what needs no env code: an action outside
+    the action space (``INVALID_ACTION``), ``STEP`` before the first ``RESET``
+    (``RESET_NEEDED``), ``CLOSE``.
+    """
+
+    def __init__(
+        self,
+        stream: Stream,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        metadata: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        name: str | None = None,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        check_actions: bool = True,
+    ) -> None:
+        from rlay import __version__
+
+        self.stream = stream
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self._obs_codec = SpaceCodec(observation_space)
+        self._act_codec = SpaceCodec(action_space)
+        self._check_actions = check_actions
+        self._contains = fast_contains(action_space)
+        self._pending: Command | None = None
+        self._was_reset = False
+        self._closed = False
+        meta = dict(metadata or {})
+        meta.setdefault("render_modes", [])
+        check_free_value(meta, where="metadata")
+        info = EnvInfo(describe(observation_space), describe(action_space), 1, meta, render_mode, name)
+        self.conn = Connection(
+            Role.ENV, sdk="rlay-python", sdk_version=__version__, max_frame_size=max_frame_size
+        )
+        try:
+            self._flush()
+            hello = self._next_message(
+                handshake_timeout, "during the handshake, waiting for the agent's HELLO"
+            )
+            if type(hello) is not Hello:
+                raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
+            self.conn.send(info)
+            self._flush()
+            self.conn.fast = fast_paths(observation_space, action_space)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    # -- constructors for both connection directions ---------------------------------------------
+
+    @classmethod
+    def listen(
+        cls, address: str, *args: Any, accept_timeout: float | None = None, **kwargs: Any
+    ) -> EnvSession:
+        """Listen at ``address``, accept one agent side (a ``ClientEnv``), return its session."""
+        listener = Listener(address)
+        try:
+            stream = listener.accept(accept_timeout)
+        finally:
+            listener.close()
+        return cls(stream, *args, **kwargs)
+
+    @classmethod
+    def dial(
+        cls, address: str, *args: Any, connect_timeout: float | None = 30.0, **kwargs: Any
+    ) -> EnvSession:
+        """Dial an agent side listening at ``address`` (a ``ServerEnv``), return the session."""
+        return cls(dial(address, connect_timeout), *args, **kwargs)
+
+    # -- loop style ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def poll(self, timeout: float | None = None) -> Command | None:
+        """Return the next command, or ``None`` if none arrived within ``timeout`` seconds.
+
+        ``timeout=0`` never blocks (call it once per frame); ``None`` waits as long as it takes.
+        Raises :class:`ConnectionClosed` when the agent side is gone. A ``close`` command is
+        answered already when it is returned; the session is then over.
+        """
+        if self._pending is not None:
+            raise UsageError(f"answer the pending {self._pending.kind!r} command before polling again")
+        if self._closed:
+            raise ConnectionClosed("the session is over")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            message = self._next_message(remaining, "waiting for a command", poll=True)
+            if message is None:
+                return None
+            command = self._command(message)
+            if command is not None:
+                return command
+
+    def _command(self, message: Any) -> Command | None:
+        t = type(message)
+        if t is Step:
+            if not self._was_reset:
+                self._send(
+                    Error(
+                        ErrorCode.RESET_NEEDED,
+                        "STEP before the first RESET; call reset() first",
+                        False,
+                        None,
+                        None,
+                    )
+                )
+                return None
+            try:
+                action = self._act_codec.from_wire(message.action)
+            except ProtocolError as exc:
+                self._fail(exc)
+            if self._check_actions and not self._contains(action):
+                self._send(
+                    Error(
+                        ErrorCode.INVALID_ACTION,
+                        f"action {action!r:.200} is not in the action space {self.action_space}",
+                        False,
+                        None,
+                        None,
+                    )
+                )
+                return None
+            cmd = Command("step", action=action)
+        elif t is Reset:
+            self._was_reset = True
+            options = free_from_wire(message.options) if message.options is not None else None
+            cmd = Command("reset", seed=message.seed, options=options)
+        elif t is Render:
+            cmd = Command("render")
+        elif t is Call:
+            cmd = Command(
+                "call",
+                name=message.name,
+                args=free_from_wire(message.args),
+                kwargs=free_from_wire(message.kwargs),
+            )
+        elif t is Close:
+            self._send(CloseResult())
+            self._shutdown()
+            return Command("close")
+        elif t is Error:  # a fatal ERROR from the agent side (§8)
+            self._shutdown()
+            raise ConnectionClosed(f"the agent side ended the session: {_describe_error(message)}")
+        else:  # pragma: no cover - the state table admits nothing else
+            raise AssertionError(f"unexpected {message!r}")
+        self._pending = cmd
+        return cmd
+
+    def _take(self, kind: str) -> None:
+        pending = self._pending
+        if pending is None or pending.kind != kind:
+            what = f"the pending command is {pending.kind!r}" if pending else "no command is pending"
+            raise UsageError(f"cannot answer {kind!r}: {what}")
+        self._pending = None
+
+    def reply_reset(self, obs: Any, info: dict[str, Any] | None = None) -> None:
+        if info:
+            check_free_value(info, where="info")
+        message = ResetResult(self._obs_codec.to_wire(obs), info or {})
+        self._take("reset")
+        self._send(message)
+
+    def reply_step(
+        self, obs: Any, reward: Any, terminated: Any, truncated: Any, info: dict[str, Any] | None = None
+    ) -> None:
+        if info:
+            check_free_value(info, where="info")
+        message = StepResult(
+            self._obs_codec.to_wire(obs), float(reward), bool(terminated), bool(truncated), info or {}
+        )
+        self._take("step")
+        self._send(message)
+
+    def reply_render(self, frame: Any) -> None:
+        check_free_value(frame, where="render frame")
+        self._take("render")
+        self._send(RenderResult(frame))
+
+    def reply_call(self, value: Any) -> None:
+        check_free_value(value, where="call result")
+        self._take("call")
+        self._send(CallResult(value))
+
+    def reply_error(
+        self,
+        error: BaseException | str,
+        *,
+        code: ErrorCode = ErrorCode.ENV_EXCEPTION,
+        fatal: bool = False,
+    ) -> None:
+        """Answer the pending command with an ERROR (an exception in env code, by default)."""
+        pending = self._pending
+        if pending is None:
+            raise UsageError("reply_error needs a pending command")
+        if isinstance(error, BaseException):
+            message = str(error) or type(error).__name__
+            remote_type = type(error).__qualname__
+            tb = "".join(traceback.format_exception(error))
+        else:
+            message, remote_type, tb = error, None, None
+        self._pending = None
+        self._send(Error(int(code), message, fatal, remote_type, tb))
+        if fatal:
+            self._shutdown()
+
+    def close(self) -> None:
+        """End the session from the env side (the game quits): tell the agent side why."""
+        if not self._closed:
+            try:
+                if self.conn.state is not State.CLOSED:
+                    self.conn.send_fatal(ErrorCode.SHUTTING_DOWN, "the env side closed the session")
+                    self._flush()
+            except (ConnectionClosed, Timeout):
+                pass
+            self._shutdown()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _send(self, message: Any) -> None:
+        self.conn.send(message)
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            try:
+                self.stream.send(data, "sending a reply to the agent side")
+            except (ConnectionClosed, Timeout):
+                self._shutdown()
+                raise
+
+    def _fail(self, exc: ProtocolError) -> Any:
+        self.conn.send_fatal(exc.code, exc.detail)
+        try:
+            self._flush()
+        except (ConnectionClosed, Timeout):
+            pass
+        self._shutdown()
+        raise exc
+
+    def _shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.stream.close()
+
+    def _next_message(self, timeout: float | None, stage: str, poll: bool = False) -> Any:
+        conn = self.conn
+        stream = self.stream
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                message = conn.next_event()
+            except ProtocolError as exc:
+                self._fail(exc)
+            if message is not None:
+                return message
+            if conn.eof:
+                self._shutdown()
+                raise ConnectionClosed(f"the agent side closed the connection {stage}")
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                ready, _, _ = select.select([stream], [], [], max(0.0, remaining))
+                if not ready:
+                    if poll:
+                        return None
+                    self._shutdown()
+                    raise Timeout(stage, timeout or 0.0)
+            try:
+                data = stream.recv(stage)
+            except ConnectionClosed:
+                self._shutdown()
+                raise
+            try:
+                if data:
+                    conn.receive_data(data)
+                else:
+                    conn.receive_eof()
+            except ProtocolError as exc:
+                self._fail(exc)
+
+
+def _describe_error(message: Any) -> str:
+    if type(message) is Error:
+        try:
+            name = ErrorCode(message.code).name
+        except ValueError:
+            name = f"code {message.code}"
+        return f"{name}: {message.message}"
+    return repr(message)
+
+
+# -- callback style ------------------------------------------------------------------------------
+
+CallTable = dict[str, Callable[..., Any]]
+
+
+def run_session(session: EnvSession, env: gym.Env[Any, Any], calls: CallTable | None = None) -> None:
+    """Answer commands with ``env`` until the agent side closes (callback style).
+
+    An exception in env code is sent as a non-fatal ``ENV_EXCEPTION`` (with its traceback) and
+    the session goes on; the agent side decides what to do (usually ``reset``).
+    """
+    calls = calls or {}
+    while True:
+        try:
+            cmd = session.poll(None)
+        except ConnectionClosed:
+            return
+        if cmd is None:  # pragma: no cover - poll(None) blocks until a command
+            continue
+        kind = cmd.kind
+        if kind == "close":
+            return
+        try:
+            if kind == "step":
+                obs, reward, terminated, truncated, info = env.step(cmd.action)
+                session.reply_step(obs, reward, terminated, truncated, info)
+            elif kind == "reset":
+                obs, info = env.reset(seed=cmd.seed, options=cmd.options)  # type: ignore[arg-type]
+                session.reply_reset(obs, info)
+            elif kind == "render":
+                session.reply_render(env.render())
+            elif kind == "call":
+                fn = calls.get(cmd.name or "")
+                if fn is None:
+                    session.reply_error(
+                        f"no function named {cmd.name!r} is offered; offered: {sorted(calls) or 'none'}",
+                        code=ErrorCode.NOT_SUPPORTED,
+                    )
+                else:
+                    session.reply_call(fn(env, *(cmd.args or []), **(cmd.kwargs or {})))
+        except (ConnectionClosed, Timeout):
+            return
+        except Exception as exc:
+            if session.closed:
+                return
+            session.reply_error(exc)
+
+
+EnvSource = gym.Env[Any, Any] | Callable[[], gym.Env[Any, Any]]
+
+
+def _session_for(env: gym.Env[Any, Any], stream: Stream, **kwargs: Any) -> EnvSession:
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    return EnvSession(
+        stream,
+        env.observation_space,
+        env.action_space,
+        metadata=dict(env.metadata),
+        render_mode=env.render_mode,
+        name=name,
+        **kwargs,
+    )
+
+
+class Server:
+    """Serves an env (or one env per connection, from a factory) to every ``ClientEnv`` that dials.
+
+    With a factory, sessions run concurrently, each with its own env; with a single env
+    instance they run one at a time. A client that misbehaves or disconnects ends only its own
+    session.
+    """
+
+    def __init__(
+        self,
+        env: EnvSource,
+        address: str = "tcp://127.0.0.1:0",
+        *,
+        calls: CallTable | None = None,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self._source = env
+        self._calls = calls
+        self._kwargs = {"handshake_timeout": handshake_timeout, "max_frame_size": max_frame_size}
+        self._listener = Listener(address)
+        self.address = str(self._listener.address)
+        self._shared_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._sessions: set[EnvSession] = set()
+        self._stop = False
+        self.errors: list[BaseException] = []  # why sessions ended abnormally, for logs and tests
+        self._accept_thread: threading.Thread | None = None
+
+    def start(self) -> Server:
+        """Serve in a background thread; return self."""
+        self._accept_thread = threading.Thread(target=self.serve_forever, name="rlay-serve", daemon=True)
+        self._accept_thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        while not self._stop:
+            try:
+                stream = self._listener.accept(None)
+            except (ConnectionClosed, OSError):
+                return
+            thread = threading.Thread(target=self._serve_one, args=(stream,), daemon=True)
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve_one(self, stream: Stream) -> None:
+        shared = isinstance(self._source, gym.Env)
+        lock = self._shared_lock if shared else None
+        if lock is not None:
+            lock.acquire()
+        env: gym.Env[Any, Any] | None = None
+        try:
+            env = self._source if isinstance(self._source, gym.Env) else self._source()
+            session = _session_for(env, stream, **self._kwargs)
+            self._sessions.add(session)
+            try:
+                run_session(session, env, self._calls)
+            finally:
+                self._sessions.discard(session)
+                session._shutdown()
+        except Exception as exc:  # a broken client ends its own session only
+            self.errors.append(exc)
+            stream.close()
+        finally:
+            if env is not None and not shared:
+                env.close()
+            if lock is not None:
+                lock.release()
+
+    def close(self) -> None:
+        self._stop = True
+        self._listener.close()
+        for session in list(self._sessions):
+            session.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(env: EnvSource, address: str = "tcp://127.0.0.1:0", *, block: bool = True, **kwargs: Any) -> Server:
+    """Serve ``env`` (a ``gymnasium.Env`` or a zero-argument factory) at ``address`` for ``ClientEnv``.
+
+    ``block=True`` serves until interrupted; ``block=False`` serves in a background thread and
+    returns the :class:`Server` (its ``address`` is the address actually bound; ``close()`` stops it).
+    """
+    server = Server(env, address, **kwargs)
+    if not block:
+        return server.start()
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    return server
+
+
+def connect(
+    env: EnvSource,
+    address: str,
+    *,
+    connect_timeout: float | None = 30.0,
+    calls: CallTable | None = None,
+    **kwargs: Any,
+) -> None:
+    """Dial a ``ServerEnv`` at ``address`` and serve ``env`` until the agent side closes."""
+    instance = env if isinstance(env, gym.Env) else env()
+    try:
+        session = _session_for(instance, dial(address, connect_timeout), **kwargs)
+        try:
+            run_session(session, instance, calls)
+        finally:
+            session._shutdown()
+    finally:
+        if instance is not env:
+            instance.close()
