@@ -8,18 +8,23 @@ Both are the same ``gymnasium.Env`` once connected; only who opened the port dif
 
 from __future__ import annotations
 
+import subprocess
+import time
 import warnings
+from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
 from rlay.envs._session import AgentSession
-from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, UsageError
+from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, Timeout, UsageError
+from rlay.launch import Process, SocketDir
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.messages import (
     Call,
     CallResult,
+    Message,
     Render,
     RenderResult,
     Reset,
@@ -59,6 +64,8 @@ class _RemoteEnv(gym.Env[Any, Any]):
         self._max_frame_size = max_frame_size
         self._check_actions = check_actions
         self._session: AgentSession | None = None
+        self._process: Process | None = None
+        self._sockets: SocketDir | None = None
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -99,6 +106,37 @@ class _RemoteEnv(gym.Env[Any, Any]):
         session.conn.fast = fast_paths(obs_space, act_space)
         self._session = session
 
+    def _request(self, session: AgentSession, message: Message, what: str) -> Message:
+        try:
+            return session.request(message, what)
+        except ConnectionClosed as exc:
+            process = self._process
+            if process is None:
+                raise
+            try:
+                process.popen.wait(1.0)  # it is probably exiting: say how
+            except subprocess.TimeoutExpired:
+                raise exc from None
+            raise process.failure(f"{exc}; the env program exited") from None
+
+    def _start(
+        self, command: Sequence[str], address: str | None, env: dict[str, str] | None, cwd: str | None
+    ) -> str:
+        """Launch the env program with a fresh address (a unix socket in a private directory)."""
+        if address is None:
+            self._sockets = SocketDir()
+            address = self._sockets.address()
+        self._process = Process(command, address, env=env, cwd=cwd)
+        return address
+
+    def _stop_process(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+        if self._sockets is not None:
+            self._sockets.close()
+            self._sockets = None
+
     def _live(self) -> AgentSession:
         session = self._session
         if session is None:
@@ -120,7 +158,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
             if not isinstance(options, dict):
                 raise UsageError(f"options must be a dict or None, got {type(options).__name__}")
             check_free_value(options, where="options")
-        reply = session.request(Reset(seed, options), "RESET")
+        reply = self._request(session, Reset(seed, options), "RESET")
         if type(reply) is not ResetResult:
             raise AssertionError(f"state machine let {reply!r} through as RESET_RESULT")
         obs = self._obs_codec.from_wire(reply.obs)
@@ -130,7 +168,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
         session = self._live()
         if self._check_actions and not self._contains(action):
             raise InvalidAction(action, self.action_space)
-        reply = session.request(Step(self._act_codec.to_wire(action)), "STEP")
+        reply = self._request(session, Step(self._act_codec.to_wire(action)), "STEP")
         if type(reply) is not StepResult:
             raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
         reward = reply.reward
@@ -162,7 +200,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
                 stacklevel=2,
             )
             return None
-        reply = session.request(Render(), "RENDER")
+        reply = self._request(session, Render(), "RENDER")
         if type(reply) is not RenderResult:
             raise AssertionError(f"state machine let {reply!r} through as RENDER_RESULT")
         return free_from_wire(reply.frame)
@@ -172,7 +210,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
         session = self._live()
         check_free_value(list(args), where="call args")
         check_free_value(kwargs, where="call kwargs")
-        reply = session.request(Call(name, list(args), kwargs), f"CALL {name!r}")
+        reply = self._request(session, Call(name, list(args), kwargs), f"CALL {name!r}")
         if type(reply) is not CallResult:
             raise AssertionError(f"state machine let {reply!r} through as CALL_RESULT")
         return free_from_wire(reply.value)
@@ -182,6 +220,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
         self._session = None
         if session is not None:
             session.close()
+        self._stop_process()
         super().close()
 
     def __del__(self) -> None:
@@ -209,8 +248,11 @@ class ClientEnv(_RemoteEnv):
 
     def __init__(
         self,
-        address: str,
+        address: str | None = None,
         *,
+        launch: Sequence[str] | None = None,
+        launch_env: dict[str, str] | None = None,
+        launch_cwd: str | None = None,
         render_mode: str | None = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -225,8 +267,35 @@ class ClientEnv(_RemoteEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
-        self.address = address
-        self._attach(dial(address, connect_timeout))
+        if launch is None:
+            if address is None:
+                raise UsageError(
+                    "ClientEnv needs an address to dial, or launch=[...] to start the env program"
+                )
+            self.address = address
+            self._attach(dial(address, connect_timeout))
+            return
+        try:
+            self.address = self._start(launch, address, launch_env, launch_cwd)
+            stream = self._process.wait_until(  # type: ignore[union-attr]
+                lambda seconds: _try_dial(self.address, seconds),
+                connect_timeout,
+                f"it listened at {self.address}",
+            )
+            self._attach(stream)
+        except BaseException:
+            self.close()
+            raise
+
+
+def _try_dial(address: str, seconds: float) -> Stream | None:
+    try:
+        return dial(address, seconds)
+    except ConnectionClosed:  # not listening yet
+        time.sleep(min(0.02, seconds))
+        return None
+    except Timeout:
+        return None
 
 
 class ServerEnv(_RemoteEnv):
@@ -240,9 +309,12 @@ class ServerEnv(_RemoteEnv):
 
     def __init__(
         self,
-        address: str = "tcp://127.0.0.1:0",
+        address: str | None = None,
         *,
         wait: bool = True,
+        launch: Sequence[str] | None = None,
+        launch_env: dict[str, str] | None = None,
+        launch_cwd: str | None = None,
         render_mode: str | None = None,
         accept_timeout: float | None = DEFAULT_ACCEPT_TIMEOUT,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -257,11 +329,21 @@ class ServerEnv(_RemoteEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
-        self._listener: Listener | None = Listener(address)
-        self.address = str(self._listener.address)
+        self._listener: Listener | None = None
         self._accept_timeout = accept_timeout
-        if wait:
-            self.accept()
+        try:
+            if address is None and launch is not None:
+                self._sockets = SocketDir()
+                address = self._sockets.address()
+            self._listener = Listener(address or "tcp://127.0.0.1:0")
+            self.address = str(self._listener.address)
+            if launch is not None:
+                self._start(launch, self.address, launch_env, launch_cwd)
+            if wait or launch is not None:
+                self.accept()
+        except BaseException:
+            self.close()
+            raise
 
     def accept(self, timeout: Any = ...) -> None:
         """Wait for an env side to dial in and do the handshake (no-op if one is attached)."""
@@ -270,7 +352,13 @@ class ServerEnv(_RemoteEnv):
         listener = self._listener
         if listener is None:
             raise ConnectionClosed("the env is closed")
-        stream = listener.accept(self._accept_timeout if timeout is ... else timeout)
+        seconds = self._accept_timeout if timeout is ... else timeout
+        if self._process is None:
+            stream = listener.accept(seconds)
+        else:
+            stream = self._process.wait_until(
+                lambda s: _try_accept(listener, s), seconds, f"it connected to {self.address}"
+            )
         self._attach(stream)
 
     def _live(self) -> AgentSession:
@@ -288,7 +376,15 @@ class ServerEnv(_RemoteEnv):
         raise AttributeError(name)
 
     def close(self) -> None:
-        super().close()
-        if self._listener is not None:
-            self._listener.close()
+        listener = self.__dict__.get("_listener")
+        if listener is not None:
+            listener.close()
             self._listener = None
+        super().close()
+
+
+def _try_accept(listener: Listener, seconds: float) -> Stream | None:
+    try:
+        return listener.accept(seconds)
+    except Timeout:
+        return None

@@ -1,0 +1,189 @@
+"""Starting env programs from Python, so that nobody juggles ports or orphaned processes.
+
+``Process`` starts a command with the address it must use — substituted for ``{address}`` in its
+arguments and set as ``RLAY_ADDRESS`` in its environment — in its own process group, keeps the last
+lines of its stderr, and ends the whole group on :meth:`Process.close`, at garbage collection and
+at interpreter exit. Addresses are fresh unix socket paths in a private directory (or
+OS-chosen TCP ports): never a fixed port.
+
+The other half of "no orphans" is the env side's: every rlay SDK exits by itself when the agent
+side's connection closes, so even ``kill -9`` of Python leaves no env process behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rlay.errors import RlayError, UsageError
+
+STDERR_LINES = 20
+
+_live: weakref.WeakSet[Process] = weakref.WeakSet()
+
+
+class LaunchError(RlayError):
+    """The env program could not be started, or exited before it was ready."""
+
+    def __init__(
+        self, command: Sequence[str], detail: str, returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(command, detail)
+        self.command = list(command)
+        self.detail = detail
+        self.returncode = returncode
+        self.stderr = stderr
+
+    def __str__(self) -> str:
+        text = f"{self.detail}: {' '.join(self.command)}"
+        if self.returncode is not None:
+            text += f" ({describe_returncode(self.returncode)})"
+        if self.stderr:
+            text += "\n--- last lines of its stderr ---\n" + self.stderr.rstrip()
+        return text
+
+
+def describe_returncode(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Process:
+    """One launched env program. Use :meth:`wait_until` while waiting for it to be ready."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        address: str,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        stdout: Any = None,
+    ) -> None:
+        if isinstance(command, str) or not command:
+            raise UsageError(
+                f"launch takes a list of arguments like ['./game', '--rlay', '{{address}}'], got {command!r}"
+            )
+        self.address = address
+        self.command = [str(arg).replace("{address}", address) for arg in command]
+        environ = dict(os.environ if env is None else env)
+        environ["RLAY_ADDRESS"] = address
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        try:
+            self.popen = subprocess.Popen(
+                self.command,
+                env=environ,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: close() ends its children too
+            )
+        except OSError as exc:
+            raise LaunchError(self.command, f"cannot start the env program ({exc.strerror or exc})") from None
+        self._reader = threading.Thread(target=self._drain, name=f"rlay-stderr-{self.popen.pid}", daemon=True)
+        self._reader.start()
+        self._finalizer = weakref.finalize(self, _terminate, self.popen)
+        _live.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _drain(self) -> None:
+        stream = self.popen.stderr
+        if stream is None:
+            return
+        for raw in stream:
+            self._stderr.append(raw.decode("utf-8", "replace"))
+        stream.close()
+
+    def stderr_tail(self) -> str:
+        return "".join(self._stderr)
+
+    def exited(self) -> int | None:
+        return self.popen.poll()
+
+    def failure(self, detail: str) -> LaunchError:
+        code = self.popen.poll()
+        if code is not None:
+            self._reader.join(1)  # let the last stderr lines arrive
+        return LaunchError(self.command, detail, code, self.stderr_tail())
+
+    def wait_until(self, attempt: Callable[[float], Any], timeout: float | None, what: str) -> Any:
+        """Call ``attempt(slice_seconds)`` until it returns non-None; fail if the program exits first.
+
+        ``attempt`` should block for at most its argument and return None when not ready yet.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.exited() is not None:
+                raise self.failure(f"the env program exited before {what}")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise self.failure(f"the env program was not ready after {timeout:g} s ({what})")
+            result = attempt(0.1 if left is None else min(0.1, left))
+            if result is not None:
+                return result
+
+    def close(self, grace: float = 2.0) -> int | None:
+        """End the program's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        self._finalizer.detach()
+        _live.discard(self)
+        code = _terminate(self.popen, grace)
+        self._reader.join(1)
+        return code
+
+
+def _terminate(popen: subprocess.Popen[bytes], grace: float = 1.0) -> int | None:
+    if popen.poll() is None:
+        _signal_group(popen, signal.SIGTERM)
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(popen, signal.SIGKILL)
+            popen.wait()
+    else:
+        _signal_group(popen, signal.SIGKILL)  # children the program left behind
+    return popen.returncode
+
+
+def _signal_group(popen: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(popen.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@atexit.register
+def _close_all() -> None:
+    for process in list(_live):
+        process.close(grace=1.0)
+
+
+class SocketDir:
+    """A private directory for unix socket paths; removed on :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix="rlay-")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, True)
+
+    def address(self, name: str = "env") -> str:
+        return f"unix://{os.path.join(self.path, name + '.sock')}"
+
+    def close(self) -> None:
+        self._finalizer()

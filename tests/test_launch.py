@@ -1,0 +1,163 @@
+"""Starting env programs from Python: addresses, readiness, failures, and no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import rlay
+from rlay.launch import LaunchError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GAME = [sys.executable, os.path.join(ROOT, "examples", "game_loop.py")]
+
+LISTEN = """
+import os, rlay
+from rlay.testing import TrivialEnv
+rlay.serve(TrivialEnv, os.environ["RLAY_ADDRESS"])
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_client_env_launches_a_listening_env_program() -> None:
+    env = rlay.ClientEnv(launch=[*GAME, "--listen", "{address}"])
+    try:
+        assert env.address.startswith("unix://")  # a fresh socket path: no port to pick
+        obs, _ = env.reset(seed=1)
+        assert obs.shape == (3,)
+        env.step(1)
+        pid = env._process.pid if env._process else 0
+    finally:
+        env.close()
+    assert not alive(pid)
+    assert not os.path.exists(env.address[len("unix://") :])
+
+
+def test_server_env_launches_a_dialling_env_program_via_rlay_address() -> None:
+    env = rlay.ServerEnv(launch=GAME)  # the game reads RLAY_ADDRESS
+    try:
+        obs, _ = env.reset(seed=1)
+        assert obs.shape == (3,)
+        pid = env._process.pid if env._process else 0
+        assert alive(pid)
+    finally:
+        env.close()
+    assert not alive(pid)
+
+
+def test_python_env_side_launched_with_env_var() -> None:
+    env = rlay.ClientEnv(launch=[sys.executable, "-c", LISTEN])
+    try:
+        env.reset(seed=0)
+        assert env.step(0)[1] == 1.0
+    finally:
+        env.close()
+
+
+def test_program_that_exits_early_reports_exit_code_and_stderr() -> None:
+    script = "import sys; print('no licence for the physics engine', file=sys.stderr); sys.exit(3)"
+    with pytest.raises(LaunchError) as info:
+        rlay.ClientEnv(launch=[sys.executable, "-c", script], connect_timeout=10)
+    err = info.value
+    assert err.returncode == 3 and "no licence for the physics engine" in str(err)
+    assert "exit code 3" in str(err) and "exited before it listened" in str(err)
+    with pytest.raises(LaunchError, match="exited before it connected"):
+        rlay.ServerEnv(launch=[sys.executable, "-c", script], accept_timeout=10)
+
+
+def test_program_killed_by_a_signal_is_named() -> None:
+    script = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+    with pytest.raises(LaunchError, match="killed by SIGSEGV"):
+        rlay.ClientEnv(launch=[sys.executable, "-c", script], connect_timeout=10)
+
+
+def test_program_that_never_gets_ready_times_out() -> None:
+    with pytest.raises(LaunchError, match=r"not ready after 0.5 s") as info:
+        rlay.ServerEnv(launch=[sys.executable, "-c", "import time; time.sleep(30)"], accept_timeout=0.5)
+    assert info.value.returncode is None
+
+
+def test_missing_program_is_a_launch_error() -> None:
+    with pytest.raises(LaunchError, match="cannot start the env program"):
+        rlay.ClientEnv(launch=["/nonexistent/game", "{address}"])
+
+
+def test_env_program_dying_mid_session_says_how() -> None:
+    env = rlay.ClientEnv(launch=[*GAME, "--listen", "{address}"])
+    try:
+        env.reset(seed=0)
+        assert env._process is not None
+        os.kill(env._process.pid, signal.SIGKILL)
+        with pytest.raises(LaunchError, match="killed by SIGKILL"):
+            env.step(0)
+    finally:
+        env.close()
+
+
+KILLED_TRAINER = """
+import sys, time, rlay
+env = rlay.ClientEnv(launch=sys.argv[1:])
+env.reset(seed=0)
+print("PID", env._process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_kill_9_of_python_leaves_no_orphan() -> None:
+    """The env side exits by itself when the agent's connection closes."""
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TRAINER, *GAME, "--listen", "{address}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = iter(trainer.stdout.readline, "") if trainer.stdout else iter(())
+        game_pid = next(int(line.split()[1]) for line in lines if line.startswith("PID "))
+        assert alive(game_pid)
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(game_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(game_pid), "the env program outlived its trainer"
+    finally:
+        trainer.kill()
+
+
+def test_exception_in_python_ends_the_program() -> None:
+    script = """
+import sys, rlay
+env = rlay.ClientEnv(launch=sys.argv[1:])
+env.reset(seed=0)
+print("PID", env._process.pid, flush=True)
+raise RuntimeError("training crashed")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *GAME, "--listen", "{address}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "training crashed" in out.stderr
+    pid = next(int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("PID "))
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
