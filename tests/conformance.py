@@ -194,19 +194,18 @@ _COMMANDS = {
 }
 
 
-def connection_in(role: str, state: str) -> Connection:
-    """A Connection playing ``role`` in ``state``, reached by a valid conversation with a peer.
+def pair_in(state: str) -> tuple[Connection, Connection]:
+    """``(agent, env)`` Connections both in ``state``, reached by a valid conversation.
 
-    Its own HELLO (and anything else it sent) has been taken out of its send buffer.
+    In ``hello`` neither has received the other's HELLO (both are still queued); otherwise the
+    send buffers are empty.
     """
-    me = Connection(Role(role))
+    agent, env = Connection(Role.AGENT), Connection(Role.ENV)
     if state != "hello":
-        peer = Connection(Role(role).peer)
-        _pump(peer, me)
-        _pump(me, peer)
-        me.next_event()
-        peer.next_event()
-        agent, env = (me, peer) if role == "agent" else (peer, me)
+        _pump(env, agent)
+        _pump(agent, env)
+        agent.next_event()
+        env.next_event()
         if state != "describe":
             env.send(EnvInfo(_SPACE, _SPACE, 1, {}, None, None))
             _pump(env, agent)
@@ -220,9 +219,20 @@ def connection_in(role: str, state: str) -> Connection:
                 env.send(CloseResult())
                 _pump(env, agent)
                 agent.next_event()
+    for conn in (agent, env):
+        if conn.state is not State(state):
+            raise RuntimeError(f"could not bring a {conn.role.value} Connection to {state!r}: {conn.state}")
+    return agent, env
+
+
+def connection_in(role: str, state: str) -> Connection:
+    """A Connection playing ``role`` in ``state``, reached by a valid conversation with a peer.
+
+    Its own HELLO (and anything else it sent) has been taken out of its send buffer.
+    """
+    agent, env = pair_in(state)
+    me = agent if role == "agent" else env
     me.data_to_send()
-    if me.state is not State(state):
-        raise RuntimeError(f"could not bring a {role} Connection to {state!r}: it is in {me.state.value!r}")
     return me
 
 

@@ -1,0 +1,468 @@
+"""Ring 1: the state machine of spec/protocol.md §7-§8, bytes in / messages out, no sockets.
+
+The table below is written from the spec, not imported from rlay.protocol.connection, so the
+implementation's table is checked against the spec's: every row is exercised on a pair of
+Connections (both sides move together), and every (state, message, role) combination that is
+*not* a row is refused — on receipt with UNEXPECTED_MESSAGE naming the state and the message
+(and a fatal ERROR queued for the peer), on sending with a UsageError that queues nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conformance import connection_in, fields_of, pair_in, same
+
+from rlay.errors import ProtocolError, UsageError, VersionMismatch
+from rlay.protocol.codec import decode
+from rlay.protocol.connection import Connection, State
+from rlay.protocol.framing import FrameReader
+from rlay.protocol.messages import (
+    Call,
+    CallResult,
+    Close,
+    CloseResult,
+    EnvInfo,
+    Error,
+    Hello,
+    Message,
+    Render,
+    RenderResult,
+    Reset,
+    ResetResult,
+    Step,
+    StepResult,
+)
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Kind, Role
+
+STATES = ("hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed")
+COMMAND_STATES = ("reset", "step", "render", "call")
+
+#: §8, the rows without ERROR: (state, message) -> next state.
+ROWS = {
+    ("hello", "HELLO"): "describe",
+    ("describe", "ENV_INFO"): "idle",
+    ("idle", "RESET"): "reset",
+    ("idle", "STEP"): "step",
+    ("idle", "RENDER"): "render",
+    ("idle", "CALL"): "call",
+    ("idle", "CLOSE"): "close",
+    ("reset", "RESET_RESULT"): "idle",
+    ("step", "STEP_RESULT"): "idle",
+    ("render", "RENDER_RESULT"): "idle",
+    ("call", "CALL_RESULT"): "idle",
+    ("close", "CLOSE_RESULT"): "closed",
+}
+#: §6: who sends each message.
+SENDER = {
+    "HELLO": "both",
+    "ENV_INFO": "env",
+    "RESET": "agent",
+    "STEP": "agent",
+    "RENDER": "agent",
+    "CLOSE": "agent",
+    "CALL": "agent",
+    "RESET_RESULT": "env",
+    "STEP_RESULT": "env",
+    "RENDER_RESULT": "env",
+    "CLOSE_RESULT": "env",
+    "CALL_RESULT": "env",
+    "ERROR": "both",
+}
+SPACE = {"kind": "discrete", "n": 3, "start": 0, "dtype": "int64"}
+
+
+def sample(name: str, sender: str) -> Message:
+    """A valid message of each kind; ERROR_FATAL / ERROR are the two flavours of ERROR."""
+    return {
+        "HELLO": lambda: Hello("rlay", 1, sender, "test", "0", {}),
+        "ENV_INFO": lambda: EnvInfo(SPACE, SPACE, 1, {}, None, None),
+        "RESET": lambda: Reset(3, {"a": 1}),
+        "STEP": lambda: Step(np.array([1.5, 2.5], np.float32)),
+        "RENDER": Render,
+        "CLOSE": Close,
+        "CALL": lambda: Call("f", [1], {"k": "v"}),
+        "RESET_RESULT": lambda: ResetResult(np.arange(3, dtype=np.int16), {}),
+        "STEP_RESULT": lambda: StepResult(np.zeros(2), 1.0, False, True, {"x": [1, None]}),
+        "RENDER_RESULT": lambda: RenderResult("ansi"),
+        "CLOSE_RESULT": CloseResult,
+        "CALL_RESULT": lambda: CallResult({"v": 2}),
+        "ERROR": lambda: Error(int(ErrorCode.ENV_EXCEPTION), "boom", False, "ValueError", "tb"),
+        "ERROR_FATAL": lambda: Error(int(ErrorCode.SHUTTING_DOWN), "bye", True, None, None),
+    }[name]()
+
+
+VARIANTS = (*SENDER, "ERROR_FATAL")
+
+
+def expected_next(state: str, variant: str, sender: str) -> str | None:
+    """The spec's answer: the next state, or None if §8 has no such row."""
+    if variant in ("ERROR", "ERROR_FATAL"):
+        if state == "closed":
+            return None
+        if variant == "ERROR_FATAL":
+            return "closed"  # any but closed, either side
+        if sender == "env" and state in COMMAND_STATES:
+            return "idle"
+        if sender == "env" and state == "close":
+            return "closed"
+        return None
+    if SENDER[variant] not in ("both", sender):
+        return None
+    return ROWS.get((state, variant))
+
+
+def frame_of(msg: Message) -> bytes:
+    return b"".join(bytes(b) for b in Connection(Role.AGENT).encode_frame(msg))
+
+
+def pump(src: Connection, dst: Connection) -> None:
+    for buf in src.data_to_send():
+        dst.receive_data(buf)
+
+
+def events(conn: Connection) -> list[Message]:
+    out = []
+    while (msg := conn.next_event()) is not None:
+        out.append(msg)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Every row, on a pair: the sender and the receiver move to the same state.
+
+ROW_CASES = [(state, name, SENDER[name]) for (state, name) in ROWS if name != "HELLO"]
+ROW_CASES += [(state, "ERROR", "env") for state in (*COMMAND_STATES, "close")]
+ROW_CASES += [
+    (state, "ERROR_FATAL", side) for state in STATES if state != "closed" for side in ("agent", "env")
+]
+
+
+def test_hello_row_both_sides():
+    agent, env = Connection(Role.AGENT), Connection(Role.ENV)
+    assert (agent.state, env.state) == (State.HELLO, State.HELLO)
+    pump(agent, env)
+    pump(env, agent)
+    (from_env,) = events(agent)
+    (from_agent,) = events(env)
+    assert isinstance(from_env, Hello) and from_env.role == "env"
+    assert isinstance(from_agent, Hello) and from_agent.role == "agent"
+    assert (agent.state, env.state) == (State.DESCRIBE, State.DESCRIBE)
+    assert agent.peer_hello is from_env and env.peer_hello is from_agent
+
+
+@pytest.mark.parametrize(
+    ("state", "name", "sender"), ROW_CASES, ids=[f"{s}-{n}-by-{r}" for s, n, r in ROW_CASES]
+)
+def test_row(state, name, sender):
+    agent, env = pair_in(state)
+    src, dst = (agent, env) if sender == "agent" else (env, agent)
+    msg = sample(name, sender)
+    src.send(msg)
+    want = State(expected_next(state, name, sender))
+    assert src.state is want
+    pump(src, dst)
+    got = events(dst)
+    if state == "hello":  # the sender's HELLO was still queued in front of it
+        assert [type(m) for m in got] == [Hello, type(msg)]
+    else:
+        assert [type(m) for m in got] == [type(msg)]
+    assert same(fields_of(got[-1]), fields_of(msg)) is None
+    assert dst.state is want
+
+
+def test_a_whole_session_visits_every_state():
+    agent, env = pair_in("describe")
+    seen = {"hello", "describe"}
+    env.send(sample("ENV_INFO", "env"))
+    pump(env, agent)
+    events(agent)
+    for command, reply in (("RESET", "RESET_RESULT"), ("STEP", "STEP_RESULT"), ("RENDER", "RENDER_RESULT")):
+        for _ in range(2):
+            agent.send(sample(command, "agent"))
+            pump(agent, env)
+            events(env)
+            seen.add(env.state.value)
+            env.send(sample(reply, "env"))
+            pump(env, agent)
+            events(agent)
+            seen.add(agent.state.value)
+    agent.send(sample("CALL", "agent"))
+    pump(agent, env)
+    events(env)
+    seen.add(env.state.value)
+    env.send(sample("ERROR", "env"))  # a non-fatal error answers the call; the session goes on
+    pump(env, agent)
+    (err,) = events(agent)
+    assert isinstance(err, Error) and not err.fatal and agent.state is State.IDLE
+    agent.send(sample("CLOSE", "agent"))
+    pump(agent, env)
+    events(env)
+    seen.add(env.state.value)
+    env.send(sample("CLOSE_RESULT", "env"))
+    pump(env, agent)
+    events(agent)
+    assert agent.state is env.state is State.CLOSED
+    seen.add("closed")
+    assert seen == set(STATES)
+    agent.receive_eof()
+    assert agent.next_event() is None and agent.eof  # end of stream in closed: the normal end
+
+
+# ------------------------------------------------------------------------------------------------
+# Everything that is not a row is refused.
+
+ALL = [(role, state, v) for role in ("agent", "env") for state in STATES for v in VARIANTS]
+
+
+@pytest.mark.parametrize(("role", "state", "variant"), ALL, ids=[f"{r}-{s}-{v}" for r, s, v in ALL])
+def test_receive(role, state, variant):
+    peer = "env" if role == "agent" else "agent"
+    conn = connection_in(role, state)
+    msg = sample(variant, peer)
+    want = expected_next(state, variant, peer)
+    if want is not None:
+        conn.receive_data(frame_of(msg))
+        (got,) = events(conn)
+        assert type(got) is type(msg) and conn.state is State(want)
+        assert conn.data_to_send() == []
+        return
+    conn.receive_data(frame_of(msg))
+    with pytest.raises(ProtocolError) as info:
+        conn.next_event()
+    exc = info.value
+    assert exc.code is ErrorCode.UNEXPECTED_MESSAGE
+    kind = msg.KIND.name
+    assert kind in str(exc) and repr(state) in str(exc), f"the error must name {kind} and {state!r}: {exc}"
+    assert conn.state is State.CLOSED
+    out = b"".join(bytes(b) for b in conn.data_to_send())
+    if state == "closed":
+        assert out == b"", "nothing is sent once closed"
+        return
+    reader = FrameReader(DEFAULT_MAX_FRAME_SIZE)
+    reader.feed(out)
+    ((k, data, body),) = reader.frames
+    assert k == Kind.ERROR, "exactly one frame, a fatal ERROR, is queued for the peer"
+    err = Error.from_body(decode(body, data))
+    assert isinstance(err, Error) and err.fatal and err.code == ErrorCode.UNEXPECTED_MESSAGE
+    assert kind in err.message and state in err.message
+
+
+@pytest.mark.parametrize(("role", "state", "variant"), ALL, ids=[f"{r}-{s}-{v}" for r, s, v in ALL])
+def test_send(role, state, variant):
+    conn = connection_in(role, state)
+    msg = sample(variant, role)
+    want = None if variant == "HELLO" else expected_next(state, variant, role)  # HELLO: sent by __init__
+    if want is not None:
+        conn.send(msg)
+        assert conn.state is State(want)
+        assert len(conn.data_to_send()) >= 2  # header and body, maybe tensor chunks
+        return
+    with pytest.raises(UsageError) as info:
+        conn.send(msg)
+    assert msg.KIND.name in str(info.value)
+    assert conn.state is State(state), "a refused send must not change the state"
+    assert conn.data_to_send() == [], "a refused send must queue nothing"
+
+
+def test_the_table_has_as_many_legal_receipts_as_rows():
+    legal = [(r, s, v) for r, s, v in ALL if expected_next(s, v, "env" if r == "agent" else "agent")]
+    # 12 message rows (HELLO for both roles: 13), 5 non-fatal ERROR rows, 8 states x 2 fatal ERROR.
+    assert len(legal) == 13 + 5 + 16
+
+
+def test_send_fatal_in_every_state():
+    for state in STATES:
+        for role in ("agent", "env"):
+            conn = connection_in(role, state)
+            conn.send_fatal(ErrorCode.INTERNAL, "bug")
+            out = conn.data_to_send()
+            assert conn.state is State.CLOSED
+            assert (out == []) == (state == "closed"), state
+
+
+# ------------------------------------------------------------------------------------------------
+# Handshake (§7)
+
+
+def test_version_mismatch_is_raised_on_both_sides():
+    agent, env = Connection(Role.AGENT, version=2), Connection(Role.ENV)
+    pump(agent, env)
+    pump(env, agent)
+    with pytest.raises(VersionMismatch) as on_env:
+        env.next_event()
+    with pytest.raises(VersionMismatch) as on_agent:
+        agent.next_event()
+    assert on_env.value.code is on_agent.value.code is ErrorCode.VERSION_MISMATCH
+    assert "1" in str(on_env.value) and "2" in str(on_env.value)
+    assert agent.state is env.state is State.CLOSED
+    # Each side tells the other why, with the same code, in a fatal ERROR.
+    for side in (agent, env):
+        out = b"".join(bytes(b) for b in side.data_to_send())
+        peer = Connection(Role.ENV if side is agent else Role.AGENT)
+        peer.data_to_send()
+        peer.receive_data(out)
+        (err,) = events(peer)
+        assert isinstance(err, Error) and err.fatal and err.code == ErrorCode.VERSION_MISMATCH
+
+
+def test_a_fatal_error_instead_of_hello_reaches_the_caller():
+    """§7.3: a side that gets a fatal ERROR during the handshake can report that error."""
+    agent = Connection(Role.AGENT)
+    agent.receive_data(frame_of(Error(int(ErrorCode.VERSION_MISMATCH), "speaks 2", True, None, None)))
+    (err,) = events(agent)
+    assert isinstance(err, Error) and err.code == ErrorCode.VERSION_MISMATCH
+    assert agent.state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"role": "agent"}, ErrorCode.ROLE_CONFLICT),
+        ({"protocol": "rlay2"}, ErrorCode.BAD_MAGIC),
+        ({"version": 0}, ErrorCode.VERSION_MISMATCH),
+        ({"sdk": 5}, ErrorCode.BAD_FIELD),
+    ],
+)
+def test_handshake_checks(fields, code):
+    agent = Connection(Role.AGENT)
+    hello = {
+        "protocol": "rlay",
+        "version": 1,
+        "role": "env",
+        "sdk": "x",
+        "sdk_version": "1",
+        "capabilities": {},
+    }
+    hello.update(fields)
+    agent.receive_data(frame_of(Hello(**hello)))
+    with pytest.raises(ProtocolError) as info:
+        agent.next_event()
+    assert info.value.code is code
+    assert agent.state is State.CLOSED
+
+
+# ------------------------------------------------------------------------------------------------
+# Bytes in: frames split anywhere decode the same; whole frames give zero-copy tensors.
+
+
+def _stream() -> bytes:
+    """What an env side receives in a short session: HELLO, RESET, two STEPs, CALL, CLOSE."""
+    msgs = [
+        Hello("rlay", 1, "agent", "t", "0", {}),
+        Reset(2**64 - 1, {"mask": np.array([True, False])}),
+        Step(np.arange(6, dtype=np.float32).reshape(2, 3)),
+        Step({"a": np.array([1], np.int8), "b": [np.float64(2.5), "x", b"\x00"]}),
+        Call("f", [np.arange(3, dtype=np.uint64)], {}),
+    ]
+    return b"".join(frame_of(m) for m in msgs)
+
+
+def _answering(pieces: list[bytes]) -> list[Message]:
+    """Feed ``pieces`` to an env side, answering each command as it arrives; return the messages."""
+    env = connection_in("env", "hello")
+    got: list[Message] = []
+    for piece in pieces:
+        env.receive_data(piece)
+        while (msg := env.next_event()) is not None:
+            got.append(msg)
+            if env.state is State.DESCRIBE:
+                env.send(EnvInfo(SPACE, SPACE, 1, {}, None, None))
+            elif env.state is State.RESET:
+                env.send(ResetResult(0, {}))
+            elif env.state is State.STEP:
+                env.send(StepResult(0, 0.0, False, False, {}))
+    env.receive_eof()
+    return got
+
+
+def _same_messages(a: list[Message], b: list[Message]) -> None:
+    assert [type(m) for m in a] == [type(m) for m in b]
+    for x, y in zip(a, b, strict=True):
+        diff = same(fields_of(x), fields_of(y))
+        assert diff is None, diff
+
+
+def test_frames_split_at_every_byte_boundary_decode_the_same():
+    stream = _stream()
+    whole = _answering([stream])
+    assert len(whole) == 5
+    for i in range(len(stream) + 1):
+        _same_messages(_answering([stream[:i], stream[i:]]), whole)
+
+
+def test_frames_fed_one_byte_at_a_time_decode_the_same():
+    stream = _stream()
+    _same_messages(_answering([stream[i : i + 1] for i in range(len(stream))]), _answering([stream]))
+
+
+def test_frames_split_at_every_pair_of_boundaries_in_one_frame():
+    frame = frame_of(Step(np.arange(4, dtype=np.int16)))
+    env = connection_in("env", "idle")
+    env.receive_data(frame)
+    (whole,) = events(env)
+    for i in range(len(frame) + 1):
+        for j in range(i, len(frame) + 1):
+            env = connection_in("env", "idle")
+            got = []
+            for piece in (frame[:i], frame[i:j], frame[j:]):
+                env.receive_data(piece)
+                got += events(env)
+            _same_messages(got, [whole])
+
+
+def test_a_whole_frame_yields_tensors_that_are_views_on_the_fed_buffer():
+    buf = bytearray(frame_of(Step({"obs": np.arange(4, dtype=np.float32), "k": np.array([7], np.uint64)})))
+    env = connection_in("env", "idle")
+    env.receive_data(buf)
+    (step,) = events(env)
+    arr, k = step.action["obs"], step.action["k"]
+    raw = np.frombuffer(buf, np.uint8)
+    assert np.shares_memory(arr, raw) and np.shares_memory(k, raw), "the tensor was copied"
+    assert not arr.flags.writeable, "a view on received bytes is read-only"
+    # Proof by mutation: the decoded array sees a change to the bytes that were fed.
+    offset = arr.__array_interface__["data"][0] - raw.__array_interface__["data"][0]
+    buf[offset : offset + 4] = np.float32(42.0).tobytes()
+    assert arr[0] == 42.0
+    # The data section starts after the 12-byte header; inside it every tensor is 8-aligned (§4).
+    assert (k.__array_interface__["data"][0] - raw.__array_interface__["data"][0] - 12) % 8 == 0
+
+
+def test_a_split_frame_is_assembled_once_and_stays_correct():
+    frame = frame_of(Step(np.arange(100, dtype=np.float64)))
+    env = connection_in("env", "idle")
+    env.receive_data(frame[:30])
+    assert env.next_event() is None
+    env.receive_data(frame[30:])
+    (step,) = events(env)
+    assert np.array_equal(step.action, np.arange(100, dtype=np.float64))
+    assert not np.shares_memory(step.action, np.frombuffer(frame, np.uint8))
+
+
+# ------------------------------------------------------------------------------------------------
+# End of stream (§8)
+
+
+def test_end_of_stream_between_frames_is_not_an_error():
+    env = connection_in("env", "idle")
+    env.receive_data(frame_of(Step(1)))
+    env.receive_eof()
+    assert isinstance(env.next_event(), Step)
+    assert env.next_event() is None and env.eof
+
+
+def test_end_of_stream_inside_a_frame_is_truncated():
+    env = connection_in("env", "idle")
+    env.receive_data(frame_of(Step(1))[:-1])
+    with pytest.raises(ProtocolError) as info:
+        env.receive_eof()
+    assert info.value.code is ErrorCode.TRUNCATED
+    assert env.state is State.CLOSED
+    assert env.data_to_send(), "a fatal ERROR is queued for the peer"
+
+
+def test_receive_data_after_eof_is_a_usage_error():
+    env = connection_in("env", "idle")
+    env.receive_eof()
+    with pytest.raises(UsageError):
+        env.receive_data(b"RL")
