@@ -37,20 +37,9 @@ for _vec in VECTORS:
     BY_TYPE.setdefault(_vec["type"], []).append(_vec)
 
 
-#: Vectors the Python core fails today, each a bug in rlay/protocol reported to the lead. The
-#: xfail is strict: once the core is fixed the test fails until the entry leaves this table.
-_TIMESTAMP = "msgpack decodes ext -1 to a Timestamp itself, without calling codec's ext hook"
-_INT_REWARD = "messages: an int reward is kept as int; §5/§6 accept it for a float field, so it is a float"
-KNOWN_CORE_BUGS = {
-    "bin map key": "codec: msgpack's strict_map_key lets bin (bytes) keys through; §3 allows str keys only",
-    "timestamp ext (-1), 32-bit": _TIMESTAMP,
-    "timestamp ext (-1), 96-bit": _TIMESTAMP,
-    "STEP_RESULT int reward 1 (a float field accepts an int)": _INT_REWARD,
-    "STEP_RESULT int reward -3 as int 64": _INT_REWARD,
-}
-
-
-KNOWN_BUG = pytest.mark.xfail(strict=True, reason="a core bug in KNOWN_CORE_BUGS")
+#: Vectors the Python core fails today (each a bug in rlay/protocol). The xfail is strict: once
+#: the core is fixed the test fails until the entry leaves this table. Empty: all fixed.
+KNOWN_CORE_BUGS: dict[str, str] = {}
 
 
 def params(vectors: list[dict]) -> list:
@@ -453,8 +442,8 @@ def test_decoders_accept_longer_forms_by_hand(body, value):
     [
         ("c1", ErrorCode.MALFORMED),
         ("c0c0", ErrorCode.MALFORMED),
-        pytest.param("81c4016101", ErrorCode.MALFORMED, marks=KNOWN_BUG, id="bin-key"),
-        pytest.param("81a161d6ff00000001", ErrorCode.MALFORMED, marks=KNOWN_BUG, id="timestamp-ext"),
+        pytest.param("81c4016101", ErrorCode.MALFORMED, id="bin-key"),
+        pytest.param("81a161d6ff00000001", ErrorCode.MALFORMED, id="timestamp-ext"),
         ("d40200", ErrorCode.MALFORMED),  # ext type 2
         ("c70501" + "0c00000000", ErrorCode.BAD_TENSOR),  # 5-byte descriptor
         ("c70601" + "0d00" + "00000000", ErrorCode.UNKNOWN_DTYPE),
@@ -467,7 +456,6 @@ def test_codec_rejects_by_hand(body, code):
     assert info.value.code is code
 
 
-@pytest.mark.xfail(strict=True, reason=_TIMESTAMP)
 def test_the_timestamp_type_never_reaches_the_caller():
     # msgpack-python decodes ext -1 itself (without calling the ext hook); §3 forbids it.
     packed = msgpack.packb({"t": msgpack.Timestamp(1, 0)})

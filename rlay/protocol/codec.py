@@ -34,6 +34,7 @@ else:
 _TENSOR_STRUCTS = [struct.Struct(f"<BB{n}II") for n in range(MAX_NDIM + 1)]
 _PAD = bytes(TENSOR_ALIGN)
 _EMPTY = np.empty(0, dtype=np.uint8)
+_Timestamp = msgpack.Timestamp
 
 
 class Encoder:
@@ -168,6 +169,9 @@ class _TensorHook:
 
 
 def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:
+        if type(key) is not str:  # msgpack's strict_map_key still lets bytes keys through
+            raise _reject(ErrorCode.MALFORMED, f"map key {key!r:.40} is not a str")
     d = dict(pairs)
     if len(d) != len(pairs):
         seen: set[Any] = set()
@@ -211,13 +215,20 @@ def decode(body: Buffer, data: Buffer = b"", *, max_depth: int = DEFAULT_MAX_DEP
         raise _reject(ErrorCode.MALFORMED, f"not a valid body: {text}") from None
     # Each level of nesting costs at least one byte, so a body no longer than max_depth bytes
     # cannot be too deep: the common small message (a step) skips the walk.
-    if len(body) > max_depth and (type(value) is dict or type(value) is list):  # type: ignore[arg-type]
-        check_depth(value, max_depth)
+    # msgpack turns the timestamp ext (-1) into a Timestamp by itself, without the ext hook, so
+    # the tree is searched for one too. A timestamp needs a 0xff type byte in the body.
+    if len(body) > max_depth or 0xFF in body:  # type: ignore[arg-type, operator]
+        check_tree(value, max_depth)
     return value
 
 
-def check_depth(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
-    """Raise ``TOO_DEEP`` if containers nest deeper than ``max_depth`` (the outer one is 1)."""
+def check_tree(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """Raise ``TOO_DEEP`` if containers nest deeper than ``max_depth`` (the outer one is 1), and
+    ``MALFORMED`` for a timestamp ext anywhere (§3 allows ext type 1 only)."""
+    if type(value) is _Timestamp:
+        raise _reject(ErrorCode.MALFORMED, "the timestamp ext type (-1) is not allowed")
+    if type(value) is not dict and type(value) is not list:
+        return
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -228,6 +239,8 @@ def check_depth(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
             t = type(child)
             if t is dict or t is list:
                 stack.append((child, depth + 1))
+            elif t is _Timestamp:
+                raise _reject(ErrorCode.MALFORMED, "the timestamp ext type (-1) is not allowed")
 
 
 def check_free_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "value") -> None:

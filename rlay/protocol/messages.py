@@ -292,7 +292,10 @@ class StepResult(Message):
                 and "obs" in body
             ):
                 return cls(body["obs"], reward, terminated, truncated, info)
-        return super().from_body(body)  # the full checks, with their errors
+        msg = super().from_body(body)  # the full checks, with their errors
+        if type(msg.reward) is int:  # type: ignore[attr-defined]
+            msg.reward = float(msg.reward)  # type: ignore[attr-defined]  # §5: an int is accepted, as a float
+        return msg
 
     def to_body(self) -> dict[str, Any]:  # hot path: no getattr loop
         reward = self.reward
