@@ -67,6 +67,7 @@ FromWire = Callable[[Any], Any]
 _SUPPORTED = "Box, Discrete, MultiDiscrete, MultiBinary, Text, Dict, Tuple, Sequence, Graph and OneOf"
 _DTYPE_NAMES = ", ".join(dt.name for dt in DTYPE_BY_CODE.values())
 _INT64 = DTYPE_BY_NAME["int64"]
+_DISCRETE_CACHE = 1024  # Discrete values whose decoded NumPy scalars are made in advance
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -645,10 +646,20 @@ def _compile_discrete(space: Discrete, where: str) -> tuple[ToWire, FromWire]:
     scalar = dt.type
     index = operator.index
     expected = f"an int in the {dt.name} range [{lo}, {hi}] (or a 0-d integer tensor)"
+    # Building a NumPy scalar costs more than the rest of a decode of a Discrete action, so the
+    # scalars of the space's values are made once (they are immutable: sharing them is safe).
+    # Values outside the space (bounds are not checked here) are built on demand.
+    first = int(space.start)
+    cached = tuple(scalar(first + i) for i in range(min(int(space.n), hi - first + 1, _DISCRETE_CACHE)))
+    count = len(cached)
 
     def from_wire(v: Any) -> Any:
-        if type(v) is int and lo <= v <= hi:
-            return scalar(v)
+        if type(v) is int:
+            i = v - first
+            if 0 <= i < count:
+                return cached[i]
+            if lo <= v <= hi:
+                return scalar(v)
         # §9: decoders also accept a 0-d integer tensor.
         if type(v) is np.ndarray and v.ndim == 0 and v.dtype.kind in "iu" and lo <= int(v) <= hi:
             return scalar(int(v))

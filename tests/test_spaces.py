@@ -734,6 +734,20 @@ def test_discrete_values() -> None:
     assert_same(codec.from_wire(7), np.int16(7))
 
 
+@pytest.mark.parametrize(
+    ("space", "values"),
+    [
+        (Discrete(5000, start=-3), [-3, 0, 1020, 1021, 4996, 5000, -4]),  # in and past the cache
+        (Discrete(10, start=250, dtype=np.uint8), [250, 255, 0, 249]),  # the space overflows uint8
+        (Discrete(3, start=-128, dtype=np.int8), [-128, -126, 127]),
+    ],
+)
+def test_discrete_from_wire_scalars(space: Discrete, values: list[int]) -> None:
+    codec = SpaceCodec(space)
+    for v in values:
+        assert_same(codec.from_wire(through_bytes(v)), space.dtype.type(v))
+
+
 def test_dict_value_accepts_any_key_order_and_returns_space_order() -> None:
     space = Dict(OrderedDict([("b", Discrete(2)), ("a", Text(3))]))
     codec = SpaceCodec(space)
