@@ -7,6 +7,7 @@ import importlib.util
 import struct
 import sys
 
+import gymnasium.spaces
 import msgpack
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from conformance import (
     same,
 )
 
+from rlay import spaces
 from rlay.errors import ProtocolError
 from rlay.protocol.codec import Encoder, decode
 from rlay.protocol.connection import Connection, State
@@ -102,7 +104,9 @@ def test_vector_files_are_well_formed():
         key = (vec["file"], vec["name"])
         assert key not in names, f"duplicate vector name {key}"
         names.add(key)
-        assert vec["type"] in ("encode", "decode", "reject", "space", "value"), vec["name"]
+        assert vec["type"] in ("encode", "decode", "reject", "space", "space_reject", "value_reject"), vec[
+            "name"
+        ]
         for field in ("frame", "canonical"):
             if field in vec:
                 assert vec[field] == vec[field].lower() and bytes.fromhex(vec[field]) is not None
@@ -214,6 +218,78 @@ def _vector(name_start: str) -> dict:
     found = [v for v in VECTORS if v["name"].startswith(name_start)]
     assert found, name_start
     return found[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# spaces (§9)
+
+#: The names a vector's ``space`` expression may use; nothing else (no builtins).
+SPACE_NAMES = {"np": np} | {n: getattr(gymnasium.spaces, n) for n in gymnasium.spaces.__all__}
+
+
+def space_of(expr: str) -> gymnasium.Space:
+    return eval(expr, {"__builtins__": {}}, SPACE_NAMES)  # our own vector file, not peer input
+
+
+def encoded(value) -> tuple[str, str]:
+    body, chunks, _ = Encoder().encode(value)
+    return body.hex(), b"".join(bytes(c) for c in chunks).hex()
+
+
+SPACES = BY_TYPE.get("space", [])
+
+
+@pytest.mark.parametrize("vec", params(SPACES))
+def test_space_vector_describes_the_gymnasium_space(vec):
+    space = space_of(vec["space"])
+    desc = spaces.describe(space)
+    diff = same(desc, from_json(vec["descriptor"]))
+    assert diff is None, diff
+    assert encoded(desc) == (vec["bytes"], vec["data"])
+    received = decode(bytes.fromhex(vec["bytes"]), bytes.fromhex(vec["data"]))
+    rebuilt = spaces.from_descriptor(received)
+    assert rebuilt == space, f"{rebuilt} != {space}"
+    assert same(spaces.describe(rebuilt), desc) is None
+
+
+@pytest.mark.parametrize("vec", params(SPACES))
+def test_space_vector_values(vec):
+    space = space_of(vec["space"])
+    codec = spaces.SpaceCodec(space)
+    assert vec["values"], "a space vector carries sample values"
+    for sample in vec["values"]:
+        wire = from_json(sample["value"])
+        assert encoded(wire) == (sample["body"], sample["data"])
+        value = codec.from_wire(decode(bytes.fromhex(sample["body"]), bytes.fromhex(sample["data"])))
+        assert space.contains(value), f"{value!r} is not in {space}"
+        assert encoded(codec.to_wire(value)) == (sample["body"], sample["data"])
+
+
+@pytest.mark.parametrize("vec", params(BY_TYPE.get("space_reject", [])))
+def test_space_reject_vector(vec):
+    received = decode(*(bytes.fromhex(h) for h in encoded(from_json(vec["descriptor"]))))
+    with pytest.raises(ProtocolError) as info:
+        spaces.from_descriptor(received)
+    assert info.value.code.name == vec["error"], str(info.value)
+    assert info.value.detail
+
+
+@pytest.mark.parametrize("vec", params(BY_TYPE.get("value_reject", [])))
+def test_value_reject_vector(vec):
+    codec = spaces.SpaceCodec(spaces.from_descriptor(from_json(vec["descriptor"])))
+    received = decode(*(bytes.fromhex(h) for h in encoded(from_json(vec["value"]))))
+    with pytest.raises(ProtocolError) as info:
+        codec.from_wire(received)
+    assert info.value.code.name == vec["error"], str(info.value)
+
+
+def test_every_space_kind_has_vectors():
+    kinds = {from_json(v["descriptor"])["kind"] for v in SPACES}
+    assert kinds == {"box", "discrete", "multi_discrete", "multi_binary", "text", "dict", "tuple"} | {
+        "sequence",
+        "graph",
+        "one_of",
+    }
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Files:
 - ``reject_values.json``   body errors: MessagePack subset, tensors, depth (§3, §4)
 - ``reject_fields.json``   message field errors (§6)
 - ``reject_states.json``   state machine and handshake errors, with role and state (§7, §8)
-- ``spaces.json``     space descriptors and values (§9), when rlay.spaces exists (see bottom)
+- ``spaces.json``     space descriptors and values (§9); descriptors and values to refuse
 """
 
 from __future__ import annotations
@@ -1492,7 +1492,286 @@ def gen_reject_states() -> Vectors:
 
 
 # ------------------------------------------------------------------------------------------------
-# spaces.json: needs rlay.spaces for the Gymnasium side; see gen_spaces below.
+# spaces.json
+
+
+B2_EXPR = (
+    "Box(low=np.array([-1.0, -2.0], np.float32), high=np.array([1.0, 2.0], np.float32), dtype=np.float32)"
+)
+
+
+def f32(*values: float) -> Tensor:
+    return t("float32", list(values))
+
+
+def gen_spaces() -> Vectors:
+    v = Vectors(
+        "spaces.json",
+        "Space vectors (§9). `space`: a vector with the Gymnasium space (`space`, a Python expression"
+        " over gymnasium.spaces and numpy as np, for reference), its descriptor in the JSON notation,"
+        " the descriptor's canonical encoding as a stand-alone value (`bytes` = body, `data` = data "
+        "section), and sample values of the space in wire form, each with its canonical `body` and "
+        "`data`. `space_reject`: a descriptor a receiver must refuse with `error`. `value_reject`: a "
+        "wire value that does not match the structure of `descriptor`'s space (BAD_VALUE). Values are"
+        " never checked against bounds here (§9).",
+    )
+
+    def space(name: str, expr: str, desc: dict[str, Any], values: list[Any]) -> None:
+        body, data = pack(desc)
+        samples = []
+        for value in values:
+            vb, vd = pack(value)
+            samples.append({"value": to_json(value), "body": vb.hex(), "data": vd.hex()})
+        v.add(
+            {
+                "name": name,
+                "type": "space",
+                "space": expr,
+                "descriptor": to_json(desc),
+                "bytes": body.hex(),
+                "data": data.hex(),
+                "values": samples,
+            }
+        )
+
+    b2 = box("float32", f32(-1.0, -2.0), f32(1.0, 2.0))
+    d3 = discrete(3)
+    space(
+        "box float32 (2,)",
+        B2_EXPR,
+        b2,
+        [f32(0.5, -1.5), f32(-1.0, 2.0)],
+    )
+    space(
+        "box float64 (2,2) with inf, -0.0 and a point interval",
+        "Box(low=np.array([[-np.inf, -0.0], [0.0, 1.0]]), high=np.array([[np.inf, 0.0], [np.inf, 1.0]]),"
+        " dtype=np.float64)",
+        box("float64", t("float64", [[-INF, -0.0], [0.0, 1.0]]), t("float64", [[INF, 0.0], [INF, 1.0]])),
+        [t("float64", [[1e300, -0.0], [0.5, 1.0]])],
+    )
+    space(
+        "box uint8 (2,2,3) image",
+        "Box(low=0, high=255, shape=(2, 2, 3), dtype=np.uint8)",
+        box("uint8", t("uint8", [0] * 12, (2, 2, 3)), t("uint8", [255] * 12, (2, 2, 3))),
+        [t("uint8", list(range(0, 240, 20)), (2, 2, 3))],
+    )
+    space(
+        "box int64 (3,) with large bounds",
+        "Box(low=np.array([-5, 0, -(2**62)]), high=np.array([5, 10, 2**62]), dtype=np.int64)",
+        box("int64", t("int64", [-5, 0, -(2**62)]), t("int64", [5, 10, 2**62])),
+        [t("int64", [-5, 10, 2**61])],
+    )
+    space(
+        "box bool (2,)",
+        "Box(low=0, high=1, shape=(2,), dtype=np.bool_)",
+        box("bool", t("bool", [False, False]), t("bool", [True, True])),
+        [t("bool", [True, False])],
+    )
+    space(
+        "box float16 0-d",
+        "Box(low=-1.0, high=1.0, shape=(), dtype=np.float16)",
+        box("float16", t("float16", -1.0, ()), t("float16", 1.0, ())),
+        [t("float16", 0.5, ())],
+    )
+    space("discrete(2)", "Discrete(2)", discrete(2), [0, 1])
+    space("discrete(5, start=-2)", "Discrete(5, start=-2)", discrete(5, start=-2), [-2, 2])
+    space("discrete int32 dtype", "Discrete(3, dtype=np.int32)", discrete(3, dtype="int32"), [2])
+    space(
+        "discrete with a start past 2^32",
+        "Discrete(2, start=2**40)",
+        discrete(2, start=2**40),
+        [2**40, 2**40 + 1],
+    )
+    space(
+        "multi_discrete [3, 4]",
+        "MultiDiscrete([3, 4])",
+        {"kind": "multi_discrete", "nvec": t("int64", [3, 4]), "start": t("int64", [0, 0])},
+        [t("int64", [2, 3])],
+    )
+    space(
+        "multi_discrete int32 (2,2) with start",
+        "MultiDiscrete(np.array([[2, 3], [4, 5]]), dtype=np.int32, start=np.array([[-1, 0], [0, 1]]))",
+        {
+            "kind": "multi_discrete",
+            "nvec": t("int32", [[2, 3], [4, 5]]),
+            "start": t("int32", [[-1, 0], [0, 1]]),
+        },
+        [t("int32", [[-1, 2], [3, 5]])],
+    )
+    space("multi_binary 4", "MultiBinary(4)", {"kind": "multi_binary", "n": 4}, [t("int8", [0, 1, 1, 0])])
+    space(
+        "multi_binary [2, 2] (kept apart from 4)",
+        "MultiBinary([2, 2])",
+        {"kind": "multi_binary", "n": [2, 2]},
+        [t("int8", [[1, 0], [0, 1]])],
+    )
+    space(
+        "multi_binary [5] (kept apart from 5)",
+        "MultiBinary([5])",
+        {"kind": "multi_binary", "n": [5]},
+        [t("int8", [1, 1, 0, 0, 1])],
+    )
+    alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    space(
+        "text with the default charset",
+        "Text(5)",
+        {"kind": "text", "min_length": 1, "max_length": 5, "charset": alnum},
+        ["a", "Ab12z"],
+    )
+    space(
+        "text with a charset given out of order and min_length 0",
+        'Text(max_length=3, min_length=0, charset="cba")',
+        {"kind": "text", "min_length": 0, "max_length": 3, "charset": "abc"},
+        ["", "cab"],
+    )
+    space(
+        "text with non-ASCII characters",
+        'Text(max_length=4, charset="\u00e9\u65e5a")',
+        {"kind": "text", "min_length": 1, "max_length": 4, "charset": "a\u00e9\u65e5"},
+        ["\u65e5\u00e9"],
+    )
+    space(
+        "dict keeps its key order (not sorted)",
+        'Dict([("pos", Box(low=np.array([-1.0, -2.0], np.float32), high=np.array([1.0, 2.0], np.float32),'
+        ' dtype=np.float32)), ("id", Discrete(3))])',
+        {"kind": "dict", "spaces": {"pos": b2, "id": d3}},
+        [{"pos": f32(0.0, 1.0), "id": 2}],
+    )
+    space(
+        "tuple of discrete and box",
+        f"Tuple((Discrete(3), {B2_EXPR}))",
+        {"kind": "tuple", "spaces": [d3, b2]},
+        [[1, f32(0.25, 0.5)]],
+    )
+    space(
+        "sequence of discrete",
+        "Sequence(Discrete(3))",
+        {"kind": "sequence", "space": d3, "stack": False},
+        [[], [0, 2, 1]],
+    )
+    space(
+        "sequence of box, stacked",
+        f"Sequence({B2_EXPR}, stack=True)",
+        {"kind": "sequence", "space": b2, "stack": True},
+        [[f32(0.0, 0.5), f32(1.0, -2.0)]],
+    )
+    space(
+        "graph with box nodes and discrete edges",
+        f"Graph(node_space={B2_EXPR}, edge_space=Discrete(3))",
+        {"kind": "graph", "node_space": b2, "edge_space": d3},
+        [
+            {
+                "nodes": t("float32", [[0.0, 0.5], [1.0, -1.0], [-0.5, 2.0]]),
+                "edges": t("int64", [0, 2]),
+                "edge_links": t("int64", [[0, 1], [2, 0]]),
+            }
+        ],
+    )
+    space(
+        "graph with discrete nodes and no edge space",
+        "Graph(node_space=Discrete(3), edge_space=None)",
+        {"kind": "graph", "node_space": d3, "edge_space": None},
+        [{"nodes": t("int64", [2, 0, 1]), "edges": None, "edge_links": None}],
+    )
+    space(
+        "one_of discrete or box",
+        f"OneOf((Discrete(3), {B2_EXPR}))",
+        {"kind": "one_of", "spaces": [d3, b2]},
+        [[0, 2], [1, f32(-1.0, 1.0)]],
+    )
+    space(
+        "nested: dict of tuple of dict, with a sequence inside",
+        'Dict([("agent", Tuple((Dict([("hp", Discrete(3))]), Sequence(MultiBinary(2))))), ("t", Text(2))])',
+        {
+            "kind": "dict",
+            "spaces": {
+                "agent": {
+                    "kind": "tuple",
+                    "spaces": [
+                        {"kind": "dict", "spaces": {"hp": d3}},
+                        {"kind": "sequence", "space": {"kind": "multi_binary", "n": 2}, "stack": False},
+                    ],
+                },
+                "t": {"kind": "text", "min_length": 1, "max_length": 2, "charset": alnum},
+            },
+        },
+        [{"agent": [{"hp": 1}, [t("int8", [1, 0]), t("int8", [0, 0])]], "t": "ok"}],
+    )
+
+    def bad_space(name: str, desc: Any, error: str = "BAD_SPACE") -> None:
+        v.add({"name": name, "type": "space_reject", "descriptor": to_json(desc), "error": error})
+
+    bad_space("descriptor is not a map", [b2])
+    bad_space("unknown kind", {**b2, "kind": "boxes"})
+    bad_space("kind is not a str", {**d3, "kind": 1})
+    bad_space("kind missing", {k: x for k, x in d3.items() if k != "kind"})
+    bad_space("box without high", {k: x for k, x in b2.items() if k != "high"})
+    bad_space("box with an extra field", {**b2, "bounded": True})
+    bad_space("box low of the wrong shape", {**b2, "low": f32(-1.0, -2.0, -3.0)})
+    bad_space("box low of the wrong dtype", {**b2, "low": t("float64", [-1.0, -2.0])})
+    bad_space("box shape is not an array", {**b2, "shape": 2})
+    bad_space("box dtype unknown", {**b2, "dtype": "complex64"}, "UNKNOWN_DTYPE")
+    bad_space("discrete n 0", discrete(0))
+    bad_space("discrete n is a str", {**d3, "n": "3"})
+    bad_space("discrete dtype float32", discrete(3, dtype="float32"))
+    bad_space(
+        "multi_discrete start of another shape",
+        {"kind": "multi_discrete", "nvec": t("int64", [3, 4]), "start": t("int64", [0])},
+    )
+    bad_space(
+        "text min_length > max_length", {"kind": "text", "min_length": 4, "max_length": 3, "charset": "ab"}
+    )
+    bad_space("dict spaces is an array", {"kind": "dict", "spaces": [d3]})
+    bad_space("tuple spaces is a map", {"kind": "tuple", "spaces": {"a": d3}})
+    bad_space("sequence without stack", {"kind": "sequence", "space": d3})
+    bad_space("sequence stack is an int", {"kind": "sequence", "space": d3, "stack": 1})
+    bad_space(
+        "graph node space is a dict",
+        {"kind": "graph", "node_space": {"kind": "dict", "spaces": {}}, "edge_space": None},
+    )
+    bad_space("a bad space nested in a dict", {"kind": "dict", "spaces": {"a": d3, "b": discrete(0)}})
+
+    def bad_value(name: str, desc: dict[str, Any], value: Any) -> None:
+        v.add(
+            {
+                "name": name,
+                "type": "value_reject",
+                "descriptor": to_json(desc),
+                "value": to_json(value),
+                "error": "BAD_VALUE",
+            }
+        )
+
+    bad_value("box value of another dtype", b2, t("float64", [0.0, 0.0]))
+    bad_value("box value of another shape", b2, f32(0.0, 0.0, 0.0))
+    bad_value("box value as an array of floats", b2, [0.0, 0.0])
+    bad_value("discrete value is a str", d3, "1")
+    bad_value("discrete value is a float", d3, 1.0)
+    bad_value("discrete value is a bool", d3, True)
+    bad_value("discrete value is a float tensor", d3, t("float64", 1.0, ()))
+    bad_value("multi_binary value of uint8", {"kind": "multi_binary", "n": 2}, t("uint8", [0, 1]))
+    bad_value(
+        "text value is bytes", {"kind": "text", "min_length": 1, "max_length": 3, "charset": "ab"}, b"ab"
+    )
+    bad_value(
+        "dict value missing a key", {"kind": "dict", "spaces": {"pos": b2, "id": d3}}, {"pos": f32(0.0, 0.0)}
+    )
+    bad_value(
+        "dict value with an extra key",
+        {"kind": "dict", "spaces": {"id": d3}},
+        {"id": 1, "other": 2},
+    )
+    bad_value("tuple value too short", {"kind": "tuple", "spaces": [d3, d3]}, [1])
+    bad_value("sequence value is a map", {"kind": "sequence", "space": d3, "stack": False}, {"0": 1})
+    bad_value("one_of index out of range", {"kind": "one_of", "spaces": [d3]}, [1, 0])
+    bad_value("one_of value is not a pair", {"kind": "one_of", "spaces": [d3]}, [0])
+    bad_value(
+        "graph value without edge_links",
+        {"kind": "graph", "node_space": d3, "edge_space": d3},
+        {"nodes": t("int64", [0, 1]), "edges": t("int64", [0])},
+    )
+    return v
+
 
 GENERATORS: list[Callable[[], Vectors]] = [
     gen_messages,
@@ -1502,6 +1781,7 @@ GENERATORS: list[Callable[[], Vectors]] = [
     gen_reject_values,
     gen_reject_fields,
     gen_reject_states,
+    gen_spaces,
 ]
 
 
