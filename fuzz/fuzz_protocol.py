@@ -69,7 +69,7 @@ def run_one(tf: Any, data: bytes, choice: int, chunk: int) -> str:
     slot -= len(receivers)
     shapes = tf.FAST_SHAPES[slot // 2]
     role = ("env", "agent")[slot % 2]
-    tf.bounded(lambda: tf.fast_differential(data, shapes, role, chunk), len(data))
+    tf.fast_differential(data, shapes, role, chunk)  # measures its own allocations
     return f"fast/{role}"
 
 
