@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError
 from rlay.protocol.codec import check_free_value, free_from_wire
@@ -39,7 +40,7 @@ from rlay.protocol.messages import (
     StepResult,
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
-from rlay.spaces import SpaceCodec, describe, fast_contains, fast_paths
+from rlay.spaces import SpaceCodec, batched, describe, fast_contains, fast_paths
 from rlay.transports import Listener, Stream, dial
 
 __all__ = ["Command", "EnvSession", "Server", "connect", "serve"]
@@ -70,6 +71,11 @@ class EnvSession:
     :meth:`reply_error`). ``poll`` answers by itself what needs no env code: an action outside
     the action space (``INVALID_ACTION``), ``STEP`` before the first ``RESET``
     (``RESET_NEEDED``), ``CLOSE``.
+
+    With ``num_envs > 1`` the session hosts that many sub-envs (spec §10): the spaces given are
+    one sub-env's, actions arrive and observations are answered batched, and ``reply_step``
+    takes arrays of ``num_envs`` rewards and flags (``rlay.backends.vector`` serves a
+    ``gymnasium.vector.VectorEnv`` this way).
     """
 
     def __init__(
@@ -84,23 +90,31 @@ class EnvSession:
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        num_envs: int = 1,
     ) -> None:
         from rlay import __version__
 
+        if type(num_envs) is not int or num_envs < 1:
+            raise UsageError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.stream = stream
         self.observation_space = observation_space
         self.action_space = action_space
-        self._obs_codec = SpaceCodec(observation_space)
-        self._act_codec = SpaceCodec(action_space)
+        self.num_envs = num_envs
+        # §10: ENV_INFO describes one sub-env; with num_envs > 1 the values on the wire are batched.
+        wire_obs = observation_space if num_envs == 1 else batched(observation_space, num_envs)
+        wire_act = action_space if num_envs == 1 else batched(action_space, num_envs)
+        self._wire_action_space = wire_act
+        self._obs_codec = SpaceCodec(wire_obs)
+        self._act_codec = SpaceCodec(wire_act)
         self._check_actions = check_actions
-        self._contains = fast_contains(action_space)
+        self._contains = fast_contains(wire_act)
         self._pending: Command | None = None
         self._was_reset = False
         self._closed = False
         meta = dict(metadata or {})
         meta.setdefault("render_modes", [])
         check_free_value(meta, where="metadata")
-        info = EnvInfo(describe(observation_space), describe(action_space), 1, meta, render_mode, name)
+        info = EnvInfo(describe(observation_space), describe(action_space), num_envs, meta, render_mode, name)
         self.conn = Connection(
             Role.ENV, sdk="rlay-python", sdk_version=__version__, max_frame_size=max_frame_size
         )
@@ -113,7 +127,7 @@ class EnvSession:
                 raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
             self.conn.send(info)
             self._flush()
-            self.conn.fast = fast_paths(observation_space, action_space)
+            self.conn.fast = fast_paths(wire_obs, wire_act)
         except BaseException:
             self._shutdown()
             raise
@@ -188,7 +202,7 @@ class EnvSession:
                 self._send(
                     Error(
                         ErrorCode.INVALID_ACTION,
-                        f"action {action!r:.200} is not in the action space {self.action_space}",
+                        f"action {action!r:.200} is not in the action space {self._wire_action_space}",
                         False,
                         None,
                         None,
@@ -197,6 +211,15 @@ class EnvSession:
                 return None
             cmd = Command("step", action=action)
         elif t is Reset:
+            seed = message.seed
+            if type(seed) is list and len(seed) != self.num_envs:  # §10
+                self._fail(
+                    ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        f"RESET.seed is an array of {len(seed)} seeds; expected one per sub-env "
+                        f"({self.num_envs})",
+                    )
+                )
             self._was_reset = True
             options = free_from_wire(message.options) if message.options is not None else None
             cmd = Command("reset", seed=message.seed, options=options)
@@ -240,9 +263,11 @@ class EnvSession:
     ) -> None:
         if info:
             check_free_value(info, where="info")
-        message = StepResult(
-            self._obs_codec.to_wire(obs), float(reward), bool(terminated), bool(truncated), info or {}
-        )
+        if self.num_envs == 1:
+            flags = (float(reward), bool(terminated), bool(truncated))
+        else:
+            flags = _batched_flags(reward, terminated, truncated, self.num_envs)
+        message = StepResult(self._obs_codec.to_wire(obs), *flags, info or {})
         self._take("step")
         self._send(message)
 
@@ -352,6 +377,25 @@ class EnvSession:
                     conn.receive_eof()
             except ProtocolError as exc:
                 self._fail(exc)
+
+
+def _batched_flags(reward: Any, terminated: Any, truncated: Any, n: int) -> tuple[Any, Any, Any]:
+    """§10: a float64 reward tensor and bool flag tensors, each of shape (n,)."""
+    out = []
+    for name, value, dtype in (
+        ("reward", reward, np.float64),
+        ("terminated", terminated, np.bool_),
+        ("truncated", truncated, np.bool_),
+    ):
+        arr = np.asarray(value)
+        if arr.shape != (n,) or arr.dtype.kind not in ("biuf" if dtype is np.float64 else "b"):
+            kind = "numbers" if dtype is np.float64 else "bools"
+            raise UsageError(
+                f"reply_step {name}: expected an array of {n} {kind} (one per sub-env), "
+                f"actual {arr.dtype} array of shape {arr.shape}"
+            )
+        out.append(np.ascontiguousarray(arr, dtype=dtype))
+    return out[0], out[1], out[2]
 
 
 def _describe_error(message: Any) -> str:
