@@ -1,0 +1,1060 @@
+"""Agent side: ``gymnasium.vector.VectorEnv`` over rlay env sides (spec/protocol.md §10).
+
+- :class:`ClientVectorEnv` dials one env side, or a list of them.
+- :class:`ServerVectorEnv` listens and accepts one env side, or ``num_connections`` of them.
+
+Each env side hosts one sub-env (a plain env: ``serve``, ``connect``, any SDK) or a batch of
+``num_envs`` sub-envs on its connection (§10: ``rlay.backends.vector.serve_vector``). The vector
+env's sub-envs are those of its env sides, concatenated in order: env side 0's first, and so on.
+
+Many connections are stepped concurrently from one thread: every command is sent first, then
+every reply is read, so the env processes compute in parallel while this side waits. Autoreset:
+an env side hosting a batch does its own (its ``metadata["autoreset_mode"]``); for a plain env
+side this class does it, with Gymnasium's semantics for the mode asked for (default next-step:
+after an episode ends, the next ``step`` resets that sub-env and returns its first observation
+with reward 0 and both flags false).
+
+Results equal a ``gymnasium.vector.SyncVectorEnv`` over the same envs in process, for the same
+seeds and actions (``tests/test_vector.py`` checks it). A vector env does not outlive the
+failure of one of its env sides: any error (a dead process, a timeout, an error reply) closes
+every connection, cleanly where possible, and raises :class:`EnvSideFailed` naming the env side
+(its index and address), the sub-envs it hosted, what was being done and why.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.spaces import Box, Dict, Discrete, MultiBinary, MultiDiscrete, Tuple
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import create_empty_array
+
+from rlay.envs import (
+    DEFAULT_ACCEPT_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_TIMEOUT,
+)
+from rlay.envs._session import AgentSession
+from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, RlayError, UsageError
+from rlay.protocol.codec import check_free_value, free_from_wire
+from rlay.protocol.messages import (
+    Call,
+    CallResult,
+    Error,
+    Message,
+    Render,
+    RenderResult,
+    Reset,
+    ResetResult,
+    Step,
+    StepResult,
+)
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
+from rlay.spaces import SpaceCodec, batched, fast_paths, from_descriptor
+from rlay.transports import Listener, Stream, dial
+
+__all__ = [
+    "ClientVectorEnv",
+    "EnvSideFailed",
+    "InvalidSubEnvAction",
+    "ServerVectorEnv",
+]
+
+#: How long closing waits for an env side's outstanding reply and its CLOSE_RESULT.
+CLOSE_TIMEOUT = 5.0
+
+
+# -- errors (candidates for rlay.errors) ---------------------------------------------------------
+
+
+class EnvSideFailed(RlayError):
+    """One env side of a vector env failed; the vector env closed all its connections.
+
+    ``index`` and ``address`` name the env side, ``sub_envs`` the sub-envs it hosted (``None``
+    when it failed before it said how many), ``during`` what was being done, and ``cause`` the
+    error itself (:class:`~rlay.RemoteError`, :class:`~rlay.ConnectionClosed`,
+    :class:`~rlay.Timeout`, :class:`~rlay.ProtocolError`), also chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, index: int, address: str, sub_envs: range | None, during: str, cause: BaseException
+    ) -> None:
+        super().__init__(index, address, sub_envs, during, cause)
+        self.index = index
+        self.address = address
+        self.sub_envs = sub_envs
+        self.during = during
+        self.cause = cause
+
+    def __str__(self) -> str:
+        hosted = ""
+        if self.sub_envs is not None:
+            r = self.sub_envs
+            hosted = f", sub-env {r.start}" if len(r) == 1 else f", sub-envs {r.start}-{r.stop - 1}"
+        return (
+            f"env side {self.index} ({self.address}{hosted}) failed {self.during}: {self.cause}; "
+            "every connection of the vector env is closed"
+        )
+
+
+class InvalidSubEnvAction(InvalidAction):
+    """The action of sub-env ``index`` is outside the single action space; nothing was sent."""
+
+    def __init__(self, index: int, action: object, space: object) -> None:
+        super().__init__(action, space)
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"sub-env {self.index}: {super().__str__()}"
+
+
+# -- §10 helpers: autoreset modes, batched values, vector info -----------------------------------
+# Shared with rlay.backends.vector (the env side); they know Gymnasium's batching rules.
+
+AUTORESET_TO_WIRE = {
+    AutoresetMode.NEXT_STEP: "next_step",
+    AutoresetMode.SAME_STEP: "same_step",
+    AutoresetMode.DISABLED: "disabled",
+}
+AUTORESET_FROM_WIRE = {name: mode for mode, name in AUTORESET_TO_WIRE.items()}
+
+
+def parse_autoreset_mode(value: Any) -> AutoresetMode:
+    """An :class:`AutoresetMode` from the enum, its Gymnasium value (``"NextStep"``) or the §10
+    name (``"next_step"``); :class:`UsageError` for anything else."""
+    if isinstance(value, AutoresetMode):
+        return value
+    if isinstance(value, str):
+        if value in AUTORESET_FROM_WIRE:
+            return AUTORESET_FROM_WIRE[value]
+        for mode in AutoresetMode:
+            if value == mode.value:
+                return mode
+    names = ", ".join(repr(n) for n in AUTORESET_FROM_WIRE)
+    raise UsageError(f"autoreset_mode: expected an AutoresetMode or one of {names}, actual {value!r:.60}")
+
+
+_ARRAY_SPACES = (Box, Discrete, MultiDiscrete, MultiBinary)
+
+
+def batch_one(space: gym.Space[Any], value: Any) -> Any:
+    """One sub-env's value as a batch of one (a value of ``batched(space, 1)``), without copying."""
+    if isinstance(space, _ARRAY_SPACES):
+        return np.asarray(value, dtype=space.dtype)[np.newaxis]
+    if isinstance(space, Dict):
+        return {key: batch_one(sub, value[key]) for key, sub in space.spaces.items()}
+    if isinstance(space, Tuple):
+        return tuple(batch_one(sub, v) for sub, v in zip(space.spaces, value, strict=True))
+    return (value,)
+
+
+def item(space: gym.Space[Any], value: Any, i: int) -> Any:
+    """Sub-env ``i``'s value out of a batched ``value`` (Gymnasium's ``iterate``, one element)."""
+    if isinstance(space, _ARRAY_SPACES):
+        return value[i]
+    if isinstance(space, Dict):
+        return {key: item(sub, value[key], i) for key, sub in space.spaces.items()}
+    if isinstance(space, Tuple):
+        return tuple(item(sub, v, i) for sub, v in zip(space.spaces, value, strict=True))
+    return value[i]
+
+
+def part(space: gym.Space[Any], value: Any, start: int, stop: int) -> Any:
+    """Sub-envs ``start`` to ``stop - 1`` of a batched ``value``, still batched."""
+    if isinstance(space, _ARRAY_SPACES):
+        return value[start:stop]
+    if isinstance(space, Dict):
+        return {key: part(sub, value[key], start, stop) for key, sub in space.spaces.items()}
+    if isinstance(space, Tuple):
+        return tuple(part(sub, v, start, stop) for sub, v in zip(space.spaces, value, strict=True))
+    return tuple(value[start:stop])
+
+
+def join(space: gym.Space[Any], parts: list[Any]) -> Any:
+    """Batched values of consecutive sub-envs, concatenated into one new batched value."""
+    if isinstance(space, _ARRAY_SPACES):
+        return np.concatenate(parts)
+    if isinstance(space, Dict):
+        return {key: join(sub, [p[key] for p in parts]) for key, sub in space.spaces.items()}
+    if isinstance(space, Tuple):
+        return tuple(join(sub, [p[j] for p in parts]) for j, sub in enumerate(space.spaces))
+    return tuple(itertools.chain.from_iterable(parts))
+
+
+def copy_value(value: Any) -> Any:
+    """A deep copy whose arrays are writable (received tensors are read-only views)."""
+    if type(value) is np.ndarray:
+        return value.copy()
+    if type(value) is dict:
+        return {k: copy_value(v) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(copy_value(v) for v in value)
+    return _copy.deepcopy(value)
+
+
+def info_to_wire(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> dict[str, Any]:
+    """A Gymnasium vector ``info`` as a §10 wire value: object arrays (values NumPy cannot hold
+    in a typed array) travel as arrays of N values. With ``final_obs`` (same-step autoreset),
+    the ``final_obs`` entries are encoded as observations of the single space."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            out[key] = info_to_wire(value, final_obs)
+        elif isinstance(value, np.ndarray) and value.dtype == object:
+            if key == "final_obs" and final_obs is not None:
+                out[key] = [None if v is None else final_obs.to_wire(v) for v in value]
+            else:
+                out[key] = value.tolist()
+        else:
+            out[key] = value
+    return out
+
+
+def info_from_wire(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> dict[str, Any]:
+    """The inverse of :func:`info_to_wire`: arrays of values become NumPy object arrays (as
+    Gymnasium's ``_add_info`` builds them), 0-d tensors NumPy scalars (§3)."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        t = type(value)
+        if t is dict:
+            out[key] = info_from_wire(value, final_obs)
+        elif t is list:
+            arr = np.empty(len(value), dtype=object)
+            if key == "final_obs" and final_obs is not None:
+                decode = final_obs.from_wire
+                arr[:] = [None if v is None else decode(v) for v in value]
+            else:
+                arr[:] = [free_from_wire(v) for v in value]
+            out[key] = arr
+        else:
+            out[key] = free_from_wire(value)
+    return out
+
+
+def unbatch_info(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> dict[str, Any]:
+    """The info of sub-env 0 out of a vector ``info`` of one sub-env (§10: with ``num_envs ==
+    1`` values travel unbatched). Gymnasium's ``_add_info`` on the result rebuilds ``info``."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_") and key[1:] in info:
+            continue  # the mask of key[1:]
+        mask = info.get(f"_{key}")
+        if mask is not None and not mask[0]:
+            continue
+        if isinstance(value, dict):
+            out[key] = unbatch_info(value, final_obs)
+        elif isinstance(value, (np.ndarray, list, tuple)) and len(value) >= 1:
+            first = value[0]
+            if key == "final_obs" and final_obs is not None and first is not None:
+                first = final_obs.to_wire(first)
+            elif isinstance(value, np.ndarray) and value.dtype == np.bool_:
+                first = bool(first)  # _add_info makes a bool array only from a Python bool
+            out[key] = first
+        else:
+            out[key] = value
+    return out
+
+
+# -- one connection ------------------------------------------------------------------------------
+
+
+class _LinkSession(AgentSession):
+    """An :class:`AgentSession` whose ``request`` is split in two, so that many connections can
+    each have a command in flight: :meth:`start` sends it, :meth:`finish` waits for its reply."""
+
+    def start(self, message: Message, what: str) -> None:
+        if self._closed_why is not None:
+            raise ConnectionClosed(f"cannot send {what}: {self._closed_why}")
+        self.conn.send(message)
+        self._flush(f"sending {what}")
+
+    def finish(self, what: str, timeout: Any = ...) -> Message:
+        reply = self._next(f"waiting for the reply to {what}", self.timeout if timeout is ... else timeout)
+        if type(reply) is Error:
+            raise self._remote_error(reply, what)
+        return reply
+
+
+@dataclass(eq=False)
+class _Link:
+    """One env side: its session, where its sub-envs sit, how values travel on its connection."""
+
+    index: int
+    address: str
+    session: _LinkSession
+    n: int  # sub-envs hosted; n == 1 travels unbatched (§10)
+    offset: int  # its first sub-env in the vector env
+    env_autoreset: AutoresetMode | None  # None: a plain env, this side does its autoreset
+    obs_space: gym.Space[Any]
+    act_space: gym.Space[Any]
+    render_mode: str | None
+    metadata: dict[str, Any]
+    obs_codec: SpaceCodec  # the values on the wire: batched when n > 1
+    act_codec: SpaceCodec
+    single_obs_codec: SpaceCodec
+    obs: Any = None  # its last observations, batched (kept for partial resets)
+    waiting: str | None = None  # the command whose reply is outstanding
+
+    @property
+    def sub_envs(self) -> range:
+        return range(self.offset, self.offset + self.n)
+
+
+def _open_link(index: int, address: str, stream: Stream, offset: int, env: _RemoteVectorEnv) -> _Link:
+    session = _LinkSession(
+        stream,
+        handshake_timeout=env._handshake_timeout,
+        timeout=env._timeout,
+        max_frame_size=env._max_frame_size,
+    )
+    try:
+        info = session.info
+        obs_space = from_descriptor(info.observation_space, "observation_space")
+        act_space = from_descriptor(info.action_space, "action_space")
+        metadata = free_from_wire(info.metadata)
+        n = info.num_envs
+        mode = None
+        if "autoreset_mode" in metadata:
+            value = metadata["autoreset_mode"]
+            mode = AUTORESET_FROM_WIRE.get(value) if isinstance(value, str) else None
+            if mode is None:
+                names = ", ".join(repr(m) for m in AUTORESET_FROM_WIRE)
+                raise ProtocolError(
+                    ErrorCode.BAD_FIELD,
+                    f"ENV_INFO.metadata['autoreset_mode'] must be one of {names} (§10), got {value!r:.40}",
+                )
+        elif n > 1:
+            mode = AutoresetMode.NEXT_STEP  # §10: the default of a batch
+        wire_obs = obs_space if n == 1 else batched(obs_space, n)
+        wire_act = act_space if n == 1 else batched(act_space, n)
+        session.conn.fast = fast_paths(wire_obs, wire_act)
+        return _Link(
+            index=index,
+            address=address,
+            session=session,
+            n=n,
+            offset=offset,
+            env_autoreset=mode,
+            obs_space=obs_space,
+            act_space=act_space,
+            render_mode=info.render_mode,
+            metadata=metadata,
+            obs_codec=SpaceCodec(wire_obs, "observation"),
+            act_codec=SpaceCodec(wire_act, "action"),
+            single_obs_codec=SpaceCodec(obs_space, "final_obs[i]"),
+        )
+    except BaseException:
+        session.close()
+        raise
+
+
+# -- the vector env ------------------------------------------------------------------------------
+
+
+class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
+    """What :class:`ClientVectorEnv` and :class:`ServerVectorEnv` share once connected."""
+
+    def __init__(
+        self,
+        *,
+        render_mode: str | None,
+        autoreset_mode: AutoresetMode | str | None,
+        handshake_timeout: float | None,
+        timeout: float | None,
+        max_frame_size: int,
+        check_actions: bool,
+        copy: bool,
+    ) -> None:
+        self._want_render_mode = render_mode
+        self._want_autoreset = None if autoreset_mode is None else parse_autoreset_mode(autoreset_mode)
+        self._handshake_timeout = handshake_timeout
+        self._timeout = timeout
+        self._max_frame_size = max_frame_size
+        self._check_actions = check_actions
+        self.copy = copy
+        self._links: list[_Link] = []
+        self._closed_why: str | None = None
+        self._pending_step = False
+        self._was_reset = False
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    def _add_link(self, address: str, connect: Any) -> None:
+        """Connect (``connect()`` returns a Stream) and hand-shake one more env side."""
+        index = len(self._links)
+        offset = sum(link.n for link in self._links)
+        try:
+            self._links.append(_open_link(index, address, connect(), offset, self))
+        except RlayError as exc:
+            failure = EnvSideFailed(index, address, None, "while connecting", exc)
+            self._abort(str(failure))
+            raise failure from exc
+        except BaseException:
+            self._abort("connecting failed")
+            raise
+
+    def _setup(self) -> None:
+        """Every env side is connected: check that they agree, define the vector env's spaces."""
+        links = self._links
+        first = links[0]
+        try:
+            for link in links[1:]:
+                for what, mine, theirs in (
+                    ("observation space", link.obs_space, first.obs_space),
+                    ("action space", link.act_space, first.act_space),
+                ):
+                    if mine != theirs:
+                        raise UsageError(
+                            f"env side {link.index} ({link.address}) has the {what} {mine}, but env "
+                            f"side 0 ({first.address}) has {theirs}; all sub-envs of a vector env "
+                            "must have the same spaces"
+                        )
+            want = self._want_render_mode
+            for link in links:
+                if want is not None and link.render_mode != want:
+                    raise UsageError(
+                        f"render_mode={want!r} was asked for, but env side {link.index} "
+                        f"({link.address}) renders in mode {link.render_mode!r}; start it with that mode"
+                    )
+                if link.render_mode != first.render_mode:
+                    raise UsageError(
+                        f"env side {link.index} ({link.address}) renders in mode {link.render_mode!r}, "
+                        f"env side 0 in mode {first.render_mode!r}; they must agree"
+                    )
+            modes = [(link, link.env_autoreset) for link in links if link.env_autoreset is not None]
+            mode = self._want_autoreset
+            if mode is None:
+                mode = modes[0][1] if modes else AutoresetMode.NEXT_STEP
+            for link, its in modes:
+                if its is not mode:
+                    raise UsageError(
+                        f"env side {link.index} ({link.address}) autoresets its sub-envs in mode "
+                        f"{AUTORESET_TO_WIRE[its]!r} (its metadata['autoreset_mode']), but this "
+                        f"vector env uses {AUTORESET_TO_WIRE[mode]!r}; they must agree"
+                    )
+        except UsageError as exc:
+            self._abort(str(exc))
+            raise
+        self.autoreset_mode: AutoresetMode = mode
+        self.num_envs = sum(link.n for link in links)
+        self.single_observation_space = first.obs_space
+        self.single_action_space = first.act_space
+        self.observation_space = batched(first.obs_space, self.num_envs)
+        self.action_space = batched(first.act_space, self.num_envs)
+        metadata = dict(first.metadata)
+        metadata.setdefault("render_modes", [])
+        metadata["autoreset_mode"] = mode
+        self.metadata = metadata
+        self.render_mode = first.render_mode
+        self._autoreset = np.zeros(self.num_envs, dtype=np.bool_)
+        for link in links:
+            link.obs = create_empty_array(first.obs_space, link.n, fn=np.zeros)
+        # One batched env side alone: its replies are the vector env's, nothing to join or merge.
+        self._single_batch = len(links) == 1 and first.n > 1
+
+    def _abort(self, why: str) -> None:
+        """Setting up failed: close what is open (listener included)."""
+        self.close()
+        self._closed_why = why
+
+    # -- sending and gathering -------------------------------------------------------------------
+
+    def _live(self) -> list[_Link]:
+        if self._closed_why is not None or self.closed:
+            raise ConnectionClosed(f"the vector env is closed ({self._closed_why or 'close() was called'})")
+        if self._pending_step:
+            raise UsageError("step_async() was called: call step_wait() before anything else")
+        return self._links
+
+    def _send(self, link: _Link, message: Message, what: str) -> None:
+        try:
+            link.session.start(message, what)
+        except RlayError as exc:
+            self._fail(link, exc, f"while sending {what}")
+        link.waiting = what
+
+    def _receive(self, link: _Link) -> Message:
+        what = link.waiting or "?"
+        try:
+            reply = link.session.finish(what)
+        except RlayError as exc:
+            self._fail(link, exc, f"while waiting for the reply to {what}")
+        link.waiting = None
+        return reply
+
+    def _broadcast(self, plan: list[tuple[_Link, Message, str]]) -> list[Message]:
+        """Send every command, then read every reply (the env sides work in parallel)."""
+        for link, message, what in plan:
+            self._send(link, message, what)
+        return [self._receive(link) for link, _, _ in plan]
+
+    def _fail(self, link: _Link, exc: BaseException, during: str) -> NoReturn:
+        """Close every connection (the others cleanly) and raise :class:`EnvSideFailed`."""
+        session = link.session
+        if isinstance(exc, ProtocolError) and not session.closed:
+            # This side found the reply wrong (§10 shapes): tell the env side why, then hang up.
+            session.conn.send_fatal(exc.code, exc.detail)
+            try:
+                session._flush("reporting a protocol error")
+            except RlayError:
+                pass
+        session._close(f"env side {link.index} failed {during}: {exc}")
+        link.waiting = None
+        failure = EnvSideFailed(link.index, link.address, link.sub_envs, during, exc)
+        self._pending_step = False
+        self.close()
+        self._closed_why = str(failure)
+        raise failure from exc
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Drain replies still in flight, then CLOSE each env side (briefly waiting for each)."""
+        links, self._links = self._links, []
+        for link in links:
+            if link.waiting is not None and not link.session.closed:
+                try:
+                    link.session.finish(link.waiting, timeout=CLOSE_TIMEOUT)
+                except RlayError:
+                    pass
+                link.waiting = None
+        for link in links:
+            link.session.close(timeout=CLOSE_TIMEOUT)
+        self._pending_step = False
+
+    def __del__(self) -> None:
+        for link in getattr(self, "_links", ()):
+            link.session._close("the vector env was garbage-collected")
+
+    # -- gymnasium.vector.VectorEnv --------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset every sub-env, or those of ``options["reset_mask"]`` (a bool array of ``num_envs``).
+
+        ``seed``: ``None``, an int (sub-env ``i`` gets ``seed + i``) or a sequence of
+        ``num_envs`` int/None, as in ``SyncVectorEnv``.
+        """
+        links = self._live()
+        seeds = self._seeds(seed)
+        mask: np.ndarray | None = None
+        if options is not None:
+            if not isinstance(options, dict):
+                raise UsageError(f"options must be a dict or None, actual {type(options).__name__}")
+            options = dict(options)  # SyncVectorEnv pops reset_mask from the caller's dict; not us
+            if "reset_mask" in options:
+                mask = self._reset_mask(options.pop("reset_mask"))
+            check_free_value(options, where="options")
+        plan: list[tuple[_Link, Message, str]] = []
+        for link in links:
+            lo, hi = link.offset, link.offset + link.n
+            if mask is not None and not mask[lo:hi].any():
+                continue
+            if link.n == 1:
+                message = Reset(seeds[lo], options)
+            else:
+                link_seed: Any = (
+                    None if seed is None else seed + lo if isinstance(seed, int) else seeds[lo:hi]
+                )
+                opts = options
+                if mask is not None:
+                    opts = {**(options or {}), "reset_mask": np.ascontiguousarray(mask[lo:hi])}
+                message = Reset(link_seed, opts)
+            plan.append((link, message, "RESET"))
+        replies = self._broadcast(plan)
+        infos: dict[str, Any] = {}
+        for (link, _, _), reply in zip(plan, replies, strict=True):
+            if type(reply) is not ResetResult:
+                raise AssertionError(f"state machine let {reply!r} through as RESET_RESULT")
+            try:
+                obs = link.obs_codec.from_wire(reply.obs)
+                info = self._link_info(link, reply.info)
+            except ProtocolError as exc:
+                self._fail(link, exc, "reading the reply to RESET")
+            if link.n == 1:
+                link.obs = batch_one(link.obs_space, obs)
+                infos = self._add_info(infos, info, link.offset)
+            else:
+                link.obs = obs
+                infos = info if self._single_batch else self._merge_info(infos, info, link)
+        if mask is None:
+            self._autoreset[:] = False
+        else:
+            self._autoreset[mask] = False
+        self._was_reset = True
+        return self._observations(), infos
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: Any) -> None:
+        """Check ``actions`` and send each env side its part; :meth:`step_wait` gathers the results.
+
+        Nothing is sent if an action is invalid (:class:`InvalidSubEnvAction`) or cannot be
+        encoded: the vector env is then still usable.
+        """
+        links = self._live()
+        if not self._was_reset:
+            raise UsageError("call reset() before step()")
+        if self._check_actions and not self.action_space.contains(actions):
+            self._invalid_action(actions)
+        mode = self.autoreset_mode
+        single_act = self.single_action_space
+        plan: list[tuple[_Link, Message, str]] = []
+        for link in links:
+            i = link.offset
+            if link.env_autoreset is None and self._autoreset[i]:
+                if mode is AutoresetMode.NEXT_STEP:
+                    plan.append((link, Reset(None, None), "RESET"))  # Gymnasium's next-step autoreset
+                    continue
+                if mode is AutoresetMode.DISABLED:
+                    raise UsageError(
+                        f"sub-env {i} ended its episode and autoreset_mode is disabled: reset it "
+                        "(reset(options={'reset_mask': mask})) before stepping it again"
+                    )
+            if link.n == 1:
+                action = item(single_act, actions, i)
+            elif self._single_batch:
+                action = actions
+            else:
+                action = part(single_act, actions, i, i + link.n)
+            plan.append((link, Step(link.act_codec.to_wire(action)), "STEP"))
+        for link, message, what in plan:
+            self._send(link, message, what)
+        self._pending_step = True
+
+    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Gather the results of :meth:`step_async`."""
+        if not self._pending_step:
+            raise UsageError("step_wait() needs a step_async() first")
+        self._pending_step = False
+        links = self._links
+        replies = [self._receive(link) for link in links]
+        if self._single_batch:
+            return self._batch_result(links[0], replies[0])
+        n_envs = self.num_envs
+        rewards = np.zeros(n_envs, dtype=np.float64)
+        terminations = np.zeros(n_envs, dtype=np.bool_)
+        truncations = np.zeros(n_envs, dtype=np.bool_)
+        results: list[tuple[Any, dict[str, Any]]] = []  # (obs, info) of each env side
+        for link, reply in zip(links, replies, strict=True):
+            lo, hi = link.offset, link.offset + link.n
+            if link.n > 1:
+                obs, rewards[lo:hi], terminations[lo:hi], truncations[lo:hi], info = self._batch_result(
+                    link, reply, copy=False
+                )
+            elif type(reply) is ResetResult:  # next-step autoreset: reward 0, flags false
+                obs, info = self._single_reset(link, reply)
+            else:
+                obs, rewards[lo], terminations[lo], truncations[lo], info = self._single_step(link, reply)
+            results.append((obs, info))
+        # Same-step autoreset of plain env sides: reset those that just ended, all at once.
+        ended: dict[int, tuple[Any, dict[str, Any]]] = {}
+        if self.autoreset_mode is AutoresetMode.SAME_STEP:
+            done = [
+                link
+                for link in links
+                if link.env_autoreset is None and (terminations[link.offset] or truncations[link.offset])
+            ]
+            for link, reply in zip(
+                done, self._broadcast([(link, Reset(None, None), "RESET") for link in done]), strict=True
+            ):
+                ended[link.index] = self._single_reset(link, reply)
+        infos: dict[str, Any] = {}
+        for link, (obs, info) in zip(links, results, strict=True):
+            if link.n > 1:
+                link.obs = obs
+                infos = self._merge_info(infos, info, link)
+                continue
+            if link.index in ended:  # as SyncVectorEnv orders it: final_obs, final_info, reset info
+                infos = self._add_info(infos, {"final_obs": obs, "final_info": info}, link.offset)
+                obs, info = ended[link.index]
+            link.obs = batch_one(link.obs_space, obs)
+            infos = self._add_info(infos, info, link.offset)
+        self._autoreset = np.logical_or(terminations, truncations)
+        return self._observations(), rewards, terminations, truncations, infos
+
+    def render(self) -> tuple[Any, ...] | None:
+        links = self._live()
+        if self.render_mode is None:
+            warnings.warn(
+                "render() was called but the env sides have no render mode; start them with one "
+                "(for example render_mode='rgb_array')",
+                stacklevel=2,
+            )
+            return None
+        replies = self._broadcast([(link, Render(), "RENDER") for link in links])
+        frames: list[Any] = []
+        for link, reply in zip(links, replies, strict=True):
+            if type(reply) is not RenderResult:
+                raise AssertionError(f"state machine let {reply!r} through as RENDER_RESULT")
+            frame = free_from_wire(reply.frame)
+            if link.n == 1:
+                frames.append(frame)
+            elif frame is None:
+                frames.extend([None] * link.n)
+            elif type(frame) is list and len(frame) == link.n:
+                frames.extend(frame)
+            else:
+                self._fail(
+                    link,
+                    ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        f"RENDER_RESULT.frame of a batch of {link.n} sub-envs must be nil or an array "
+                        f"of {link.n} frames, got {type(frame).__name__}",
+                    ),
+                    "reading the reply to RENDER",
+                )
+        return tuple(frames)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call a function the env sides registered under ``name`` (spec §6 ``CALL``): one result
+        per sub-env (an env side hosting a batch answers an array of one per sub-env)."""
+        links = self._live()
+        check_free_value(list(args), where="call args")
+        check_free_value(kwargs, where="call kwargs")
+        what = f"CALL {name!r}"
+        replies = self._broadcast([(link, Call(name, list(args), kwargs), what) for link in links])
+        values: list[Any] = []
+        for link, reply in zip(links, replies, strict=True):
+            if type(reply) is not CallResult:
+                raise AssertionError(f"state machine let {reply!r} through as CALL_RESULT")
+            value = free_from_wire(reply.value)
+            if link.n == 1:
+                values.append(value)
+            elif type(value) is list and len(value) == link.n:
+                values.extend(value)
+            else:
+                self._fail(
+                    link,
+                    ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        f"CALL_RESULT.value of a batch of {link.n} sub-envs must be an array of "
+                        f"{link.n} values, one per sub-env, got {type(value).__name__}",
+                    ),
+                    f"reading the reply to {what}",
+                )
+        return tuple(values)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _seeds(self, seed: Any) -> list[Any]:
+        n_envs = self.num_envs
+        if seed is None:
+            return [None] * n_envs
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            return [int(seed) + i for i in range(n_envs)]
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != n_envs:
+                raise UsageError(f"seed: expected {n_envs} seeds (one per sub-env), actual {len(seed)}")
+            out: list[Any] = []
+            for i, s in enumerate(seed):
+                if s is not None and (
+                    not isinstance(s, (int, np.integer)) or isinstance(s, (bool, np.bool_))
+                ):
+                    raise UsageError(
+                        f"seed[{i}]: expected an int or None, actual {type(s).__name__} {s!r:.40}"
+                    )
+                out.append(None if s is None else int(s))
+            return out
+        raise UsageError(
+            f"seed: expected None, an int or a list of {n_envs} int/None, actual {type(seed).__name__}"
+        )
+
+    def _reset_mask(self, mask: Any) -> np.ndarray:
+        n_envs = self.num_envs
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n_envs,):
+            what = (
+                f"{mask.dtype} array of shape {mask.shape}"
+                if isinstance(mask, np.ndarray)
+                else type(mask).__name__
+            )
+            raise UsageError(
+                f"options['reset_mask']: expected a bool array of shape ({n_envs},), actual {what}"
+            )
+        if not mask.any():
+            raise UsageError("options['reset_mask']: expected at least one True (a sub-env to reset)")
+        return mask
+
+    def _invalid_action(self, actions: Any) -> NoReturn:
+        single = self.single_action_space
+        for i in range(self.num_envs):
+            try:
+                a = item(single, actions, i)
+                ok = single.contains(a)
+            except (TypeError, IndexError, KeyError, ValueError):
+                break  # not even shaped like a batch: report the whole value
+            if not ok:
+                raise InvalidSubEnvAction(i, a, single)
+        raise InvalidAction(actions, self.action_space)
+
+    def _link_info(self, link: _Link, info: dict[str, Any]) -> dict[str, Any]:
+        final_obs = link.single_obs_codec if link.env_autoreset is AutoresetMode.SAME_STEP else None
+        if link.n > 1:
+            return info_from_wire(info, final_obs)
+        out = free_from_wire(info) if info else {}
+        if final_obs is not None and out.get("final_obs") is not None:
+            out["final_obs"] = final_obs.from_wire(info["final_obs"])
+        return out
+
+    def _single_reset(self, link: _Link, reply: Message) -> tuple[Any, dict[str, Any]]:
+        if type(reply) is not ResetResult:
+            raise AssertionError(f"state machine let {reply!r} through as RESET_RESULT")
+        try:
+            return link.obs_codec.from_wire(reply.obs), self._link_info(link, reply.info)
+        except ProtocolError as exc:
+            self._fail(link, exc, "reading the reply to RESET")
+
+    def _single_step(self, link: _Link, reply: Message) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if type(reply) is not StepResult:
+            raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
+        try:
+            reward, terminated, truncated = reply.reward, reply.terminated, reply.truncated
+            if type(reward) is not float:
+                if type(reward) is not int:
+                    raise ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        f"STEP_RESULT.reward of one env must be a float, got {_what(reward)}",
+                    )
+                reward = float(reward)
+            if type(terminated) is not bool or type(truncated) is not bool:
+                raise ProtocolError(
+                    ErrorCode.BAD_FIELD,
+                    "STEP_RESULT of one env must carry bool flags, got "
+                    f"{_what(terminated)} and {_what(truncated)}",
+                )
+            obs = link.obs_codec.from_wire(reply.obs)
+            return obs, reward, terminated, truncated, self._link_info(link, reply.info)
+        except ProtocolError as exc:
+            self._fail(link, exc, "reading the reply to STEP")
+
+    def _batch_result(
+        self, link: _Link, reply: Message, copy: bool | None = None
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if type(reply) is not StepResult:
+            raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
+        n = link.n
+        try:
+            for name, value, dtype in (
+                ("reward", reply.reward, np.float64),
+                ("terminated", reply.terminated, np.bool_),
+                ("truncated", reply.truncated, np.bool_),
+            ):
+                if type(value) is not np.ndarray or value.dtype != dtype or value.shape != (n,):
+                    raise ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        f"STEP_RESULT.{name} of a batch of {n} sub-envs must be a "
+                        f"{np.dtype(dtype).name} tensor of shape ({n},) (§10), got {_what(value)}",
+                    )
+            obs = link.obs_codec.from_wire(reply.obs)
+            info = self._link_info(link, reply.info)
+        except ProtocolError as exc:
+            self._fail(link, exc, "reading the reply to STEP")
+        link.obs = obs
+        if self.copy if copy is None else copy:
+            obs = copy_value(obs)
+        # np.array copies: the received tensors are read-only views on the frame.
+        return obs, np.array(reply.reward), np.array(reply.terminated), np.array(reply.truncated), info
+
+    def _observations(self) -> Any:
+        links = self._links
+        if len(links) == 1:
+            return copy_value(links[0].obs) if self.copy else links[0].obs
+        return join(self.single_observation_space, [link.obs for link in links])  # a new value
+
+    def _merge_info(self, infos: dict[str, Any], info: dict[str, Any], link: _Link) -> dict[str, Any]:
+        """Place a batch's vector ``info`` at its sub-envs, as ``_add_info`` would one by one."""
+        n, lo, n_envs = link.n, link.offset, self.num_envs
+        for key, value in info.items():
+            if key.startswith("_") and key[1:] in info:
+                continue
+            mask = info.get(f"_{key}")
+            if not (type(mask) is np.ndarray and mask.dtype == np.bool_ and mask.shape == (n,)):
+                self._fail(
+                    link,
+                    ProtocolError(
+                        ErrorCode.BAD_VALUE,
+                        f"info[{key!r}] of a batch of {n} sub-envs needs a mask info['_{key}'], a bool "
+                        f"tensor of shape ({n},) (§10), got {_what(mask)}",
+                    ),
+                    "reading a reply's info",
+                )
+            if isinstance(value, dict):
+                infos[key] = self._merge_info(infos.get(key, {}), value, link)
+            else:
+                if not isinstance(value, np.ndarray) or value.ndim < 1 or len(value) != n:
+                    self._fail(
+                        link,
+                        ProtocolError(
+                            ErrorCode.BAD_VALUE,
+                            f"info[{key!r}] of a batch of {n} sub-envs must hold {n} entries (§10), "
+                            f"got {_what(value)}",
+                        ),
+                        "reading a reply's info",
+                    )
+                array = infos.get(key)
+                if array is None:
+                    if value.dtype == object:
+                        array = np.full(n_envs, None, dtype=object)
+                    else:
+                        array = np.zeros((n_envs, *value.shape[1:]), dtype=value.dtype)
+                where = np.flatnonzero(mask)
+                array[lo + where] = value[where]
+                infos[key] = array
+            total = infos.get(f"_{key}")
+            if total is None:
+                total = np.zeros(n_envs, dtype=np.bool_)
+            total[lo : lo + n] |= mask
+            infos[f"_{key}"] = total
+        return infos
+
+
+def _what(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"a {v.dtype} tensor of shape {v.shape}"
+    return f"{type(v).__name__} {v!r:.40}"
+
+
+class ClientVectorEnv(_RemoteVectorEnv):
+    """A ``gymnasium.vector.VectorEnv`` over env sides listening at ``address``.
+
+    ``address`` is one address, or a list of them: one connection each, stepped concurrently,
+    their sub-envs concatenated in order. Spaces, render mode and metadata come from the env
+    sides (which must agree). ``autoreset_mode`` (default: the env sides', else next-step) is
+    also what this side does for plain env sides. ``copy=True`` returns writable observations of
+    its own (as ``SyncVectorEnv``); ``False`` may return read-only views of received data.
+    """
+
+    def __init__(
+        self,
+        address: str | Sequence[str],
+        *,
+        render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        check_actions: bool = True,
+        copy: bool = True,
+    ) -> None:
+        super().__init__(
+            render_mode=render_mode,
+            autoreset_mode=autoreset_mode,
+            handshake_timeout=handshake_timeout,
+            timeout=timeout,
+            max_frame_size=max_frame_size,
+            check_actions=check_actions,
+            copy=copy,
+        )
+        addresses = [address] if isinstance(address, str) else list(address)
+        if not addresses:
+            raise UsageError("ClientVectorEnv needs at least one address to dial")
+        for a in addresses:
+            if not isinstance(a, str):
+                raise UsageError(f"an address must be a str like 'tcp://127.0.0.1:5555', got {a!r:.60}")
+        self.addresses = addresses
+        for a in addresses:
+            self._add_link(a, lambda a=a: dial(a, connect_timeout))
+        self._setup()
+
+
+class ServerVectorEnv(_RemoteVectorEnv):
+    """A ``gymnasium.vector.VectorEnv`` that listens at ``address`` for ``num_connections`` env
+    sides to dial in (a game's own main loop; a batch of sub-envs each, or one).
+
+    Their sub-envs are concatenated in the order the env sides connected. ``address`` defaults
+    to a free TCP port; :attr:`address` is the address bound, to hand to the env programs. With
+    ``wait=False`` the constructor returns at once and :meth:`accept` (or the first use of the
+    spaces, ``reset`` …) waits for them.
+    """
+
+    def __init__(
+        self,
+        address: str = "tcp://127.0.0.1:0",
+        *,
+        num_connections: int = 1,
+        wait: bool = True,
+        render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str | None = None,
+        accept_timeout: float | None = DEFAULT_ACCEPT_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        check_actions: bool = True,
+        copy: bool = True,
+    ) -> None:
+        if type(num_connections) is not int or num_connections < 1:
+            raise UsageError(f"num_connections must be an int >= 1, got {num_connections!r}")
+        super().__init__(
+            render_mode=render_mode,
+            autoreset_mode=autoreset_mode,
+            handshake_timeout=handshake_timeout,
+            timeout=timeout,
+            max_frame_size=max_frame_size,
+            check_actions=check_actions,
+            copy=copy,
+        )
+        self.num_connections = num_connections
+        self._accept_timeout = accept_timeout
+        self._listener: Listener | None = Listener(address)
+        self.address = str(self._listener.address)
+        self._ready = False
+        if wait:
+            self.accept()
+
+    def accept(self, timeout: Any = ...) -> None:
+        """Wait for the env sides to dial in and hand-shake (no-op once they have)."""
+        if self._ready:
+            return
+        listener = self._listener
+        if listener is None:
+            raise ConnectionClosed("the vector env is closed")
+        seconds = self._accept_timeout if timeout is ... else timeout
+        while len(self._links) < self.num_connections:
+            index = len(self._links)
+            try:
+                stream = listener.accept(seconds)
+            except RlayError as exc:
+                failure = EnvSideFailed(index, self.address, None, "to connect", exc)
+                self._abort(str(failure))
+                raise failure from exc
+            self._add_link(stream.peer, lambda stream=stream: stream)
+        self._setup()
+        self._ready = True
+
+    def _live(self) -> list[_Link]:
+        if not self.__dict__.get("_ready") and self.__dict__.get("_listener") is not None:
+            self.accept()
+        return super()._live()
+
+    def __getattr__(self, name: str) -> Any:
+        # The spaces and num_envs come from the env sides: reading one before they have
+        # connected (wait=False) waits for them.
+        if name in (
+            "num_envs",
+            "observation_space",
+            "action_space",
+            "single_observation_space",
+            "single_action_space",
+            "autoreset_mode",
+        ):
+            if not self.__dict__.get("_ready") and self.__dict__.get("_listener") is not None:
+                self.accept()
+                return getattr(self, name)
+        raise AttributeError(name)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        listener = self.__dict__.get("_listener")
+        if listener is not None:
+            listener.close()
+            self._listener = None
+        super().close_extras(**kwargs)
