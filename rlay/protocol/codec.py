@@ -217,7 +217,9 @@ def decode(body: Buffer, data: Buffer = b"", *, max_depth: int = DEFAULT_MAX_DEP
     # cannot be too deep: the common small message (a step) skips the walk.
     # msgpack turns the timestamp ext (-1) into a Timestamp by itself, without the ext hook, so
     # the tree is searched for one too. A timestamp needs a 0xff type byte in the body.
-    if len(body) > max_depth or 0xFF in body:  # type: ignore[arg-type, operator]
+    # (``in`` on a memoryview walks it element by element, ~1 µs for a step body; the short
+    # body is copied to bytes instead, where ``in`` is a memchr.)
+    if len(body) > max_depth or b"\xff" in memoryview(body).tobytes():  # type: ignore[arg-type]
         check_tree(value, max_depth)
     return value
 
