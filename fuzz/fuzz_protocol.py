@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,7 @@ def main(argv: list[str]) -> int:
             engine = "random"
             print("atheris is not installed (pip install atheris): using the random engine", file=sys.stderr)
     tf = _import_targets(instrument=engine == "atheris")
+    tracemalloc.start()  # once: bounded() then only resets the peak per input
     if engine == "atheris":
         return engine_atheris(tf, args.seconds, args.artifacts, args.seed)
     return engine_random(tf, args.seconds, args.seed)
