@@ -26,9 +26,18 @@ from gymnasium.vector.utils import batch_space
 
 import rlay
 from rlay.backends.vector import connect_vector, serve_vector
-from rlay.envs.vector import ClientVectorEnv, EnvSideFailed, InvalidSubEnvAction, ServerVectorEnv
+from rlay.envs.vector import (
+    BatchResultTemplate,
+    ClientVectorEnv,
+    EnvSideFailed,
+    InvalidSubEnvAction,
+    ServerVectorEnv,
+)
 from rlay.errors import ConnectionClosed, ProtocolError, RemoteError, Timeout, UsageError
+from rlay.protocol.codec import Encoder, decode
 from rlay.protocol.connection import Connection
+from rlay.protocol.fastpath import TensorTemplate
+from rlay.protocol.framing import FrameReader, pack_header
 from rlay.protocol.messages import EnvInfo, Error, ResetResult, StepResult
 from rlay.protocol.wire import ErrorCode, Role
 from rlay.spaces import describe
@@ -767,3 +776,62 @@ def test_env_side_rejects_a_seed_array_of_the_wrong_length(address: str) -> None
         session.close()
     finally:
         server.close()
+
+
+# -- the batch step templates: exactly the general encoder's bytes --------------------------------
+
+
+def general_frame(message: Any) -> bytes:
+    body, chunks, data_len = Encoder().encode(message.to_body())
+    return pack_header(message.KIND, data_len, len(body)) + b"".join(bytes(c) for c in chunks) + body
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "n"),
+    [
+        ("float32", (4,), 2),
+        ("float64", (3,), 7),
+        ("uint8", (5, 5, 3), 3),
+        ("int64", (), 64),
+        ("int16", (2, 3), 1),
+    ],
+)
+def test_batch_result_template_is_the_canonical_encoding(dtype: str, shape: tuple[int, ...], n: int) -> None:
+    tensor = TensorTemplate.create(dtype, (n, *shape))
+    assert tensor is not None
+    template = BatchResultTemplate(tensor, n)
+    rng = np.random.default_rng(n)
+    obs = (rng.random((n, *shape)) * 100).astype(dtype)
+    message = StepResult(obs, rng.normal(size=n), rng.random(n) < 0.5, rng.random(n) < 0.5, {})
+    buffers = template.encode(message)
+    assert buffers is not None
+    frame = b"".join(bytes(memoryview(b)) for b in buffers)
+    assert frame == general_frame(message)
+    reader = FrameReader(1 << 20)
+    reader.feed(frame)
+    _, data, body = reader.frames.popleft()
+    decoded = template.decode(data, body)
+    assert decoded == message and decoded == StepResult.from_body(decode(body, data))
+    assert not decoded.reward.flags.writeable and not decoded.obs.flags.writeable
+    # Anything but the canonical empty-info reply is left to the general path (and its errors).
+    assert (
+        template.encode(StepResult(obs, message.reward, message.terminated, message.truncated, {"a": 1}))
+        is None
+    )
+    assert (
+        template.encode(StepResult(obs, message.reward.astype(np.float32), *[message.terminated] * 2, {}))
+        is None
+    )
+    assert (
+        template.encode(
+            StepResult(
+                np.zeros((n + 1, *shape), dtype), message.reward, message.terminated, message.truncated, {}
+            )
+        )
+        is None
+    )
+    bad = bytearray(data)
+    bad[template.term_at] = 2
+    assert template.decode(memoryview(bytes(bad)), body) is None
+    with pytest.raises(ProtocolError, match="bool tensor holds a byte other than 0 or 1"):
+        decode(body, bytes(bad))

@@ -30,6 +30,7 @@ from rlay.backends import (
 )
 from rlay.envs.vector import (
     AUTORESET_TO_WIRE,
+    batch_fast_paths,
     batch_one,
     info_to_wire,
     item,
@@ -72,7 +73,7 @@ def vector_session(venv: VectorEnv, stream: Stream, **kwargs: Any) -> EnvSession
     metadata["autoreset_mode"] = AUTORESET_TO_WIRE[_autoreset(venv)]
     spec = getattr(venv, "spec", None)
     name = spec.id if spec is not None else type(venv.unwrapped).__name__
-    return EnvSession(
+    session = EnvSession(
         stream,
         venv.single_observation_space,
         venv.single_action_space,
@@ -82,6 +83,11 @@ def vector_session(venv: VectorEnv, stream: Stream, **kwargs: Any) -> EnvSession
         num_envs=venv.num_envs,
         **kwargs,
     )
+    if venv.num_envs > 1:
+        session.conn.fast = batch_fast_paths(
+            venv.single_observation_space, venv.single_action_space, venv.num_envs
+        )
+    return session
 
 
 def run_vector_session(session: EnvSession, venv: VectorEnv, calls: CallTable | None = None) -> None:

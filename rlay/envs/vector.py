@@ -26,9 +26,9 @@ from __future__ import annotations
 import copy as _copy
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import gymnasium as gym
 import numpy as np
@@ -44,7 +44,9 @@ from rlay.envs import (
 )
 from rlay.envs._session import AgentSession
 from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, RlayError, UsageError
-from rlay.protocol.codec import check_free_value, free_from_wire
+from rlay.protocol.codec import Encoder, check_free_value, free_from_wire
+from rlay.protocol.fastpath import FastPaths, StepTemplate, TensorTemplate
+from rlay.protocol.framing import pack_header
 from rlay.protocol.messages import (
     Call,
     CallResult,
@@ -57,7 +59,7 @@ from rlay.protocol.messages import (
     Step,
     StepResult,
 )
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, TENSOR_ALIGN, ErrorCode, Kind
 from rlay.spaces import SpaceCodec, batched, fast_paths, from_descriptor
 from rlay.transports import Listener, Stream, dial
 
@@ -263,6 +265,113 @@ def unbatch_info(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> d
     return out
 
 
+# -- step templates of a batch (the §10 twin of rlay.protocol.fastpath) ---------------------------
+
+
+class BatchResultTemplate:
+    """``STEP_RESULT`` of a batch of ``n`` whose observation is one tensor and whose info is empty.
+
+    Its body never changes: four tensor descriptors (obs, reward ``float64 (n,)``, terminated and
+    truncated ``bool (n,)``, at fixed offsets in document order, §5) and an empty info. It is
+    built by the general encoder from a sample, so it *is* the canonical encoding; encoding only
+    lays the four arrays out in the data section, and decoding compares the body byte for byte
+    and makes views. Anything else (an info, a bool byte other than 0/1, another layout) returns
+    ``None`` and the caller takes the general path, which also produces the errors.
+    """
+
+    def __init__(self, obs: TensorTemplate, n: int) -> None:
+        self.obs = obs
+        self.n = n
+        sample = StepResult(
+            np.zeros(obs.shape, obs.dtype), np.zeros(n), np.zeros(n, np.bool_), np.zeros(n, np.bool_), {}
+        )
+        self.body, _, self.data_len = Encoder().encode(sample.to_body())
+        self.header = pack_header(Kind.STEP_RESULT, self.data_len, len(self.body))
+        align = TENSOR_ALIGN - 1
+        self.reward_at = (obs.nbytes + align) & ~align
+        self.term_at = (self.reward_at + 8 * n + align) & ~align
+        self.trunc_at = (self.term_at + n + align) & ~align
+        self.pads = (
+            bytes(self.reward_at - obs.nbytes),
+            bytes(self.term_at - self.reward_at - 8 * n),
+            bytes(self.trunc_at - self.term_at - n),
+        )
+        if self.data_len != self.trunc_at + n:  # pragma: no cover - the layout rule of §5
+            raise AssertionError("batch template layout differs from the general encoder's")
+
+    def encode(self, message: StepResult) -> list[Any] | None:
+        if message.info:
+            return None
+        obs = self.obs.wire(message.obs)
+        n = (self.n,)
+        arrays: list[Any] = [message.reward, message.terminated, message.truncated]
+        for arr, dt in zip(arrays, (np.float64, np.bool_, np.bool_), strict=True):
+            if type(arr) is not np.ndarray or arr.dtype != dt or arr.shape != n or not arr.flags.c_contiguous:
+                return None
+        if obs is None:
+            return None
+        pad_r, pad_t, pad_u = self.pads
+        out: list[Any] = [self.header, obs.data.cast("B")]
+        for pad, arr in ((pad_r, arrays[0]), (pad_t, arrays[1]), (pad_u, arrays[2])):
+            if pad:
+                out.append(pad)
+            out.append(arr.data.cast("B"))
+        out.append(self.body)
+        return out
+
+    def decode(self, data: memoryview, body: memoryview) -> StepResult | None:
+        if len(data) != self.data_len or body != self.body:
+            return None
+        n = self.n
+        flags = (
+            data[self.term_at : self.term_at + n].tobytes()
+            + data[self.trunc_at : self.trunc_at + n].tobytes()
+        )
+        if flags.translate(None, b"\x00\x01"):
+            return None  # a bool byte other than 0/1: the general decoder names the error
+        reward = np.frombuffer(data, np.float64, n, self.reward_at)
+        terminated = np.frombuffer(data, np.bool_, n, self.term_at)
+        truncated = np.frombuffer(data, np.bool_, n, self.trunc_at)
+        for arr in (reward, terminated, truncated):
+            arr.flags.writeable = False
+        return StepResult(self.obs.view(data), reward, terminated, truncated, {})
+
+
+def batch_fast_paths(obs_space: gym.Space[Any], act_space: gym.Space[Any], n: int) -> FastPaths:
+    """The step templates of a batch of ``n`` (``n > 1``) with these single spaces: an action
+    that is one tensor (Box, Discrete, MultiDiscrete, MultiBinary batched) and an observation
+    that is one tensor."""
+    step = None
+    wire_act = batched(act_space, n)
+    if type(wire_act) in (Box, MultiDiscrete):
+        tensor = TensorTemplate.create(wire_act.dtype, tuple(wire_act.shape or ()))
+        step = StepTemplate(tensor) if tensor is not None else None
+    result = None
+    wire_obs = batched(obs_space, n)
+    if type(wire_obs) in (Box, MultiDiscrete):
+        tensor = TensorTemplate.create(wire_obs.dtype, tuple(wire_obs.shape or ()))
+        result = BatchResultTemplate(tensor, n) if tensor is not None else None
+    # FastPaths names the single-env template type; a batch template answers the same two calls.
+    return FastPaths(step, cast(Any, result))
+
+
+def batch_contains(single: gym.Space[Any], space: gym.Space[Any]) -> Callable[[Any], bool]:
+    """``space.contains`` for a batched space, with a fast path for a batch of Discrete (the
+    most common action space): one min and one max instead of Gymnasium's four array passes."""
+    if type(single) is Discrete and type(space) is MultiDiscrete:
+        lo = int(single.start)
+        hi = lo + int(single.n)
+        shape = space.shape
+
+        def contains(x: Any) -> bool:
+            if type(x) is np.ndarray and x.shape == shape and x.dtype.kind in "iu":
+                return bool(x.min() >= lo and x.max() < hi)
+            return bool(space.contains(x))
+
+        return contains
+    return space.contains
+
+
 # -- one connection ------------------------------------------------------------------------------
 
 
@@ -335,7 +444,9 @@ def _open_link(index: int, address: str, stream: Stream, offset: int, env: _Remo
             mode = AutoresetMode.NEXT_STEP  # §10: the default of a batch
         wire_obs = obs_space if n == 1 else batched(obs_space, n)
         wire_act = act_space if n == 1 else batched(act_space, n)
-        session.conn.fast = fast_paths(wire_obs, wire_act)
+        session.conn.fast = (
+            fast_paths(wire_obs, wire_act) if n == 1 else batch_fast_paths(obs_space, act_space, n)
+        )
         return _Link(
             index=index,
             address=address,
@@ -449,6 +560,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         self.single_action_space = first.act_space
         self.observation_space = batched(first.obs_space, self.num_envs)
         self.action_space = batched(first.act_space, self.num_envs)
+        self._contains = batch_contains(first.act_space, self.action_space)
         metadata = dict(first.metadata)
         metadata.setdefault("render_modes", [])
         metadata["autoreset_mode"] = mode
@@ -604,7 +716,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         links = self._live()
         if not self._was_reset:
             raise UsageError("call reset() before step()")
-        if self._check_actions and not self.action_space.contains(actions):
+        if self._check_actions and not self._contains(actions):
             self._invalid_action(actions)
         mode = self.autoreset_mode
         single_act = self.single_action_space
