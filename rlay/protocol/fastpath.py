@@ -28,6 +28,7 @@ from rlay.protocol.wire import CODE_BY_DTYPE, TENSOR_EXT, Kind
 
 _DOUBLE = struct.Struct(">d")  # MessagePack floats are big-endian
 _TRUE, _FALSE = b"\xc3", b"\xc2"
+_FLAGS = (0xC2, 0xC3)
 
 
 def _key(name: str) -> bytes:
@@ -129,7 +130,10 @@ class StepResultTemplate:
             for t in (False, True)
             for u in (False, True)
         }
-        self.expected = self.head + bytes(8) + self._flags[(False, False)]
+        # the whole body in one unpack: the fixed parts come back as bytes to compare
+        self._layout = struct.Struct(
+            f">{len(self.head)}sd{len(self.term_key)}sB{len(self.trunc_key)}sB{len(self.tail)}s"
+        )
 
     def encode(self, message: StepResult) -> list[Any] | None:
         if message.info or type(message.reward) is not float:
@@ -143,20 +147,16 @@ class StepResultTemplate:
     def decode(self, data: memoryview, body: memoryview) -> StepResult | None:
         if len(body) != self.size or len(data) != self.tensor.nbytes:
             return None
-        t_at, u_at = self.term_at, self.trunc_at
-        term = body[t_at]
-        trunc = body[u_at]
-        if term not in (0xC2, 0xC3) or trunc not in (0xC2, 0xC3):
-            return None
-        reward_at = self.reward_at
+        head, reward, term_key, term, trunc_key, trunc, tail = self._layout.unpack_from(body)
         if (
-            body[:reward_at] != self.head
-            or body[reward_at + 8 : t_at] != self.term_key
-            or body[t_at + 1 : u_at] != self.trunc_key
-            or body[u_at + 1 :] != self.tail
+            head != self.head
+            or term_key != self.term_key
+            or trunc_key != self.trunc_key
+            or tail != self.tail
+            or term not in _FLAGS
+            or trunc not in _FLAGS
         ):
             return None
-        (reward,) = _DOUBLE.unpack_from(body, reward_at)
         return StepResult(self.tensor.view(data), reward, term == 0xC3, trunc == 0xC3, {})
 
 
