@@ -1,0 +1,445 @@
+/* Unit tests of rlay.h: one line per expected encoding, decoding, refusal or check.
+   Prints each failure and a closing "N passed, M failed"; exits 1 on any failure. */
+#define RLAY_IMPLEMENTATION
+#include "../rlay.h"
+
+static int passed, failed;
+static rlay_ctx *C;
+static rlay_w *W;   /* one-value writer (like rlay_obs), tensors referenced */
+
+static void fail_at(int line, const char *what, const char *why) {
+    printf("FAIL line %d: %s: %s\n", line, what, why);
+    failed++;
+}
+static void hex(char *out, const unsigned char *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n && i < 200; i++) sprintf(out + 2 * i, "%02x", p[i]);
+    out[2 * (n < 200 ? n : 200)] = 0;
+}
+static void clear_err(void) { C->err = 0; C->errmsg[0] = 0; C->err_from_peer = 0; }
+static void fresh(void) { rlay__w_reset(W); clear_err(); }
+
+/* bytes written by `stmts` == `want` (hex), with no error */
+static void check_bytes(int line, const char *what, const char *want) {
+    char got[512];
+    hex(got, W->buf, W->len);
+    if (C->err) fail_at(line, what, C->errmsg);
+    else if (strcmp(got, want) != 0) {
+        char why[2000];
+        snprintf(why, sizeof why, "wrote %s, expected %s", got, want);
+        fail_at(line, what, why);
+    } else passed++;
+    fresh();
+}
+#define ENC(stmts, want) do { fresh(); stmts; check_bytes(__LINE__, #stmts, want); } while (0)
+
+/* `stmts` must fail with `code` (API misuse is RLAY_E_USAGE) */
+static void check_err(int line, const char *what, int code) {
+    if (C->err == code) passed++;
+    else {
+        char why[2000];
+        snprintf(why, sizeof why, "error %s (%s), expected %s", rlay_error_name(C->err), C->errmsg, rlay_error_name(code));
+        fail_at(line, what, why);
+    }
+    fresh();
+}
+#define ERR(stmts, code) do { fresh(); stmts; check_err(__LINE__, #stmts, code); } while (0)
+
+static unsigned char *unhex(const char *s, size_t *n) {
+    size_t len = strlen(s), i;
+    unsigned char *out = (unsigned char *)malloc(len / 2 + 1);
+    for (i = 0; i < len / 2; i++) {
+        unsigned v;
+        sscanf(s + 2 * i, "%2x", &v);
+        out[i] = (unsigned char)v;
+    }
+    *n = len / 2;
+    return out;
+}
+static rlay__doc D;
+static unsigned char *keep;   /* the last decoded body: values point into it */
+static void put_nils(rlay_w *w, int n) { while (n-- > 0) rlay_put_nil(w); }
+static void nest_arrays(rlay_w *w, int n) { while (n-- > 0) rlay_put_array(w, 1); }
+static unsigned char dbuf[64];
+
+/* Decodes a body (hex) with the data section dbuf[0..dlen); returns the error code. */
+static int decode_hex(const char *body, size_t dlen, const rlay_value **root) {
+    size_t n;
+    unsigned char *p = unhex(body, &n);
+    int r;
+    free(keep); keep = p;   /* values point into the body until the next call */
+    clear_err();
+    r = rlay__decode(C, &D, p, n, dbuf, dlen, 0, root);
+    return r;
+}
+#define DEC_ERR(body, code) do { const rlay_value *v_; int r_ = decode_hex(body, 0, &v_); \
+    if (r_ == (code)) passed++; else { char w_[2000]; snprintf(w_, sizeof w_, "got %s (%s), expected %s", rlay_error_name(r_), C->errmsg, rlay_error_name(code)); fail_at(__LINE__, body, w_); } } while (0)
+#define DEC_OK(body, cond) do { const rlay_value *v; int r_ = decode_hex(body, sizeof dbuf, &v); \
+    if (r_) fail_at(__LINE__, body, C->errmsg); else if (!(cond)) fail_at(__LINE__, body, "decoded value is not " #cond); else passed++; } while (0)
+#define CHECK(cond) do { if (cond) passed++; else fail_at(__LINE__, #cond, "false"); } while (0)
+
+/* A space or value written into a copying writer, framed and decoded again (with its data). */
+static rlay_w *SW, *VW;   /* copying writers: a space, and a value checked against it */
+static unsigned char *sframe[2];
+static const rlay_value *decode_writer(rlay_w *w, rlay__doc *d, int slot) {
+    const rlay_value *v = NULL;
+    rlay_w *b = C->w_body;
+    rlay__w_reset(b);
+    rlay__splice(b, w);
+    if (rlay__frame(C, RLAY_CALL_RESULT, b) || rlay__flatten(C)) return NULL;
+    unsigned char *f;
+    free(sframe[slot]);
+    f = sframe[slot] = (unsigned char *)malloc(C->flen);
+    memcpy(f, C->flat, C->flen);
+    if (rlay__decode(C, d, f + 12 + rlay__rd32le(f + 4), rlay__rd32le(f + 8), f + 12, rlay__rd32le(f + 4), 0, &v)) return NULL;
+    return v;
+}
+static rlay__doc SD, VD;
+/* value check of `value` (written by vstmts) against `space` (written by sstmts) */
+static int vcheck(int bounds, int *oob) {
+    const rlay_value *sp = decode_writer(SW, &SD, 0), *v;
+    *oob = 0;
+    if (!sp || rlay__check_space(C, sp, "test")) return -99;
+    if (!(v = decode_writer(VW, &VD, 1))) return -98;
+    return rlay__vcheck(C, sp, v, bounds, oob);
+}
+#define VCHECK(sstmts, vstmts, want_struct, want_oob) do { int oob_, r_; fresh(); rlay__w_reset(SW); rlay__w_reset(VW); \
+    { rlay_w *w = SW; sstmts; } { rlay_w *w = VW; vstmts; } r_ = vcheck(1, &oob_); \
+    if (r_ == (want_struct) && oob_ == (want_oob)) passed++; \
+    else { char w_[2000]; snprintf(w_, sizeof w_, "structure %d oob %d (want %d %d): %s %s", r_, oob_, want_struct, want_oob, C->vmsg, C->errmsg); fail_at(__LINE__, #sstmts " / " #vstmts, w_); } \
+    fresh(); } while (0)
+#define SPACE_ERR(sstmts, code) do { const rlay_value *sp_; fresh(); rlay__w_reset(SW); { rlay_w *w = SW; sstmts; } \
+    sp_ = decode_writer(SW, &SD, 0); if (sp_) rlay__check_space(C, sp_, "test"); check_err(__LINE__, #sstmts, code); } while (0)
+
+int main(void) {
+    static const uint32_t s3[1] = {3}, s23[2] = {2, 3}, s0[1] = {0}, s1[1] = {1};
+    static const unsigned char u8[3] = {1, 2, 3}, b01[3] = {0, 1, 0}, b2[1] = {2};
+    static const double one = 1.0;
+    static const float f4[4] = {1, 2, 3, 4};
+    static const int64_t nvec[2] = {3, 4}, nstart[2] = {0, 10};
+    int i;
+    C = rlay_new();
+    W = rlay__w_new(C, 0, 0, 1);
+    SW = rlay__w_new(C, 1, 0, 1);
+    VW = rlay__w_new(C, 1, 0, 1);
+    for (i = 0; i < 64; i++) dbuf[i] = (unsigned char)(i % 2);
+
+    /* ---- ints: the shortest family (spec section 5) ---- */
+    ENC(rlay_put_uint(W, 0), "00");
+    ENC(rlay_put_uint(W, 127), "7f");
+    ENC(rlay_put_uint(W, 128), "cc80");
+    ENC(rlay_put_uint(W, 255), "ccff");
+    ENC(rlay_put_uint(W, 256), "cd0100");
+    ENC(rlay_put_uint(W, 65535), "cdffff");
+    ENC(rlay_put_uint(W, 65536), "ce00010000");
+    ENC(rlay_put_uint(W, 4294967295u), "ceffffffff");
+    ENC(rlay_put_uint(W, 4294967296u), "cf0000000100000000");
+    ENC(rlay_put_uint(W, UINT64_MAX), "cfffffffffffffffff");
+    ENC(rlay_put_int(W, 5), "05");
+    ENC(rlay_put_int(W, 200), "ccc8");
+    ENC(rlay_put_int(W, -1), "ff");
+    ENC(rlay_put_int(W, -32), "e0");
+    ENC(rlay_put_int(W, -33), "d0df");
+    ENC(rlay_put_int(W, -128), "d080");
+    ENC(rlay_put_int(W, -129), "d1ff7f");
+    ENC(rlay_put_int(W, -32768), "d18000");
+    ENC(rlay_put_int(W, -32769), "d2ffff7fff");
+    ENC(rlay_put_int(W, -2147483647 - 1), "d280000000");
+    ENC(rlay_put_int(W, -2147483649LL), "d3ffffffff7fffffff");
+    ENC(rlay_put_int(W, INT64_MIN), "d38000000000000000");
+    ENC(rlay_put_int(W, INT64_MAX), "cf7fffffffffffffff");
+    /* ---- floats: always float 64 ---- */
+    ENC(rlay_put_float(W, 1.0), "cb3ff0000000000000");
+    ENC(rlay_put_float(W, 0.0), "cb0000000000000000");
+    ENC(rlay_put_float(W, -0.0), "cb8000000000000000");
+    ENC(rlay_put_float(W, INFINITY), "cb7ff0000000000000");
+    ENC(rlay_put_float(W, -INFINITY), "cbfff0000000000000");
+    ENC(rlay_put_float(W, 1.5), "cb3ff8000000000000");
+    /* ---- nil, bool, str, bin: shortest headers ---- */
+    ENC(rlay_put_nil(W), "c0");
+    ENC(rlay_put_bool(W, 0), "c2");
+    ENC(rlay_put_bool(W, 7), "c3");
+    ENC(rlay_put_str(W, ""), "a0");
+    ENC(rlay_put_str(W, "obs"), "a36f6273");
+    ENC(rlay_put_str(W, "\xc3\xa9"), "a2c3a9");
+    ENC(rlay_put_str(W, "0123456789012345678901234567890"), "bf30313233343536373839303132333435363738393031323334353637383930");
+    ENC(rlay_put_str(W, "01234567890123456789012345678901"), "d9203031323334353637383930313233343536373839303132333435363738393031");
+    ENC(rlay_put_bytes(W, "", 0), "c400");
+    ENC(rlay_put_bytes(W, "\x01\x02", 2), "c4020102");
+    /* ---- arrays and maps ---- */
+    ENC(rlay_put_array(W, 0), "90");
+    ENC((rlay_put_array(W, 2), rlay_put_int(W, 1), rlay_put_nil(W)), "9201c0");
+    ENC(rlay_put_map(W, 0), "80");
+    ENC((rlay_put_map(W, 1), rlay_put_key(W, "a"), rlay_put_int(W, 1)), "81a16101");
+    ENC((rlay_put_array(W, 16), put_nils(W, 16)), "dc0010c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0");
+    ENC((rlay_put_map(W, 2), rlay_put_key(W, "b"), rlay_put_map(W, 0), rlay_put_key(W, "a"), rlay_put_array(W, 0)), "82a16280a16190");
+    /* ---- tensors: ext 8 type 1, dtype, ndim, shape, offset 0 until laid out ---- */
+    ENC(rlay_put_tensor(W, RLAY_DT_FLOAT64, 0, NULL, &one), "c706010c0000000000");
+    ENC(rlay_put_tensor(W, RLAY_DT_UINT8, 1, s3, u8), "c70a01060103000000" "00000000");
+    ENC(rlay_put_tensor(W, RLAY_DT_INT32, 2, s23, dbuf), "c70e0104020200000003000000" "00000000");
+    ENC(rlay_put_tensor(W, RLAY_DT_BOOL, 1, s3, b01), "c70a01010103000000" "00000000");
+    /* ---- spaces (spec section 9), canonical field order ---- */
+    ENC(rlay_space_discrete(W, 2, 0), "84a46b696e64a86469736372657465a16e02a5737461727400a56474797065a5696e743634");
+    ENC(rlay_space_multi_binary(W, 5), "82a46b696e64ac6d756c74695f62696e617279a16e05");
+    ENC(rlay_space_multi_binary_shape(W, 1, s3), "82a46b696e64ac6d756c74695f62696e617279a16e9103");
+    ENC((rlay_space_sequence(W, 1), rlay_space_multi_binary(W, 2)),
+        "83a46b696e64a873657175656e6365a5737061636582a46b696e64ac6d756c74695f62696e617279a16e02a5737461636bc3");
+    ENC((rlay_space_graph(W), rlay_space_discrete(W, 3, 0), rlay_put_nil(W)),
+        "83a46b696e64a56772617068aa6e6f64655f737061636584a46b696e64a86469736372657465a16e03a5737461727400a56474797065a5696e743634aa656467655f7370616365c0");
+    ENC((rlay_space_dict(W, 1), rlay_put_key(W, "a"), rlay_space_multi_binary(W, 1)),
+        "82a46b696e64a464696374a6737061636573" "81a16182a46b696e64ac6d756c74695f62696e617279a16e01");
+    ENC(rlay_space_text(W, 1, 4, "ab"), "84a46b696e64a474657874aa6d696e5f6c656e67746801aa6d61785f6c656e67746804a7636861727365" "74a26162");
+
+    /* ---- API misuse is a sticky USAGE error with a message ---- */
+    ERR((rlay_put_int(W, 1), rlay_put_int(W, 2)), RLAY_E_USAGE);                  /* two values */
+    ERR((rlay_put_map(W, 1), rlay_put_int(W, 1)), RLAY_E_USAGE);                  /* int key */
+    ERR((rlay_put_map(W, 2), rlay_put_key(W, "a"), rlay_put_nil(W), rlay_put_key(W, "a"), rlay_put_nil(W)), RLAY_E_USAGE);
+    ERR(rlay_put_str(W, "\xff"), RLAY_E_USAGE);                                    /* not UTF-8 */
+    ERR(rlay_put_str(W, "\xed\xa0\x80"), RLAY_E_USAGE);                            /* surrogate */
+    ERR(rlay_put_tensor(W, RLAY_DT_BOOL, 1, s1, b2), RLAY_E_USAGE);                 /* bool byte 2 */
+    ERR(rlay_put_tensor(W, 13, 1, s1, b2), RLAY_E_USAGE);                           /* dtype 13 */
+    ERR(rlay_put_tensor(W, RLAY_DT_UINT8, 33, s1, b2), RLAY_E_USAGE);               /* ndim 33 */
+    ERR(rlay_put_tensor(W, RLAY_DT_UINT8, 1, s3, NULL), RLAY_E_USAGE);              /* no data */
+    ERR(nest_arrays(W, 64), RLAY_E_USAGE);                                          /* depth 65 in a body */
+    CHECK((fresh(), nest_arrays(W, 63), rlay_put_nil(W), C->err == 0 && W->depth == 0)); /* depth 64: fine */
+    ERR((rlay_put_int(W, 1), rlay_put_int(W, 2), rlay_put_int(W, 3)), RLAY_E_USAGE); /* first error wins */
+    CHECK((fresh(), rlay_put_tensor(W, RLAY_DT_UINT8, 1, s0, NULL), C->err == 0));  /* empty: no data needed */
+    CHECK((fresh(), rlay_put_int(W, 1), rlay_put_int(W, 2), strstr(C->errmsg, "exactly one value") != NULL));
+
+    /* ---- decoding accepts every family; keeps bool and int apart; float32 widens ---- */
+    DEC_OK("d005", v->type == RLAY_T_INT && !v->neg && v->v.u == 5);
+    DEC_OK("cd0005", v->type == RLAY_T_INT && v->v.u == 5);
+    DEC_OK("d3ffffffffffffffff", v->type == RLAY_T_INT && v->neg && v->v.i == -1);
+    DEC_OK("d37fffffffffffffff", v->type == RLAY_T_INT && !v->neg && v->v.u == INT64_MAX);
+    DEC_OK("cfffffffffffffffff", v->type == RLAY_T_INT && !v->neg && v->v.u == UINT64_MAX);
+    DEC_OK("c3", v->type == RLAY_T_BOOL && v->v.b == 1);
+    DEC_OK("01", v->type == RLAY_T_INT);
+    DEC_OK("ca3fc00000", v->type == RLAY_T_FLOAT && v->v.f == 1.5);
+    DEC_OK("cb7ff8000000000000", v->type == RLAY_T_FLOAT && v->v.f != v->v.f);
+    DEC_OK("da0003616263", v->type == RLAY_T_STR && v->len == 3 && memcmp(v->v.s, "abc", 3) == 0);
+    DEC_OK("c6000000020102", v->type == RLAY_T_BYTES && v->len == 2);
+    DEC_OK("dd00000002c0c2", v->type == RLAY_T_ARRAY && v->len == 2 && v->v.items[1].type == RLAY_T_BOOL);
+    DEC_OK("de0002a162c0a16101", v->type == RLAY_T_MAP && v->len == 2 && rlay_map_get(v, "a")->v.u == 1);
+    DEC_OK("c70a01060102000000" "08000000", v->type == RLAY_T_TENSOR && v->v.t->count == 2 && v->v.t->data == dbuf + 8);
+    DEC_OK("c900000006010c0000000000", v->type == RLAY_T_TENSOR && v->v.t->ndim == 0 && v->v.t->nbytes == 8);
+    DEC_OK("c70a01010104000000" "00000000", v->v.t->dtype == RLAY_DT_BOOL && v->v.t->nbytes == 4);
+    DEC_OK("c70e01" "0602" "00000000" "00000000" "00000000", v->v.t->count == 0);  /* empty, 0 x 0 */
+    /* ---- decoding refuses, naming the error of spec section 11 ---- */
+    DEC_ERR("c1", RLAY_E_MALFORMED);
+    DEC_ERR("", RLAY_E_MALFORMED);
+    DEC_ERR("0101", RLAY_E_MALFORMED);                  /* trailing byte */
+    DEC_ERR("92c0", RLAY_E_MALFORMED);                  /* array ends early */
+    DEC_ERR("dbffffffff", RLAY_E_MALFORMED);            /* str 32 longer than the body */
+    DEC_ERR("ddffffffff", RLAY_E_MALFORMED);            /* array 32 longer than the body */
+    DEC_ERR("dfffffffff", RLAY_E_MALFORMED);            /* map 32 longer than the body */
+    DEC_ERR("a1ff", RLAY_E_MALFORMED);                  /* not UTF-8 */
+    DEC_ERR("a2c0af", RLAY_E_MALFORMED);                /* overlong */
+    DEC_ERR("a4f4908080", RLAY_E_MALFORMED);            /* above U+10FFFF */
+    DEC_ERR("8101c0", RLAY_E_MALFORMED);                /* int key */
+    DEC_ERR("82a161c0a161c0", RLAY_E_MALFORMED);        /* duplicate key */
+    DEC_ERR("d6ff00000000", RLAY_E_MALFORMED);          /* timestamp ext */
+    DEC_ERR("d40200", RLAY_E_MALFORMED);                /* ext type 2 */
+    DEC_ERR("d40100", RLAY_E_BAD_TENSOR);               /* fixext 1 tensor: 1 byte */
+    DEC_ERR("c705010c00000000", RLAY_E_BAD_TENSOR);     /* 5 bytes */
+    DEC_ERR("c706010c2100000000", RLAY_E_BAD_TENSOR);   /* ndim 33 */
+    DEC_ERR("c70a010c000000000000000000", RLAY_E_BAD_TENSOR); /* 10 bytes for ndim 0 */
+    DEC_ERR("c70601000000000000", RLAY_E_UNKNOWN_DTYPE);
+    DEC_ERR("c706010d0000000000", RLAY_E_UNKNOWN_DTYPE);
+    DEC_ERR("c706010c0004000000", RLAY_E_BAD_TENSOR);   /* offset 4 */
+    DEC_ERR("c706010c0000000000", RLAY_E_BAD_TENSOR);   /* no data section (decode_hex gives 0 bytes) */
+    /* nesting: depth 64 is fine, 65 is TOO_DEEP */
+    {
+        char deep[200];
+        for (i = 0; i < 64; i++) { deep[2 * i] = '9'; deep[2 * i + 1] = '1'; }
+        strcpy(deep + 128, "c0");
+        DEC_OK(deep, v->type == RLAY_T_ARRAY);
+        deep[128] = '9'; deep[129] = '1'; strcpy(deep + 130, "c0");
+        DEC_ERR(deep, RLAY_E_TOO_DEEP);
+    }
+    /* a big map's duplicate keys are found by sorting */
+    {
+        char big[400];
+        strcpy(big, "de0014");
+        for (i = 0; i < 20; i++) sprintf(big + 6 + 6 * i, "a1%02xc0", 0x41 + (i == 19 ? 0 : i));
+        DEC_ERR(big, RLAY_E_MALFORMED);
+        big[6 + 6 * 19 + 3] = '9';  /* 'Y' */
+        big[6 + 6 * 19 + 2] = '5';
+        DEC_OK(big, v->type == RLAY_T_MAP && v->len == 20);
+    }
+
+    /* ---- frames: header, canonical tensor layout (document order, 8-aligned, zero gaps) ---- */
+    {
+        char got[600];
+        rlay_w *b = C->w_body;
+        static const uint64_t big = 0x0102030405060708u;
+        rlay__w_reset(b); clear_err();
+        rlay_put_array(b, 3);
+        rlay_put_tensor(b, RLAY_DT_UINT8, 1, s3, u8);
+        rlay_put_tensor(b, RLAY_DT_UINT8, 1, s0, NULL);
+        rlay_put_tensor(b, RLAY_DT_UINT64, 0, NULL, &big);
+        CHECK(rlay__frame(C, RLAY_CALL_RESULT, b) == 0 && rlay__flatten(C) == 0);
+        hex(got, C->flat, C->flen);
+        CHECK(strcmp(got, "524c2400" "10000000" "24000000"
+                          "0102030000000000" "0807060504030201"
+                          "93" "c70a010601" "03000000" "00000000" "c70a010601" "00000000" "00000000"
+                          "c706010900" "08000000") == 0);
+    }
+    /* a STEP_RESULT as reply_step assembles it, byte for byte from spec sections 2-6 */
+    {
+        char got[600];
+        rlay_w *b = C->w_body;
+        clear_err(); rlay__w_reset(C->w_obs); rlay__w_reset(C->w_info); rlay__w_reset(b);
+        rlay_put_tensor(C->w_obs, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, f4);
+        rlay_put_key(C->w_info, "k"); rlay_put_bool(C->w_info, 1);
+        rlay__e_map(b, 5);
+        rlay__e_str(b, "obs"); rlay__splice(b, C->w_obs);
+        rlay__e_str(b, "reward"); rlay__e_float(b, 1.0);
+        rlay__e_str(b, "terminated"); rlay__e_bool(b, 0);
+        rlay__e_str(b, "truncated"); rlay__e_bool(b, 1);
+        rlay__e_str(b, "info"); rlay__splice(b, C->w_info);
+        CHECK(rlay__frame(C, RLAY_STEP_RESULT, b) == 0 && rlay__flatten(C) == 0);
+        hex(got, C->flat, C->flen);
+        CHECK(strcmp(got, "524c2100" "10000000" "42000000"
+                          "0000803f000000400000404000008040"
+                          "85a36f6273c70a010b010400000000000000"
+                          "a6726577617264cb3ff0000000000000"
+                          "aa7465726d696e61746564c2a97472756e6361746564c3"
+                          "a4696e666f81a16bc3") == 0);
+    }
+    /* the header is checked before anything is allocated */
+    {
+        static const struct { const char *hex; int code; } hdr[] = {
+            {"484554202f20485454", RLAY_E_BAD_MAGIC},       /* "GET / HTTP" */
+            {"52", 0}, {"524c", 0},                          /* not yet wrong: need more bytes */
+            {"524c11010000000001000000", RLAY_E_BAD_HEADER},
+            {"524c11000000000000000000", RLAY_E_BAD_HEADER},
+            {"524c1100ffffffff01000000", RLAY_E_FRAME_TOO_LARGE},
+            {"524c03000000000001000000", RLAY_E_UNKNOWN_KIND},
+        };
+        for (i = 0; i < (int)(sizeof hdr / sizeof hdr[0]); i++) {
+            size_t n;
+            unsigned char *p = unhex(hdr[i].hex, &n);
+            int r;
+            rlay__conform_reset(C, RLAY__ENV, RLAY__S_IDLE);
+            rlay__feed(C, p, n);
+            r = rlay__rx_frame(C);
+            if ((hdr[i].code == 0 && r == 0) || (hdr[i].code && r < 0 && C->err == hdr[i].code)) passed++;
+            else fail_at(__LINE__, hdr[i].hex, rlay_error_name(C->err));
+            free(p);
+        }
+        rlay__conform_reset(C, RLAY__ENV, RLAY__S_IDLE);
+        rlay_set_max_frame_size(C, 100);
+        rlay__feed(C, (const unsigned char *)"RL\x11\x00\x00\x00\x00\x00\x65\x00\x00\x00", 12);
+        CHECK(rlay__rx_frame(C) < 0 && C->err == RLAY_E_FRAME_TOO_LARGE);
+        rlay__conform_reset(C, RLAY__ENV, RLAY__S_IDLE);
+        rlay_set_max_frame_size(C, RLAY_DEFAULT_MAX_FRAME_SIZE);
+    }
+
+    /* ---- spaces refused (BAD_SPACE, UNKNOWN_DTYPE) ---- */
+    SPACE_ERR(rlay_space_discrete(w, 0, 0), RLAY_E_BAD_SPACE);
+    SPACE_ERR(rlay_space_multi_discrete(w, 1, (const uint32_t[]){2}, (const int64_t[]){3, 0}, NULL), RLAY_E_BAD_SPACE);
+    SPACE_ERR(rlay_space_text(w, 5, 4, "ab"), RLAY_E_BAD_SPACE);
+    SPACE_ERR(rlay_space_text(w, 0, 4, "ba"), RLAY_E_BAD_SPACE);
+    SPACE_ERR(rlay_space_text(w, 0, 4, "aa"), RLAY_E_BAD_SPACE);
+    SPACE_ERR((rlay_put_map(w, 1), rlay_put_key(w, "kind"), rlay_put_str(w, "box2")), RLAY_E_BAD_SPACE);
+    SPACE_ERR((rlay_put_map(w, 4), rlay_put_key(w, "kind"), rlay_put_str(w, "discrete"), rlay_put_key(w, "n"), rlay_put_int(w, 2),
+               rlay_put_key(w, "start"), rlay_put_int(w, 0), rlay_put_key(w, "dtype"), rlay_put_str(w, "int128")), RLAY_E_UNKNOWN_DTYPE);
+    SPACE_ERR((rlay_put_map(w, 3), rlay_put_key(w, "kind"), rlay_put_str(w, "discrete"), rlay_put_key(w, "n"), rlay_put_int(w, 2),
+               rlay_put_key(w, "start"), rlay_put_int(w, 0)), RLAY_E_BAD_SPACE);     /* missing dtype */
+    SPACE_ERR((rlay_space_graph(w), rlay_space_multi_binary(w, 2), rlay_put_nil(w)), RLAY_E_BAD_SPACE);
+    SPACE_ERR((rlay_put_map(w, 5), rlay_put_key(w, "kind"), rlay_put_str(w, "box"), rlay_put_key(w, "dtype"), rlay_put_str(w, "float32"),
+               rlay_put_key(w, "shape"), rlay_put_array(w, 1), rlay_put_int(w, 4),
+               rlay_put_key(w, "low"), rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, f4),
+               rlay_put_key(w, "high"), rlay_put_tensor(w, RLAY_DT_FLOAT64, 0, NULL, &one)), RLAY_E_BAD_SPACE);
+    SPACE_ERR(rlay_space_box_uniform(w, RLAY_DT_UINT8, 1, s3, -1, 255), RLAY_E_USAGE);   /* -1 is no uint8 */
+
+    /* ---- values against spaces: structure (BAD_VALUE) vs bounds (INVALID_ACTION) ---- */
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_int(w, 1), 0, 0);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_int(w, 2), 0, 1);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_int(w, -1), 0, 1);
+    VCHECK(rlay_space_discrete(w, 3, -1), rlay_put_int(w, -1), 0, 0);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_uint(w, UINT64_MAX), 0, 1);
+    VCHECK(rlay_space_discrete(w, 2, INT64_MIN), rlay_put_uint(w, UINT64_MAX), 0, 1);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT64, 0, NULL, (const int64_t[]){1}), 0, 0);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_float(w, 1.0), -1, 0);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_bool(w, 1), -1, 0);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, -2.5, 4),
+           rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, f4), 0, 0);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, -2.5, 3.5),
+           rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, f4), 0, 1);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, -INFINITY, INFINITY),
+           rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, ((const float[]){0, 0, NAN, 0})), 0, 1);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, -1, 1),
+           rlay_put_tensor(w, RLAY_DT_FLOAT64, 1, (const uint32_t[]){4}, dbuf), -1, 0);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, -1, 1),
+           rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){2}, f4), -1, 0);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_INT64, 1, s1, -5, 5),
+           rlay_put_tensor(w, RLAY_DT_INT64, 1, s1, (const int64_t[]){-6}), 0, 1);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT16, 1, s1, -1, 1),
+           rlay_put_tensor(w, RLAY_DT_FLOAT16, 1, s1, (const uint16_t[]){0x3c00}), 0, 0);
+    VCHECK(rlay_space_box_uniform(w, RLAY_DT_FLOAT16, 1, s1, -1, 1),
+           rlay_put_tensor(w, RLAY_DT_FLOAT16, 1, s1, (const uint16_t[]){0x3c01}), 0, 1);
+    VCHECK(rlay_space_multi_discrete(w, 1, (const uint32_t[]){2}, nvec, nstart),
+           rlay_put_tensor(w, RLAY_DT_INT64, 1, (const uint32_t[]){2}, ((const int64_t[]){2, 13})), 0, 0);
+    VCHECK(rlay_space_multi_discrete(w, 1, (const uint32_t[]){2}, nvec, nstart),
+           rlay_put_tensor(w, RLAY_DT_INT64, 1, (const uint32_t[]){2}, ((const int64_t[]){2, 14})), 0, 1);
+    VCHECK(rlay_space_multi_binary(w, 3), rlay_put_tensor(w, RLAY_DT_INT8, 1, s3, b01), 0, 0);
+    VCHECK(rlay_space_multi_binary(w, 3), rlay_put_tensor(w, RLAY_DT_INT8, 1, s3, u8), 0, 1);
+    VCHECK(rlay_space_multi_binary(w, 3), rlay_put_tensor(w, RLAY_DT_UINT8, 1, s3, b01), -1, 0);
+    VCHECK(rlay_space_text(w, 1, 2, "ab"), rlay_put_str(w, "ba"), 0, 0);
+    VCHECK(rlay_space_text(w, 1, 2, "ab"), rlay_put_str(w, "abc"), 0, 1);
+    VCHECK(rlay_space_text(w, 1, 2, "ab"), rlay_put_str(w, "c"), 0, 1);
+    VCHECK((rlay_space_dict(w, 2), rlay_put_key(w, "a"), rlay_space_discrete(w, 2, 0), rlay_put_key(w, "b"), rlay_space_multi_binary(w, 1)),
+           (rlay_put_map(w, 2), rlay_put_key(w, "b"), rlay_put_tensor(w, RLAY_DT_INT8, 1, s1, b01), rlay_put_key(w, "a"), rlay_put_int(w, 1)), 0, 0);
+    VCHECK((rlay_space_dict(w, 2), rlay_put_key(w, "a"), rlay_space_discrete(w, 2, 0), rlay_put_key(w, "b"), rlay_space_multi_binary(w, 1)),
+           (rlay_put_map(w, 2), rlay_put_key(w, "b"), rlay_put_tensor(w, RLAY_DT_INT8, 1, s1, b01), rlay_put_key(w, "c"), rlay_put_int(w, 1)), -1, 0);
+    VCHECK((rlay_space_tuple(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)),
+           (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_int(w, 2)), 0, 0);
+    VCHECK((rlay_space_tuple(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)),
+           (rlay_put_array(w, 1), rlay_put_int(w, 1)), -1, 0);
+    VCHECK((rlay_space_tuple(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)),   /* structure beats bounds */
+           (rlay_put_array(w, 2), rlay_put_int(w, 5), rlay_put_str(w, "x")), -1, 1);
+    VCHECK((rlay_space_sequence(w, 0), rlay_space_discrete(w, 2, 0)), (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_int(w, 0)), 0, 0);
+    VCHECK((rlay_space_one_of(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 3, "a")),
+           (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_str(w, "aa")), 0, 0);
+    VCHECK((rlay_space_one_of(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 3, "a")),
+           (rlay_put_array(w, 2), rlay_put_int(w, 2), rlay_put_str(w, "aa")), -1, 0);
+
+    /* ---- numbers ---- */
+    CHECK(rlay__double_to_half(1.0) == 0x3c00);
+    CHECK(rlay__double_to_half(-2.0) == 0xc000);
+    CHECK(rlay__double_to_half(65504.0) == 0x7bff);
+    CHECK(rlay__double_to_half(65520.0) == 0x7c00);
+    CHECK(rlay__double_to_half(INFINITY) == 0x7c00);
+    CHECK(rlay__double_to_half(ldexp(1.0, -24)) == 0x0001);
+    CHECK(rlay__double_to_half(ldexp(1.0, -26)) == 0x0000);
+    CHECK(rlay__double_to_half(1.0 + ldexp(1.0, -11)) == 0x3c00);  /* ties to even */
+    CHECK(rlay__double_to_half(NAN) == 0x7e00);
+    CHECK(rlay__half_to_double(0x0001) == ldexp(1.0, -24));
+    CHECK(rlay__half_to_double(0x7bff) == 65504.0);
+    CHECK(rlay__half_to_double(0xfc00) == -INFINITY);
+    {
+        rlay__wint a, s, n;
+        a.neg = 0; a.u = UINT64_MAX; s.neg = 1; s.u = (uint64_t)INT64_MIN; n.neg = 0; n.u = UINT64_MAX;
+        CHECK(!rlay__in_range(a, s, n));           /* the difference exceeds 2^64 */
+        a.u = 5; s.neg = 0; s.u = 5; n.u = 1;
+        CHECK(rlay__in_range(a, s, n));
+        a.u = 6;
+        CHECK(!rlay__in_range(a, s, n));
+    }
+    /* ---- error names are the spec's ---- */
+    CHECK(strcmp(rlay_error_name(RLAY_E_FRAME_TOO_LARGE), "FRAME_TOO_LARGE") == 0);
+    CHECK(strcmp(rlay_error_name(37), "INTERNAL") == 0);
+    CHECK(strcmp(rlay_strerror(RLAY_E_VERSION_MISMATCH), "VERSION_MISMATCH: protocol version mismatch") == 0);
+    CHECK(strcmp(rlay_error_name(99), "UNKNOWN_ERROR_CODE") == 0);
+
+    rlay__w_free(W);
+    rlay__w_free(SW);
+    rlay__w_free(VW);
+    rlay__doc_free(&D); rlay__doc_free(&SD); rlay__doc_free(&VD);
+    free(sframe[0]); free(sframe[1]);
+    free(keep);
+    rlay_free(C);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
