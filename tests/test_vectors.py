@@ -41,17 +41,7 @@ for _vec in VECTORS:
 
 #: Vectors the Python core fails today (each a bug in rlay/protocol). The xfail is strict: once
 #: the core is fixed the test fails until the entry leaves this table. Empty: all fixed.
-_BATCH = "messages: STEP_RESULT takes a tensor of any dtype and shape for reward/terminated/truncated (§10)"
-KNOWN_CORE_BUGS: dict[str, str] = {
-    "STEP_RESULT: reward is a uint8 tensor": _BATCH,
-    "STEP_RESULT: reward is a float32 tensor": _BATCH,
-    "STEP_RESULT: reward is a 0-d float64 tensor": _BATCH,
-    "STEP_RESULT: reward is a 2-d float64 tensor": _BATCH,
-    "STEP_RESULT: terminated is an int64 tensor": _BATCH,
-    "STEP_RESULT: truncated is a uint8 tensor": _BATCH,
-    "STEP_RESULT: terminated is a 0-d bool tensor": _BATCH,
-    "STEP_RESULT: truncated is a 2-d bool tensor": _BATCH,
-}
+KNOWN_CORE_BUGS: dict[str, str] = {}
 
 
 def params(vectors: list[dict]) -> list:

@@ -29,6 +29,14 @@ def _is_float(v: Any) -> bool:  # §5: float fields also accept an int
     return type(v) is float or type(v) is int
 
 
+_F64 = np.dtype("<f8")
+_BOOL = np.dtype("bool")
+
+
+def _is_batch(v: Any, dtype: np.dtype) -> bool:
+    return type(v) is np.ndarray and v.dtype == dtype and v.ndim == 1
+
+
 _TYPES: dict[str, tuple[str, Any]] = {
     "str": ("a str", lambda v: type(v) is str),
     "str?": ("a str or nil", lambda v: v is None or type(v) is str),
@@ -38,9 +46,9 @@ _TYPES: dict[str, tuple[str, Any]] = {
     "map?": ("a map or nil", lambda v: v is None or type(v) is dict),
     "array": ("an array", lambda v: type(v) is list),
     "any": ("a value", lambda v: True),
-    # §10: reward/terminated/truncated are tensors when num_envs > 1.
-    "reward": ("a float (or float64 tensor)", lambda v: _is_float(v) or type(v) is np.ndarray),
-    "flag": ("a bool (or bool tensor)", lambda v: type(v) is bool or type(v) is np.ndarray),
+    # §10: reward/terminated/truncated are float64 / bool tensors of shape (N,) when num_envs > 1.
+    "reward": ("a float (or float64 tensor of shape (N,))", lambda v: _is_float(v) or _is_batch(v, _F64)),
+    "flag": ("a bool (or bool tensor of shape (N,))", lambda v: type(v) is bool or _is_batch(v, _BOOL)),
     "seed": (
         "an int, nil, or an array of int/nil",
         lambda v: (
