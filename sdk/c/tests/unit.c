@@ -3,6 +3,8 @@
 #define RLAY_IMPLEMENTATION
 #include "../rlay.h"
 
+#include <sys/time.h>
+
 static int passed, failed;
 static rlay_ctx *C;
 static rlay_w *W;   /* one-value writer (like rlay_obs), tensors referenced */
@@ -110,6 +112,220 @@ static int vcheck(int bounds, int *oob) {
     fresh(); } while (0)
 #define SPACE_ERR(sstmts, code) do { const rlay_value *sp_; fresh(); rlay__w_reset(SW); { rlay_w *w = SW; sstmts; } \
     sp_ = decode_writer(SW, &SD, 0); if (sp_) rlay__check_space(C, sp_, "test"); check_err(__LINE__, #sstmts, code); } while (0)
+
+/* ---- a live loop-style session over loopback TCP, driven by a raw agent in this thread ---- */
+static rlay_ctx *A;        /* the agent's encoder and decoder */
+static rlay__doc AD;
+static unsigned char *abuf;
+
+static long ms_now(void) { return rlay__now_ms(); }
+/* Sends the message in A->w_body; bytewise: one byte at a time, polling the env in between. */
+static void agent_send(int fd, int kind, rlay_ctx *env, int bytewise) {
+    rlay_cmd cmd;
+    size_t i;
+    if (rlay__frame(A, kind, A->w_body) || rlay__flatten(A)) { printf("agent encode failed: %s\n", A->errmsg); return; }
+    if (!bytewise) { if (send(fd, A->flat, A->flen, 0) != (long)A->flen) printf("agent send failed\n"); return; }
+    for (i = 0; i < A->flen; i++) {
+        if (send(fd, A->flat + i, 1, 0) != 1) printf("agent send failed\n");
+        if (i + 1 < A->flen && rlay_poll(env, &cmd, 0) != 0) { printf("poll(0) did not return 0 inside a frame\n"); failed++; }
+    }
+}
+static int read_all(int fd, unsigned char *p, size_t n) {
+    while (n) { long r = recv(fd, p, n, 0); if (r <= 0) return -1; p += r; n -= (size_t)r; }
+    return 0;
+}
+/* Reads one frame from the env; returns its decoded body (NULL at end of stream). */
+static const rlay_value *agent_read(int fd, int *kind) {
+    unsigned char h[12];
+    uint32_t dl, bl;
+    const rlay_value *root;
+    if (read_all(fd, h, 12)) return NULL;
+    dl = rlay__rd32le(h + 4); bl = rlay__rd32le(h + 8);
+    free(abuf); abuf = (unsigned char *)malloc(dl + bl + 1);
+    if (h[0] != 'R' || h[1] != 'L' || read_all(fd, abuf, dl + bl)) return NULL;
+    A->err = 0;
+    if (rlay__decode(A, &AD, abuf + dl, bl, abuf, dl, 0, &root)) return NULL;
+    *kind = h[2];
+    return root;
+}
+static int64_t field_int(const rlay_value *b, const char *k) { int64_t v = -999; rlay_as_int64(rlay_map_get(b, k), &v); return v; }
+
+static void session_test(void) {
+    static const uint32_t two[1] = {2};
+    static const float obs[2] = {0.5f, -0.25f};
+    static const double obs64[2] = {0.5, -0.25};
+    rlay_ctx *e = rlay_new();
+    rlay_cmd cmd;
+    const rlay_value *b;
+    struct sockaddr_in sa;
+    struct timeval tv;
+    int fd, kind = 0, port;
+    long t0;
+    double x = 0;
+    A = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(e), RLAY_DT_FLOAT32, 1, two, -1, 1);
+    rlay_space_discrete(rlay_action_space(e), 3, 0);
+    CHECK(rlay_poll(e, &cmd, 0) < 0 && rlay_error(e) == RLAY_E_USAGE);   /* poll before listen */
+    rlay_free(e);
+    e = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(e), RLAY_DT_FLOAT32, 1, two, -1, 1);
+    rlay_space_discrete(rlay_action_space(e), 3, 0);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == 0);
+    CHECK(strncmp(rlay_address(e), "tcp://127.0.0.1:", 16) == 0);
+    t0 = ms_now();
+    CHECK(rlay_poll(e, &cmd, 0) == 0 && ms_now() - t0 < 100);    /* no agent yet: returns at once */
+    t0 = ms_now();
+    CHECK(rlay_poll(e, &cmd, 50) == 0 && ms_now() - t0 >= 40);   /* the timeout is honoured */
+
+    port = atoi(strrchr(rlay_address(e), ':') + 1);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    tv.tv_sec = 5; tv.tv_usec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET; sa.sin_port = htons((uint16_t)port); sa.sin_addr.s_addr = htonl(0x7f000001);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK(rlay_poll(e, &cmd, 200) == 0);                           /* accepts, sends HELLO */
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_HELLO && rlay_str_eq(rlay_map_get(b, "role"), "env") && rlay_str_eq(rlay_map_get(b, "sdk"), "rlay-c"));
+
+    /* the agent's HELLO, one byte at a time: poll(0) never blocks and never returns early */
+    rlay__w_reset(A->w_body);
+    rlay__e_map(A->w_body, 6);
+    rlay__e_str(A->w_body, "protocol"); rlay__e_str(A->w_body, "rlay");
+    rlay__e_str(A->w_body, "version"); rlay__e_int(A->w_body, 1);
+    rlay__e_str(A->w_body, "role"); rlay__e_str(A->w_body, "agent");
+    rlay__e_str(A->w_body, "sdk"); rlay__e_str(A->w_body, "unit");
+    rlay__e_str(A->w_body, "sdk_version"); rlay__e_str(A->w_body, "0");
+    rlay__e_str(A->w_body, "capabilities"); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_HELLO, e, 1);
+    CHECK(rlay_poll(e, &cmd, 100) == 0);                           /* answers with ENV_INFO */
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_ENV_INFO && field_int(b, "num_envs") == 1 && rlay_map_get(b, "render_mode")->type == RLAY_T_NIL);
+
+    /* STEP before RESET: the SDK answers RESET_NEEDED itself, the session goes on */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "action"); rlay__e_int(A->w_body, 1);
+    agent_send(fd, RLAY_STEP, e, 0);
+    CHECK(rlay_poll(e, &cmd, 100) == 0);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_RESET_NEEDED && rlay_map_get(b, "fatal")->v.b == 0);
+
+    /* RESET with a seed and options */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_int(A->w_body, 7);
+    rlay__e_str(A->w_body, "options"); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "x"); rlay__e_float(A->w_body, 1.5);
+    agent_send(fd, RLAY_RESET, e, 1);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_RESET && cmd.has_seed && cmd.seed == 7);
+    CHECK(rlay_as_double(rlay_map_get(cmd.options, "x"), &x) && x == 1.5);
+    CHECK(rlay_poll(e, &cmd, 0) == 0);                             /* a reply is owed: nothing new */
+    CHECK(rlay_reply_step(e, 0, 0, 0) == RLAY_E_USAGE);           /* the wrong reply ends the session... */
+    b = agent_read(fd, &kind);                                     /* ...and tells the agent why */
+    CHECK(b && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_INTERNAL && rlay_map_get(b, "fatal")->v.b == 1);
+    CHECK(agent_read(fd, &kind) == NULL);                          /* then closes */
+    CHECK(rlay_poll(e, &cmd, 0) < 0 && strstr(rlay_errmsg(e), "rlay_reply_step") != NULL);
+    close(fd);
+    rlay_free(e);
+
+    /* a second session: replies, INVALID_ACTION, ENV_EXCEPTION, and a wrong observation */
+    e = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(e), RLAY_DT_FLOAT32, 1, two, -1, 1);
+    rlay_space_discrete(rlay_action_space(e), 3, 0);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == 0);
+    port = atoi(strrchr(rlay_address(e), ':') + 1);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sa.sin_port = htons((uint16_t)port);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    rlay__w_reset(A->w_body);
+    rlay__e_map(A->w_body, 6);
+    rlay__e_str(A->w_body, "protocol"); rlay__e_str(A->w_body, "rlay");
+    rlay__e_str(A->w_body, "version"); rlay__e_int(A->w_body, 1);
+    rlay__e_str(A->w_body, "role"); rlay__e_str(A->w_body, "agent");
+    rlay__e_str(A->w_body, "sdk"); rlay__e_str(A->w_body, "unit");
+    rlay__e_str(A->w_body, "sdk_version"); rlay__e_str(A->w_body, "0");
+    rlay__e_str(A->w_body, "capabilities"); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_HELLO, e, 0);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_nil(A->w_body); rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);                              /* pipelined after HELLO */
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_RESET && !cmd.has_seed && cmd.options == NULL);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 1, two, obs);
+    rlay_put_key(rlay_info(e), "lives"); rlay_put_int(rlay_info(e), 3);
+    CHECK(rlay_reply_reset(e) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_HELLO);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_ENV_INFO);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_RESET_RESULT && rlay_map_get(b, "obs")->type == RLAY_T_TENSOR &&
+          rlay_tensor_get(rlay_map_get(b, "obs")->v.t, 1) == -0.25 && field_int(rlay_map_get(b, "info"), "lives") == 3);
+    /* out of Discrete(3): INVALID_ACTION, non-fatal, answered by the SDK */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "action"); rlay__e_int(A->w_body, 3);
+    agent_send(fd, RLAY_STEP, e, 0);
+    CHECK(rlay_poll(e, &cmd, 100) == 0);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_INVALID_ACTION && rlay_map_get(b, "fatal")->v.b == 0);
+    /* the env's own failure: ENV_EXCEPTION with a type name and a (C: empty) traceback */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "action"); rlay__e_int(A->w_body, 2);
+    agent_send(fd, RLAY_STEP, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_STEP && cmd.action->type == RLAY_T_INT && cmd.action->v.u == 2);
+    CHECK(rlay_reply_error(e, RLAY_E_ENV_EXCEPTION, 0, "ValueError", "bad %s", "move") == 0);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_ERROR && field_int(b, "code") == 32 && rlay_str_eq(rlay_map_get(b, "remote_type"), "ValueError") &&
+          rlay_str_eq(rlay_map_get(b, "message"), "bad move") && rlay_str_eq(rlay_map_get(b, "traceback"), ""));
+    /* RENDER without a render mode: NOT_SUPPORTED */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_RENDER, e, 0);
+    CHECK(rlay_poll(e, &cmd, 100) == 0);
+    CHECK((b = agent_read(fd, &kind)) && field_int(b, "code") == RLAY_E_NOT_SUPPORTED);
+    /* a float64 observation for a float32 Box: BAD_VALUE, fatal, both sides told */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "action"); rlay__e_int(A->w_body, 0);
+    agent_send(fd, RLAY_STEP, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT64, 1, two, obs64);
+    CHECK(rlay_reply_step(e, 1.0, 0, 0) == RLAY_E_BAD_VALUE && strstr(rlay_errmsg(e), "float32") != NULL);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_BAD_VALUE && rlay_map_get(b, "fatal")->v.b == 1);
+    CHECK(agent_read(fd, &kind) == NULL);
+    close(fd);
+    rlay_free(e);
+
+    /* a third: the agent closes between commands; CLOSE is answered and ends cleanly */
+    e = rlay_new();
+    rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_space_discrete(rlay_action_space(e), 2, 0);
+    CHECK(rlay_listen(e, "unix:///tmp/rlay-unit-test.sock") == 0 && strcmp(rlay_address(e), "unix:///tmp/rlay-unit-test.sock") == 0);
+    {
+        struct sockaddr_un su;
+        memset(&su, 0, sizeof su);
+        su.sun_family = AF_UNIX;
+        strcpy(su.sun_path, "/tmp/rlay-unit-test.sock");
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        CHECK(connect(fd, (struct sockaddr *)&su, sizeof su) == 0);
+    }
+    rlay__w_reset(A->w_body);
+    rlay__e_map(A->w_body, 6);
+    rlay__e_str(A->w_body, "protocol"); rlay__e_str(A->w_body, "rlay");
+    rlay__e_str(A->w_body, "version"); rlay__e_int(A->w_body, 1);
+    rlay__e_str(A->w_body, "role"); rlay__e_str(A->w_body, "agent");
+    rlay__e_str(A->w_body, "sdk"); rlay__e_str(A->w_body, "unit");
+    rlay__e_str(A->w_body, "sdk_version"); rlay__e_str(A->w_body, "0");
+    rlay__e_str(A->w_body, "capabilities"); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_HELLO, e, 0);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_CLOSE, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_CLOSE);
+    CHECK(access("/tmp/rlay-unit-test.sock", F_OK) != 0);           /* the socket file is gone once accepted */
+    CHECK(rlay_reply_default(e, &cmd) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_HELLO);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_ENV_INFO);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_CLOSE_RESULT && b->len == 0);
+    CHECK(agent_read(fd, &kind) == NULL);
+    CHECK(rlay_poll(e, &cmd, 0) < 0 && rlay_error(e) == RLAY_OK);    /* a clean end */
+    close(fd);
+    rlay_free(e);
+    rlay__doc_free(&AD);
+    free(abuf);
+    rlay_free(A);
+}
 
 int main(void) {
     static const uint32_t s3[1] = {3}, s23[2] = {2, 3}, s0[1] = {0}, s1[1] = {1};
@@ -433,6 +649,7 @@ int main(void) {
     CHECK(strcmp(rlay_strerror(RLAY_E_VERSION_MISMATCH), "VERSION_MISMATCH: protocol version mismatch") == 0);
     CHECK(strcmp(rlay_error_name(99), "UNKNOWN_ERROR_CODE") == 0);
 
+    session_test();
     rlay__w_free(W);
     rlay__w_free(SW);
     rlay__w_free(VW);
