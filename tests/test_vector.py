@@ -376,6 +376,22 @@ def test_vector_checks_pass(sock_dir: str) -> None:
         assert not thread.is_alive()
 
 
+def test_copy_false_returns_read_only_views_of_the_same_values(address: str) -> None:
+    server = serve_vector(lambda: SyncVectorEnv([cartpole] * 3), address, block=False)
+    views, copies = ClientVectorEnv(server.address, copy=False), ClientVectorEnv(server.address)
+    try:
+        for env in (views, copies):
+            env.reset(seed=9)
+        for _ in range(3):
+            a, b = views.step(np.ones(3, np.int64)), copies.step(np.ones(3, np.int64))
+            same(a, b)
+            assert not a[0].flags.writeable and b[0].flags.writeable
+    finally:
+        views.close()
+        copies.close()
+        server.close()
+
+
 def test_render_and_call(sock_dir: str) -> None:
     def make() -> gym.Env[Any, Any]:
         return gym.make("CartPole-v1", render_mode="rgb_array")
@@ -487,7 +503,7 @@ def test_bad_input_is_refused_before_anything_is_sent(sock_dir: str) -> None:
         env.step_wait()
         with pytest.raises(UsageError, match=r"step_wait\(\) needs a step_async\(\) first"):
             env.step_wait()
-        obs, rewards, *_ = env.step(np.array([1, 0, 1]))  # still usable
+        obs, rewards, *_ = env.step([1, 0, 1])  # still usable; a list is a batch too
         assert obs.shape == (3, 4) and rewards.tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(UsageError, match="at least one address"):
         ClientVectorEnv([])
@@ -507,6 +523,23 @@ def test_disabled_autoreset_refuses_to_step_an_ended_sub_env() -> None:
         assert truncations.tolist() == [True, True]
         with pytest.raises(UsageError, match="sub-env 0 ended its episode and autoreset_mode is disabled"):
             env.step(np.zeros(2, np.int64))
+        env.reset(options={"reset_mask": np.array([True, True])})
+        env.step(np.zeros(2, np.int64))
+    finally:
+        env.close()
+        server.close()
+
+
+def test_disabled_autoreset_is_checked_here_for_a_batch_too(address: str) -> None:
+    make = lambda: TrivialEnv(episode_length=1)  # noqa: E731
+    server = serve_vector(lambda: SyncVectorEnv([make] * 2, autoreset_mode="Disabled"), address, block=False)
+    env = ClientVectorEnv(server.address)
+    try:
+        assert env.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+        env.reset(seed=0)
+        env.step(np.zeros(2, np.int64))
+        with pytest.raises(UsageError, match="sub-env 0 ended its episode and autoreset_mode is disabled"):
+            env.step(np.zeros(2, np.int64))  # refused here, not an AssertionError on the env side
         env.reset(options={"reset_mask": np.array([True, True])})
         env.step(np.zeros(2, np.int64))
     finally:

@@ -719,19 +719,19 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         if self._check_actions and not self._contains(actions):
             self._invalid_action(actions)
         mode = self.autoreset_mode
+        if mode is AutoresetMode.DISABLED and self._autoreset.any():
+            raise UsageError(
+                f"sub-env {int(np.argmax(self._autoreset))} ended its episode and autoreset_mode is "
+                "disabled: reset it (reset(options={'reset_mask': mask})) before stepping it again"
+            )
+        next_step = mode is AutoresetMode.NEXT_STEP
         single_act = self.single_action_space
         plan: list[tuple[_Link, Message, str]] = []
         for link in links:
             i = link.offset
-            if link.env_autoreset is None and self._autoreset[i]:
-                if mode is AutoresetMode.NEXT_STEP:
-                    plan.append((link, Reset(None, None), "RESET"))  # Gymnasium's next-step autoreset
-                    continue
-                if mode is AutoresetMode.DISABLED:
-                    raise UsageError(
-                        f"sub-env {i} ended its episode and autoreset_mode is disabled: reset it "
-                        "(reset(options={'reset_mask': mask})) before stepping it again"
-                    )
+            if next_step and link.env_autoreset is None and self._autoreset[i]:
+                plan.append((link, Reset(None, None), "RESET"))  # Gymnasium's next-step autoreset
+                continue
             if link.n == 1:
                 action = item(single_act, actions, i)
             elif self._single_batch:
@@ -751,7 +751,9 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         links = self._links
         replies = [self._receive(link) for link in links]
         if self._single_batch:
-            return self._batch_result(links[0], replies[0])
+            result = self._batch_result(links[0], replies[0])
+            self._autoreset = np.logical_or(result[2], result[3])
+            return result
         n_envs = self.num_envs
         rewards = np.zeros(n_envs, dtype=np.float64)
         terminations = np.zeros(n_envs, dtype=np.bool_)
