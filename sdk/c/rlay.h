@@ -1458,6 +1458,11 @@ static int rlay__check_fields(rlay_ctx *c, int kind, const rlay_value *b, const 
         return rlay__err(c, RLAY_E_BAD_FIELD, "ENV_INFO.num_envs must be >= 1, got %s", rlay__describe(out[2], d, sizeof d));
     if (kind == RLAY_ERROR && (out[0]->neg || out[0]->v.u < 1 || out[0]->v.u > 0x7fffffff))
         return rlay__err(c, RLAY_E_BAD_FIELD, "ERROR.code must be a positive error code, got %s", rlay__describe(out[0], d, sizeof d));
+    if (kind == RLAY_STEP_RESULT)   /* batched (section 10): float64 (N,) reward, bool (N,) flags */
+        for (i = 1; i <= 3; i++)
+            if (out[i]->type == RLAY_T_TENSOR && (out[i]->v.t->ndim != 1 || out[i]->v.t->dtype != (i == 1 ? RLAY_DT_FLOAT64 : RLAY_DT_BOOL)))
+                return rlay__err(c, RLAY_E_BAD_FIELD, "STEP_RESULT.%s must be %s or a %s tensor of shape (N,), got %s", fs[i].name,
+                                 i == 1 ? "a float" : "a bool", i == 1 ? "float64" : "bool", rlay__describe(out[i], d, sizeof d));
     if (kind == RLAY_RESET && out[0]->type == RLAY_T_ARRAY)
         for (j = 0; j < out[0]->len; j++)
             if (out[0]->v.items[j].type != RLAY_T_INT && out[0]->v.items[j].type != RLAY_T_NIL)
@@ -2553,7 +2558,7 @@ int rlay__conform_roundtrip(rlay_ctx *c, const unsigned char *frame, size_t n) {
 int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state);
 int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state) {
     const rlay_value *f[8];
-    rlay__conform_reset(c, role, state < 0 ? RLAY__S_IDLE : state);
+    rlay__conform_reset(c, role, state < 0 ? RLAY__S_CLOSED : state);   /* stand-alone: EOF is orderly */
     rlay__feed(c, p, n);
     for (;;) {
         int r = rlay__rx_frame(c);
