@@ -86,7 +86,12 @@ def test_header_compiles_without_warnings(tmp_path: Path, compiler: str, args: l
 
 def test_header_with_clang(tmp_path: Path) -> None:
     require_tool("clang")
-    compile_tu(tmp_path, "clang", ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"], {"impl.c": IMPL, "main.c": MAIN})
+    compile_tu(
+        tmp_path,
+        "clang",
+        ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"],
+        {"impl.c": IMPL, "main.c": MAIN},
+    )
 
 
 def test_unit_tests(plain: Path) -> None:
@@ -98,7 +103,9 @@ def test_unit_tests(plain: Path) -> None:
 
 def test_unit_tests_under_sanitizers(asan: Path) -> None:
     proc = subprocess.run([str(asan / "unit")], capture_output=True, text=True, timeout=300, env=SAN_ENV)
-    assert proc.returncode == 0 and proc.stdout.rstrip().endswith(", 0 failed"), proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.returncode == 0 and proc.stdout.rstrip().endswith(", 0 failed"), (
+        proc.stdout[-3000:] + proc.stderr[-5000:]
+    )
 
 
 @pytest.mark.parametrize("runner", ["rlay_conformance", "conformance_cxx"], ids=["c", "c++"])
@@ -154,7 +161,9 @@ def test_fuzz_replay_of_the_vectors_under_sanitizers(asan: Path, tmp_path: Path)
     """The fuzz harness's properties (no crash, canonical re-encoding is idempotent) hold on
     every vector frame, for every receiver role and state."""
     seeds = tmp_path / "seeds"
-    subprocess.run([sys.executable, str(SDK / "tests" / "make_seeds.py"), str(seeds)], check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, str(SDK / "tests" / "make_seeds.py"), str(seeds)], check=True, timeout=120
+    )
     files = sorted(seeds.iterdir())
     variants = []
     for path in files[:400]:  # each frame also under every other (role, state)
@@ -176,7 +185,9 @@ def test_fuzz_replay_of_the_vectors_under_sanitizers(asan: Path, tmp_path: Path)
 
 def _libfuzzer_available() -> bool:
     clang = require_tool("clang")
-    rt = subprocess.run([clang, "-print-file-name=libclang_rt.fuzzer-x86_64.a"], capture_output=True, text=True)
+    rt = subprocess.run(
+        [clang, "-print-file-name=libclang_rt.fuzzer-x86_64.a"], capture_output=True, text=True
+    )
     return Path(rt.stdout.strip()).is_file()
 
 
@@ -189,5 +200,7 @@ def test_libfuzzer_short_run(tmp_path: Path) -> None:
         pytest.skip(message)
     seconds = os.environ.get("FUZZ_SECONDS", "20")
     make(tmp_path, "fuzz", extra=("CLANG=clang", f"FUZZ_SECONDS={seconds}"))
-    crashes = [p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "timeout-", "oom-"))]
+    crashes = [
+        p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "timeout-", "oom-"))
+    ]
     assert not crashes, f"libFuzzer findings in {tmp_path}: {crashes}"
