@@ -22,7 +22,7 @@
                rlay_reply_reset(c);
            } else if (cmd.kind == RLAY_STEP) { rlay_as_int64(cmd.action, &a); pos += a ? 1 : -1;
                rlay_put_tensor(rlay_obs(c), RLAY_DT_FLOAT32, 1, &one, &pos);
-               rlay_reply_step(c, pos >= 5 ? 1.0 : 0.0, pos >= 5, 0);
+               rlay_reply_step(c, pos >= 5 ? 1.0 : 0.0, pos >= 5 || pos <= -5, 0);
            } else rlay_reply_default(c, &cmd);        // CLOSE, and NOT_SUPPORTED for the rest
        }
        int err = rlay_error(c); rlay_free(c); return err == RLAY_OK ? 0 : 1;

@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conformance import conformance_lines, run_conformance
 from conftest import IN_CI, require_tool
+
+import rlay
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "c"
@@ -204,3 +207,28 @@ def test_libfuzzer_short_run(tmp_path: Path) -> None:
         p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "timeout-", "oom-"))
     ]
     assert not crashes, f"libFuzzer findings in {tmp_path}: {crashes}"
+
+
+def manual_example() -> str:
+    """The example of rlay.h's top comment, as a program (it listens at $RLAY_ADDRESS)."""
+    text = (SDK / "rlay.h").read_text()
+    block = text.split("EXAMPLE", 1)[1].split("\n\n", 1)[1].split("\n\n   MODEL", 1)[0]
+    code = "\n".join(line[7:] for line in block.splitlines())
+    assert '"tcp://127.0.0.1:5555"' in code
+    code = code.replace('"tcp://127.0.0.1:5555"', 'getenv("RLAY_ADDRESS")')
+    return f'#define RLAY_IMPLEMENTATION\n#include "rlay.h"\n\nint main(void) {{\n{code}\n}}\n'
+
+
+def test_the_manuals_example_compiles_and_serves_python(tmp_path: Path) -> None:
+    require_tool("gcc")
+    compile_tu(tmp_path, "gcc", ["-std=c99", "-Wall", "-Wextra", "-Werror"], {"example.c": manual_example()})
+    env = rlay.ClientEnv(launch=[str(tmp_path / "a.out")])
+    try:
+        obs, _ = env.reset()
+        assert obs.tolist() == [0.0]
+        for _ in range(5):
+            obs, reward, terminated, truncated, _ = env.step(1)
+        assert obs.tolist() == [5.0] and reward == 1.0 and terminated and not truncated
+        assert env.step(np.int64(0))[0].tolist() == [4.0]
+    finally:
+        env.close()
