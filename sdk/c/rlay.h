@@ -327,34 +327,35 @@ static int rlay__dtype_from_name(const char *s, size_t n) {
 
 /* ---- error codes (spec section 11) ---- */
 typedef struct { int code; const char *name, *text; } rlay__errdef;
+#define RLAY__E(code, name, text) {code, name, name ": " text}
 static const rlay__errdef rlay__errs[] = {
-    {RLAY_OK, "OK", "no error"},
-    {1, "BAD_MAGIC", "the peer is not speaking rlay"},
-    {2, "BAD_HEADER", "bad frame header"},
-    {3, "FRAME_TOO_LARGE", "frame larger than max_frame_size"},
-    {4, "TRUNCATED", "the stream ended inside a frame"},
-    {5, "MALFORMED", "the body is not one valid value"},
-    {6, "UNKNOWN_KIND", "unknown message kind"},
-    {7, "BAD_FIELD", "a message field is missing, unknown or of the wrong type"},
-    {8, "BAD_TENSOR", "malformed tensor descriptor or bytes out of range"},
-    {9, "UNKNOWN_DTYPE", "unknown dtype"},
-    {10, "TOO_DEEP", "nesting deeper than max_depth"},
-    {11, "UNEXPECTED_MESSAGE", "message not allowed in the current state"},
-    {12, "VERSION_MISMATCH", "protocol version mismatch"},
-    {13, "ROLE_CONFLICT", "both sides claim the same role"},
-    {14, "BAD_SPACE", "invalid space descriptor"},
-    {15, "BAD_VALUE", "value does not match its space"},
-    {32, "ENV_EXCEPTION", "env code raised an exception"},
-    {33, "INVALID_ACTION", "action outside the action space"},
-    {34, "NOT_SUPPORTED", "not supported by the env side"},
-    {35, "RESET_NEEDED", "step before the first reset"},
-    {36, "SHUTTING_DOWN", "the env side is closing"},
-    {37, "INTERNAL", "internal error"},
-    {RLAY_E_IO, "IO", "socket error"},
-    {RLAY_E_PEER_CLOSED, "PEER_CLOSED", "connection closed by peer"},
-    {RLAY_E_USAGE, "USAGE", "API misuse"},
-    {RLAY_E_NOMEM, "NOMEM", "out of memory"},
-    {RLAY_E_ADDRESS, "ADDRESS", "bad address"}};
+    RLAY__E(RLAY_OK, "OK", "no error"),
+    RLAY__E(1, "BAD_MAGIC", "the peer is not speaking rlay"),
+    RLAY__E(2, "BAD_HEADER", "bad frame header"),
+    RLAY__E(3, "FRAME_TOO_LARGE", "frame larger than max_frame_size"),
+    RLAY__E(4, "TRUNCATED", "the stream ended inside a frame"),
+    RLAY__E(5, "MALFORMED", "the body is not one valid value"),
+    RLAY__E(6, "UNKNOWN_KIND", "unknown message kind"),
+    RLAY__E(7, "BAD_FIELD", "a message field is missing, unknown or of the wrong type"),
+    RLAY__E(8, "BAD_TENSOR", "malformed tensor descriptor or bytes out of range"),
+    RLAY__E(9, "UNKNOWN_DTYPE", "unknown dtype"),
+    RLAY__E(10, "TOO_DEEP", "nesting deeper than max_depth"),
+    RLAY__E(11, "UNEXPECTED_MESSAGE", "message not allowed in the current state"),
+    RLAY__E(12, "VERSION_MISMATCH", "protocol version mismatch"),
+    RLAY__E(13, "ROLE_CONFLICT", "both sides claim the same role"),
+    RLAY__E(14, "BAD_SPACE", "invalid space descriptor"),
+    RLAY__E(15, "BAD_VALUE", "value does not match its space"),
+    RLAY__E(32, "ENV_EXCEPTION", "env code raised an exception"),
+    RLAY__E(33, "INVALID_ACTION", "action outside the action space"),
+    RLAY__E(34, "NOT_SUPPORTED", "not supported by the env side"),
+    RLAY__E(35, "RESET_NEEDED", "step before the first reset"),
+    RLAY__E(36, "SHUTTING_DOWN", "the env side is closing"),
+    RLAY__E(37, "INTERNAL", "internal error"),
+    RLAY__E(RLAY_E_IO, "IO", "socket error"),
+    RLAY__E(RLAY_E_PEER_CLOSED, "PEER_CLOSED", "connection closed by peer"),
+    RLAY__E(RLAY_E_USAGE, "USAGE", "API misuse"),
+    RLAY__E(RLAY_E_NOMEM, "NOMEM", "out of memory"),
+    RLAY__E(RLAY_E_ADDRESS, "ADDRESS", "bad address")};
 
 static const rlay__errdef *rlay__errdef_of(int code) {
     size_t i;
@@ -367,13 +368,8 @@ const char *rlay_error_name(int code) {
     return e ? e->name : "UNKNOWN_ERROR_CODE";
 }
 const char *rlay_strerror(int code) {
-    static const char *const unknown = "UNKNOWN_ERROR_CODE: an error code this SDK does not know";
     const rlay__errdef *e = rlay__errdef_of(code);
-    static char buf[sizeof rlay__errs / sizeof rlay__errs[0]][96];
-    size_t i = e ? (size_t)(e - rlay__errs) : 0;
-    if (!e) return unknown;
-    if (!buf[i][0]) snprintf(buf[i], sizeof buf[i], "%s: %s", e->name, e->text);
-    return buf[i];
+    return e ? e->text : "UNKNOWN_ERROR_CODE: an error code this SDK does not know";
 }
 static int rlay__fatal_code(int code) { return (code >= 1 && code <= 15) || code == 36 || code == 37; }
 
@@ -887,7 +883,7 @@ static int rlay__dec_tensor(rlay__dec *s, size_t idx, const unsigned char *q, ui
     if (s->nodata) {
         t->count = count; t->nbytes = count > ((size_t)-1) / isz ? (size_t)-1 : count * isz; t->data = NULL;
     } else {
-        if (count > s->dlen || count * isz > s->dlen || t->offset > s->dlen || count * isz > s->dlen - t->offset)
+        if (count > s->dlen / isz || t->offset > s->dlen || count * isz > s->dlen - t->offset)
             return rlay__err(c, RLAY_E_BAD_TENSOR, "tensor at body byte %lu: its bytes (offset %u) do not fit in the %lu-byte data section",
                              (unsigned long)at, t->offset, (unsigned long)s->dlen);
         t->count = count; t->nbytes = count * isz; t->data = s->data + t->offset;
@@ -1297,14 +1293,15 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
         if (v->type != RLAY_T_STR) return rlay__vfail(c, "Text: expected a str, actual %s", rlay__describe(v, d, sizeof d));
         if (!bounds) return 0;
         k = 0;
-        while (k < v->len) {
+        while (k < v->len) {   /* at most max_length + 1 characters are looked at */
             long cp = rlay__utf8_next((const unsigned char *)v->v.s, v->len, &k);
             size_t m = 0; int found = 0;
+            if (n >= f[2]->v.u) { rlay__voob(c, oob, "Text: longer than max_length %llu", (unsigned long long)f[2]->v.u); break; }
             while (m < f[3]->len && !found) found = rlay__utf8_next((const unsigned char *)f[3]->v.s, f[3]->len, &m) == cp;
             if (!found) { rlay__voob(c, oob, "Text: character U+%04lX is not in the charset", (unsigned long)cp); break; }
             n++;
         }
-        if (n < f[1]->v.u || n > f[2]->v.u)
+        if (n < f[1]->v.u)
             rlay__voob(c, oob, "Text: length %llu is outside [%llu, %llu]", (unsigned long long)n,
                        (unsigned long long)f[1]->v.u, (unsigned long long)f[2]->v.u);
         return 0; }
