@@ -4,6 +4,12 @@
      roundtrip FRAME_HEX CANON_HEX             decode FRAME, re-encode canonically, compare
      reject FRAME_HEX ERROR_NAME ROLE STATE    feed FRAME (then end of stream) to a receiver
                                                playing ROLE (agent/env) in STATE (- = stand-alone)
+   rlay-c's additions, for the space vectors of spec/vectors/spaces.json (section 9); a space or
+   a value is given as a stand-alone value: its body and its data section, in hex:
+     space BODY DATA                           a valid descriptor; re-encodes to the same bytes
+     space_value SBODY SDATA VBODY VDATA       a value of that space; re-encodes to the same bytes
+     space_reject BODY DATA ERROR_NAME         a descriptor refused with ERROR_NAME
+     value_reject SBODY SDATA VBODY VDATA ERROR_NAME   a value refused (structure, not bounds)
 */
 #define RLAY_IMPLEMENTATION
 #include "../rlay.h"
@@ -78,6 +84,88 @@ static void roundtrip(rlay_ctx *c, char **tok, int ntok) {
     free(canon);
 }
 
+/* Decodes hex body + hex data as one stand-alone value into d; the buffers go to keep[]. */
+static int decode_value(rlay_ctx *c, rlay__doc *d, const char *body_hex, const char *data_hex,
+                        unsigned char **keep, const rlay_value **v) {
+    size_t bn, dn;
+    keep[0] = unhex(body_hex, &bn);
+    keep[1] = unhex(data_hex, &dn);
+    if (!keep[0] || !keep[1]) return rlay__err(c, RLAY_E_USAGE, "bad hex");
+    return rlay__decode(c, d, keep[0], bn, keep[1], dn, 0, v);
+}
+
+/* Compares the canonical body and data section of what `w` holds with the expected hex. */
+static void compare_canonical(rlay_ctx *c, rlay_w *w, const char *body_hex, const char *data_hex) {
+    unsigned char *body, *data;
+    size_t bn, dn, dlen;
+    if (c->err || rlay__frame(c, RLAY_CALL_RESULT, w) || rlay__flatten(c)) {
+        printf("fail re-encoding failed with %s: ", rlay_error_name(c->err));
+        put_clean(rlay_errmsg(c));
+        return;
+    }
+    body = unhex(body_hex, &bn);
+    data = unhex(data_hex, &dn);
+    dlen = rlay__rd32le(c->flat + 4);
+    if (dlen != dn || memcmp(c->flat + 12, data, dn) != 0) {
+        printf("fail data section: got ");
+        put_hex(c->flat + 12, dlen, 40);
+        printf(" expected ");
+        put_hex(data, dn, 40);
+    } else if (c->flen - 12 - dlen != bn || memcmp(c->flat + 12 + dlen, body, bn) != 0) {
+        printf("fail body: got ");
+        put_hex(c->flat + 12 + dlen, c->flen - 12 - dlen, 60);
+        printf(" expected ");
+        put_hex(body, bn, 60);
+    } else {
+        printf("ok");
+    }
+    free(body);
+    free(data);
+}
+
+static void fail_with(rlay_ctx *c, const char *what) {
+    printf("fail %s: %s: ", what, rlay_error_name(c->err));
+    put_clean(rlay_errmsg(c));
+}
+
+static void spaces(rlay_ctx *c, char **tok, int ntok) {
+    static rlay__doc sdoc, vdoc;
+    unsigned char *keep[4] = {NULL, NULL, NULL, NULL};
+    const rlay_value *sp = NULL, *v = NULL;
+    const char *cmd = tok[0];
+    int want = !strcmp(cmd, "space") ? 3 : !strcmp(cmd, "space_value") ? 5 : !strcmp(cmd, "space_reject") ? 4 : 6;
+    int i;
+    rlay__conform_reset(c, RLAY__ENV, RLAY__S_IDLE);
+    rlay__w_reset(c->w_body);
+    if (ntok != want) { printf("fail %s takes %d fields", cmd, want - 1); return; }
+    if (decode_value(c, &sdoc, tok[1], tok[2], keep, &sp) || rlay__check_space(c, sp, "space")) {
+        if (!strcmp(cmd, "space_reject") && c->err && strcmp(rlay_error_name(c->err), tok[3]) == 0) printf("ok");
+        else if (!strcmp(cmd, "space_reject")) { printf("fail expected %s, ", tok[3]); fail_with(c, "got"); }
+        else fail_with(c, "the space was refused");
+    } else if (!strcmp(cmd, "space_reject")) {
+        printf("fail accepted; expected %s", tok[3]);
+    } else if (!strcmp(cmd, "space")) {
+        rlay__recode_space(c->w_body, sp);
+        compare_canonical(c, c->w_body, tok[1], tok[2]);
+    } else if (decode_value(c, &vdoc, tok[3], tok[4], keep + 2, &v)) {
+        fail_with(c, "the value does not decode");
+    } else {
+        int oob = 0, r = rlay__vcheck(c, sp, v, 0, &oob);
+        if (!strcmp(cmd, "value_reject")) {
+            if (r < 0 && !strcmp(tok[5], "BAD_VALUE")) printf("ok");
+            else if (r < 0) printf("fail got BAD_VALUE (%s), expected %s", c->vmsg, tok[5]);
+            else printf("fail accepted; expected %s", tok[5]);
+        } else if (r < 0) {
+            printf("fail BAD_VALUE: ");
+            put_clean(c->vmsg);
+        } else {
+            rlay__recode_value(c->w_body, v);
+            compare_canonical(c, c->w_body, tok[3], tok[4]);
+        }
+    }
+    for (i = 0; i < 4; i++) free(keep[i]);
+}
+
 static void reject(rlay_ctx *c, char **tok, int ntok) {
     unsigned char *bytes;
     size_t n;
@@ -115,6 +203,7 @@ int main(void) {
         while ((p = strchr(p, ' ')) != NULL && ntok < 8) { *p++ = 0; tok[ntok++] = p; }
         if (strcmp(tok[0], "roundtrip") == 0) roundtrip(c, tok, ntok);
         else if (strcmp(tok[0], "reject") == 0) reject(c, tok, ntok);
+        else if (strncmp(tok[0], "space", 5) == 0 || strcmp(tok[0], "value_reject") == 0) spaces(c, tok, ntok);
         else { printf("fail unknown command '"); put_clean(tok[0]); printf("'"); }
         putchar('\n');
         fflush(stdout);
