@@ -46,6 +46,12 @@ pytest:
 bench: setup
 	$(PY) bench/codec.py
 	$(PY) bench/step.py
+	$(PY) bench/vector.py
+
+## train: PPO (Stable-Baselines3, CPU torch) learns the C CartPole through rlay until solved.
+train: setup
+	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
+	$(PY) examples/train_cartpole.py
 
 ## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
 fuzz: setup

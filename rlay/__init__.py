@@ -9,11 +9,15 @@ Env side in Python: :func:`serve` / :func:`connect` (callback style), :class:`En
 import gymnasium as _gym
 
 from rlay.backends import Command, EnvSession, Server, connect, serve
+from rlay.backends.vector import connect_vector, serve_vector
 from rlay.envs import ClientEnv, ServerEnv
+from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 from rlay.errors import (
     ConnectionClosed,
     EncodeError,
+    EnvSideFailed,
     InvalidAction,
+    InvalidSubEnvAction,
     ProtocolError,
     RemoteError,
     RlayError,
@@ -22,28 +26,37 @@ from rlay.errors import (
     UsageError,
     VersionMismatch,
 )
+from rlay.launch import LaunchError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClientEnv",
+    "ClientVectorEnv",
     "Command",
     "ConnectionClosed",
     "EncodeError",
     "EnvSession",
+    "EnvSideFailed",
     "InvalidAction",
+    "InvalidSubEnvAction",
+    "LaunchError",
     "ProtocolError",
     "RemoteError",
     "RlayError",
     "Server",
     "ServerEnv",
+    "ServerVectorEnv",
     "SpaceError",
     "Timeout",
     "UsageError",
     "VersionMismatch",
     "__version__",
     "connect",
+    "connect_vector",
+    "make_vec",
     "serve",
+    "serve_vector",
 ]
 
 # gymnasium.make("rlay/ClientEnv-v0", address=...) and gymnasium.make("rlay/ServerEnv-v0", ...).

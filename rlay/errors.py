@@ -123,3 +123,44 @@ class Timeout(RlayError, TimeoutError):
 
     def __str__(self) -> str:
         return f"timed out after {self.seconds:g} s {self.stage}"
+
+
+class EnvSideFailed(RlayError):
+    """One env side of a vector env failed; the vector env closed all its connections.
+
+    ``index`` and ``address`` name the env side, ``sub_envs`` the sub-envs it hosted (``None``
+    when it failed before it said how many), ``during`` what was being done, and ``cause`` the
+    error itself (:class:`~rlay.RemoteError`, :class:`~rlay.ConnectionClosed`,
+    :class:`~rlay.Timeout`, :class:`~rlay.ProtocolError`), also chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, index: int, address: str, sub_envs: range | None, during: str, cause: BaseException
+    ) -> None:
+        super().__init__(index, address, sub_envs, during, cause)
+        self.index = index
+        self.address = address
+        self.sub_envs = sub_envs
+        self.during = during
+        self.cause = cause
+
+    def __str__(self) -> str:
+        hosted = ""
+        if self.sub_envs is not None:
+            r = self.sub_envs
+            hosted = f", sub-env {r.start}" if len(r) == 1 else f", sub-envs {r.start}-{r.stop - 1}"
+        return (
+            f"env side {self.index} ({self.address}{hosted}) failed {self.during}: {self.cause}; "
+            "every connection of the vector env is closed"
+        )
+
+
+class InvalidSubEnvAction(InvalidAction):
+    """The action of sub-env ``index`` is outside the single action space; nothing was sent."""
+
+    def __init__(self, index: int, action: object, space: object) -> None:
+        super().__init__(action, space)
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"sub-env {self.index}: {super().__str__()}"

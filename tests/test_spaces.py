@@ -1070,9 +1070,13 @@ leaves = st.one_of(boxes(), discretes(), multi_discretes(), multi_binaries, text
 
 
 def _not_empty_container(space: gym.Space[Any]) -> bool:
-    # A stacked Sequence of an empty Dict/Tuple has no way to record its length (Gymnasium's
-    # own stacking turns N empty dicts into one), so its length cannot round-trip.
-    return not (isinstance(space, (Dict, Tuple)) and len(space) == 0)
+    # A stacked Sequence of an empty Dict/Tuple, at any depth, has no way to record its length
+    # (Gymnasium's own stacking turns N empty dicts into one), so its length cannot round-trip.
+    if isinstance(space, Dict):
+        return len(space) > 0 and all(_not_empty_container(s) for s in space.spaces.values())
+    if isinstance(space, Tuple):
+        return len(space) > 0 and all(_not_empty_container(s) for s in space.spaces)
+    return True
 
 
 def _composites(children: st.SearchStrategy[gym.Space[Any]]) -> st.SearchStrategy[gym.Space[Any]]:

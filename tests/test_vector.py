@@ -26,17 +26,19 @@ from gymnasium.vector.utils import batch_space
 
 import rlay
 from rlay.backends.vector import connect_vector, serve_vector
-from rlay.envs.vector import (
-    BatchResultTemplate,
-    ClientVectorEnv,
+from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv
+from rlay.errors import (
+    ConnectionClosed,
     EnvSideFailed,
     InvalidSubEnvAction,
-    ServerVectorEnv,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    UsageError,
 )
-from rlay.errors import ConnectionClosed, ProtocolError, RemoteError, Timeout, UsageError
 from rlay.protocol.codec import Encoder, decode
 from rlay.protocol.connection import Connection
-from rlay.protocol.fastpath import TensorTemplate
+from rlay.protocol.fastpath import BatchResultTemplate, TensorTemplate
 from rlay.protocol.framing import FrameReader, pack_header
 from rlay.protocol.messages import EnvInfo, Error, ResetResult, StepResult
 from rlay.protocol.wire import ErrorCode, Role

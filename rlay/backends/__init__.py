@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlay.batching import batch_contains, batch_fast_paths
 from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.connection import Connection, State
@@ -107,7 +108,9 @@ class EnvSession:
         self._obs_codec = SpaceCodec(wire_obs)
         self._act_codec = SpaceCodec(wire_act)
         self._check_actions = check_actions
-        self._contains = fast_contains(wire_act)
+        self._contains = (
+            fast_contains(action_space) if num_envs == 1 else batch_contains(action_space, wire_act)
+        )
         self._pending: Command | None = None
         self._was_reset = False
         self._closed = False
@@ -127,7 +130,11 @@ class EnvSession:
                 raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
             self.conn.send(info)
             self._flush()
-            self.conn.fast = fast_paths(wire_obs, wire_act)
+            self.conn.fast = (
+                fast_paths(wire_obs, wire_act)
+                if num_envs == 1
+                else batch_fast_paths(observation_space, action_space, num_envs)
+            )
         except BaseException:
             self._shutdown()
             raise

@@ -28,9 +28,8 @@ from rlay.backends import (
     EnvSession,
     Server,
 )
-from rlay.envs.vector import (
+from rlay.batching import (
     AUTORESET_TO_WIRE,
-    batch_fast_paths,
     batch_one,
     info_to_wire,
     item,
@@ -83,10 +82,6 @@ def vector_session(venv: VectorEnv, stream: Stream, **kwargs: Any) -> EnvSession
         num_envs=venv.num_envs,
         **kwargs,
     )
-    if venv.num_envs > 1:
-        session.conn.fast = batch_fast_paths(
-            venv.single_observation_space, venv.single_action_space, venv.num_envs
-        )
     return session
 
 

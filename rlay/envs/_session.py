@@ -62,14 +62,34 @@ class AgentSession:
 
     def request(self, message: Message, what: str, timeout: Any = ...) -> Message:
         """Send one command and return its reply; an ERROR reply raises :class:`RemoteError`."""
+        self.send_command(message, what)
+        return self.receive_reply(what, timeout)
+
+    def send_command(self, message: Message, what: str) -> None:
+        """The first half of :meth:`request`: send the command (many sessions can each have one
+        in flight; a vector env sends all, then gathers all replies)."""
         if self._closed_why is not None:
             raise ConnectionClosed(f"cannot send {what}: {self._closed_why}")
         self.conn.send(message)
         self._flush(f"sending {what}")
+
+    def receive_reply(self, what: str, timeout: Any = ...) -> Message:
+        """The second half of :meth:`request`: wait for the reply to the command in flight."""
         reply = self._next(f"waiting for the reply to {what}", self.timeout if timeout is ... else timeout)
         if type(reply) is Error:
             raise self._remote_error(reply, what)
         return reply
+
+    def abandon(self, why: str) -> None:
+        """Close the stream now; later requests raise :class:`ConnectionClosed` saying ``why``."""
+        self._close(why)
+
+    def report_protocol_error(self) -> None:
+        """Send the fatal ERROR the Connection queued for a peer that broke the protocol."""
+        try:
+            self._flush("reporting a protocol error")
+        except (ConnectionClosed, Timeout):
+            pass
 
     def _remote_error(self, err: Error, what: str) -> Exception:
         if err.fatal:

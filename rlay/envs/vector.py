@@ -23,34 +23,53 @@ every connection, cleanly where possible, and raises :class:`EnvSideFailed` nami
 
 from __future__ import annotations
 
-import copy as _copy
-import itertools
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.spaces import Box, Dict, Discrete, MultiBinary, MultiDiscrete, Tuple
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import create_empty_array
 
+from rlay.batching import (
+    AUTORESET_FROM_WIRE,
+    AUTORESET_TO_WIRE,
+    batch_contains,
+    batch_fast_paths,
+    batch_one,
+    copy_value,
+    info_from_wire,
+    item,
+    join,
+    parse_autoreset_mode,
+    part,
+)
 from rlay.envs import (
     DEFAULT_ACCEPT_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_TIMEOUT,
+    _try_accept,
+    _try_dial,
 )
 from rlay.envs._session import AgentSession
-from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, RlayError, UsageError
-from rlay.protocol.codec import Encoder, check_free_value, free_from_wire
-from rlay.protocol.fastpath import FastPaths, StepTemplate, TensorTemplate
-from rlay.protocol.framing import pack_header
+from rlay.errors import (
+    ConnectionClosed,
+    EnvSideFailed,
+    InvalidAction,
+    InvalidSubEnvAction,
+    ProtocolError,
+    RlayError,
+    UsageError,
+)
+from rlay.launch import Process, SocketDir
+from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.messages import (
     Call,
     CallResult,
-    Error,
     Message,
     Render,
     RenderResult,
@@ -59,7 +78,7 @@ from rlay.protocol.messages import (
     Step,
     StepResult,
 )
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, TENSOR_ALIGN, ErrorCode, Kind
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
 from rlay.spaces import SpaceCodec, batched, fast_paths, from_descriptor
 from rlay.transports import Listener, Stream, dial
 
@@ -74,322 +93,7 @@ __all__ = [
 CLOSE_TIMEOUT = 5.0
 
 
-# -- errors (candidates for rlay.errors) ---------------------------------------------------------
-
-
-class EnvSideFailed(RlayError):
-    """One env side of a vector env failed; the vector env closed all its connections.
-
-    ``index`` and ``address`` name the env side, ``sub_envs`` the sub-envs it hosted (``None``
-    when it failed before it said how many), ``during`` what was being done, and ``cause`` the
-    error itself (:class:`~rlay.RemoteError`, :class:`~rlay.ConnectionClosed`,
-    :class:`~rlay.Timeout`, :class:`~rlay.ProtocolError`), also chained as ``__cause__``.
-    """
-
-    def __init__(
-        self, index: int, address: str, sub_envs: range | None, during: str, cause: BaseException
-    ) -> None:
-        super().__init__(index, address, sub_envs, during, cause)
-        self.index = index
-        self.address = address
-        self.sub_envs = sub_envs
-        self.during = during
-        self.cause = cause
-
-    def __str__(self) -> str:
-        hosted = ""
-        if self.sub_envs is not None:
-            r = self.sub_envs
-            hosted = f", sub-env {r.start}" if len(r) == 1 else f", sub-envs {r.start}-{r.stop - 1}"
-        return (
-            f"env side {self.index} ({self.address}{hosted}) failed {self.during}: {self.cause}; "
-            "every connection of the vector env is closed"
-        )
-
-
-class InvalidSubEnvAction(InvalidAction):
-    """The action of sub-env ``index`` is outside the single action space; nothing was sent."""
-
-    def __init__(self, index: int, action: object, space: object) -> None:
-        super().__init__(action, space)
-        self.index = index
-
-    def __str__(self) -> str:
-        return f"sub-env {self.index}: {super().__str__()}"
-
-
-# -- §10 helpers: autoreset modes, batched values, vector info -----------------------------------
-# Shared with rlay.backends.vector (the env side); they know Gymnasium's batching rules.
-
-AUTORESET_TO_WIRE = {
-    AutoresetMode.NEXT_STEP: "next_step",
-    AutoresetMode.SAME_STEP: "same_step",
-    AutoresetMode.DISABLED: "disabled",
-}
-AUTORESET_FROM_WIRE = {name: mode for mode, name in AUTORESET_TO_WIRE.items()}
-
-
-def parse_autoreset_mode(value: Any) -> AutoresetMode:
-    """An :class:`AutoresetMode` from the enum, its Gymnasium value (``"NextStep"``) or the §10
-    name (``"next_step"``); :class:`UsageError` for anything else."""
-    if isinstance(value, AutoresetMode):
-        return value
-    if isinstance(value, str):
-        if value in AUTORESET_FROM_WIRE:
-            return AUTORESET_FROM_WIRE[value]
-        for mode in AutoresetMode:
-            if value == mode.value:
-                return mode
-    names = ", ".join(repr(n) for n in AUTORESET_FROM_WIRE)
-    raise UsageError(f"autoreset_mode: expected an AutoresetMode or one of {names}, actual {value!r:.60}")
-
-
-_ARRAY_SPACES = (Box, Discrete, MultiDiscrete, MultiBinary)
-
-
-def batch_one(space: gym.Space[Any], value: Any) -> Any:
-    """One sub-env's value as a batch of one (a value of ``batched(space, 1)``), without copying."""
-    if isinstance(space, _ARRAY_SPACES):
-        return np.asarray(value, dtype=space.dtype)[np.newaxis]
-    if isinstance(space, Dict):
-        return {key: batch_one(sub, value[key]) for key, sub in space.spaces.items()}
-    if isinstance(space, Tuple):
-        return tuple(batch_one(sub, v) for sub, v in zip(space.spaces, value, strict=True))
-    return (value,)
-
-
-def item(space: gym.Space[Any], value: Any, i: int) -> Any:
-    """Sub-env ``i``'s value out of a batched ``value`` (Gymnasium's ``iterate``, one element)."""
-    if isinstance(space, _ARRAY_SPACES):
-        return value[i]
-    if isinstance(space, Dict):
-        return {key: item(sub, value[key], i) for key, sub in space.spaces.items()}
-    if isinstance(space, Tuple):
-        return tuple(item(sub, v, i) for sub, v in zip(space.spaces, value, strict=True))
-    return value[i]
-
-
-def part(space: gym.Space[Any], value: Any, start: int, stop: int) -> Any:
-    """Sub-envs ``start`` to ``stop - 1`` of a batched ``value``, still batched."""
-    if isinstance(space, _ARRAY_SPACES):
-        return value[start:stop]
-    if isinstance(space, Dict):
-        return {key: part(sub, value[key], start, stop) for key, sub in space.spaces.items()}
-    if isinstance(space, Tuple):
-        return tuple(part(sub, v, start, stop) for sub, v in zip(space.spaces, value, strict=True))
-    return tuple(value[start:stop])
-
-
-def join(space: gym.Space[Any], parts: list[Any]) -> Any:
-    """Batched values of consecutive sub-envs, concatenated into one new batched value."""
-    if isinstance(space, _ARRAY_SPACES):
-        return np.concatenate(parts)
-    if isinstance(space, Dict):
-        return {key: join(sub, [p[key] for p in parts]) for key, sub in space.spaces.items()}
-    if isinstance(space, Tuple):
-        return tuple(join(sub, [p[j] for p in parts]) for j, sub in enumerate(space.spaces))
-    return tuple(itertools.chain.from_iterable(parts))
-
-
-def copy_value(value: Any) -> Any:
-    """A deep copy whose arrays are writable (received tensors are read-only views)."""
-    if type(value) is np.ndarray:
-        return value.copy()
-    if type(value) is dict:
-        return {k: copy_value(v) for k, v in value.items()}
-    if type(value) is tuple:
-        return tuple(copy_value(v) for v in value)
-    return _copy.deepcopy(value)
-
-
-def info_to_wire(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> dict[str, Any]:
-    """A Gymnasium vector ``info`` as a §10 wire value: object arrays (values NumPy cannot hold
-    in a typed array) travel as arrays of N values. With ``final_obs`` (same-step autoreset),
-    the ``final_obs`` entries are encoded as observations of the single space."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if isinstance(value, dict):
-            out[key] = info_to_wire(value, final_obs)
-        elif isinstance(value, np.ndarray) and value.dtype == object:
-            if key == "final_obs" and final_obs is not None:
-                out[key] = [None if v is None else final_obs.to_wire(v) for v in value]
-            else:
-                out[key] = value.tolist()
-        else:
-            out[key] = value
-    return out
-
-
-def info_from_wire(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> dict[str, Any]:
-    """The inverse of :func:`info_to_wire`: arrays of values become NumPy object arrays (as
-    Gymnasium's ``_add_info`` builds them), 0-d tensors NumPy scalars (§3)."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        t = type(value)
-        if t is dict:
-            out[key] = info_from_wire(value, final_obs)
-        elif t is list:
-            arr = np.empty(len(value), dtype=object)
-            if key == "final_obs" and final_obs is not None:
-                decode = final_obs.from_wire
-                arr[:] = [None if v is None else decode(v) for v in value]
-            else:
-                arr[:] = [free_from_wire(v) for v in value]
-            out[key] = arr
-        else:
-            out[key] = free_from_wire(value)
-    return out
-
-
-def unbatch_info(info: dict[str, Any], final_obs: SpaceCodec | None = None) -> dict[str, Any]:
-    """The info of sub-env 0 out of a vector ``info`` of one sub-env (§10: with ``num_envs ==
-    1`` values travel unbatched). Gymnasium's ``_add_info`` on the result rebuilds ``info``."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if key.startswith("_") and key[1:] in info:
-            continue  # the mask of key[1:]
-        mask = info.get(f"_{key}")
-        if mask is not None and not mask[0]:
-            continue
-        if isinstance(value, dict):
-            out[key] = unbatch_info(value, final_obs)
-        elif isinstance(value, (np.ndarray, list, tuple)) and len(value) >= 1:
-            first = value[0]
-            if key == "final_obs" and final_obs is not None and first is not None:
-                first = final_obs.to_wire(first)
-            elif isinstance(value, np.ndarray) and value.dtype == np.bool_:
-                first = bool(first)  # _add_info makes a bool array only from a Python bool
-            out[key] = first
-        else:
-            out[key] = value
-    return out
-
-
-# -- step templates of a batch (the §10 twin of rlay.protocol.fastpath) ---------------------------
-
-
-class BatchResultTemplate:
-    """``STEP_RESULT`` of a batch of ``n`` whose observation is one tensor and whose info is empty.
-
-    Its body never changes: four tensor descriptors (obs, reward ``float64 (n,)``, terminated and
-    truncated ``bool (n,)``, at fixed offsets in document order, §5) and an empty info. It is
-    built by the general encoder from a sample, so it *is* the canonical encoding; encoding only
-    lays the four arrays out in the data section, and decoding compares the body byte for byte
-    and makes views. Anything else (an info, a bool byte other than 0/1, another layout) returns
-    ``None`` and the caller takes the general path, which also produces the errors.
-    """
-
-    def __init__(self, obs: TensorTemplate, n: int) -> None:
-        self.obs = obs
-        self.n = n
-        sample = StepResult(
-            np.zeros(obs.shape, obs.dtype), np.zeros(n), np.zeros(n, np.bool_), np.zeros(n, np.bool_), {}
-        )
-        self.body, _, self.data_len = Encoder().encode(sample.to_body())
-        self.header = pack_header(Kind.STEP_RESULT, self.data_len, len(self.body))
-        align = TENSOR_ALIGN - 1
-        self.reward_at = (obs.nbytes + align) & ~align
-        self.term_at = (self.reward_at + 8 * n + align) & ~align
-        self.trunc_at = (self.term_at + n + align) & ~align
-        self.pads = (
-            bytes(self.reward_at - obs.nbytes),
-            bytes(self.term_at - self.reward_at - 8 * n),
-            bytes(self.trunc_at - self.term_at - n),
-        )
-        if self.data_len != self.trunc_at + n:  # pragma: no cover - the layout rule of §5
-            raise AssertionError("batch template layout differs from the general encoder's")
-
-    def encode(self, message: StepResult) -> list[Any] | None:
-        if message.info:
-            return None
-        obs = self.obs.wire(message.obs)
-        n = (self.n,)
-        arrays: list[Any] = [message.reward, message.terminated, message.truncated]
-        for arr, dt in zip(arrays, (np.float64, np.bool_, np.bool_), strict=True):
-            if type(arr) is not np.ndarray or arr.dtype != dt or arr.shape != n or not arr.flags.c_contiguous:
-                return None
-        if obs is None:
-            return None
-        pad_r, pad_t, pad_u = self.pads
-        out: list[Any] = [self.header, obs.data.cast("B")]
-        for pad, arr in ((pad_r, arrays[0]), (pad_t, arrays[1]), (pad_u, arrays[2])):
-            if pad:
-                out.append(pad)
-            out.append(arr.data.cast("B"))
-        out.append(self.body)
-        return out
-
-    def decode(self, data: memoryview, body: memoryview) -> StepResult | None:
-        if len(data) != self.data_len or body != self.body:
-            return None
-        n = self.n
-        flags = (
-            data[self.term_at : self.term_at + n].tobytes()
-            + data[self.trunc_at : self.trunc_at + n].tobytes()
-        )
-        if flags.translate(None, b"\x00\x01"):
-            return None  # a bool byte other than 0/1: the general decoder names the error
-        reward = np.frombuffer(data, np.float64, n, self.reward_at)
-        terminated = np.frombuffer(data, np.bool_, n, self.term_at)
-        truncated = np.frombuffer(data, np.bool_, n, self.trunc_at)
-        for arr in (reward, terminated, truncated):
-            arr.flags.writeable = False
-        return StepResult(self.obs.view(data), reward, terminated, truncated, {})
-
-
-def batch_fast_paths(obs_space: gym.Space[Any], act_space: gym.Space[Any], n: int) -> FastPaths:
-    """The step templates of a batch of ``n`` (``n > 1``) with these single spaces: an action
-    that is one tensor (Box, Discrete, MultiDiscrete, MultiBinary batched) and an observation
-    that is one tensor."""
-    step = None
-    wire_act = batched(act_space, n)
-    if type(wire_act) in (Box, MultiDiscrete):
-        tensor = TensorTemplate.create(wire_act.dtype, tuple(wire_act.shape or ()))
-        step = StepTemplate(tensor) if tensor is not None else None
-    result = None
-    wire_obs = batched(obs_space, n)
-    if type(wire_obs) in (Box, MultiDiscrete):
-        tensor = TensorTemplate.create(wire_obs.dtype, tuple(wire_obs.shape or ()))
-        result = BatchResultTemplate(tensor, n) if tensor is not None else None
-    # FastPaths names the single-env template type; a batch template answers the same two calls.
-    return FastPaths(step, cast(Any, result))
-
-
-def batch_contains(single: gym.Space[Any], space: gym.Space[Any]) -> Callable[[Any], bool]:
-    """``space.contains`` for a batched space, with a fast path for a batch of Discrete (the
-    most common action space): one min and one max instead of Gymnasium's four array passes."""
-    if type(single) is Discrete and type(space) is MultiDiscrete:
-        lo = int(single.start)
-        hi = lo + int(single.n)
-        shape = space.shape
-
-        def contains(x: Any) -> bool:
-            if type(x) is np.ndarray and x.shape == shape and x.dtype.kind in "iu":
-                return bool(x.min() >= lo and x.max() < hi)
-            return bool(space.contains(x))
-
-        return contains
-    return space.contains
-
-
 # -- one connection ------------------------------------------------------------------------------
-
-
-class _LinkSession(AgentSession):
-    """An :class:`AgentSession` whose ``request`` is split in two, so that many connections can
-    each have a command in flight: :meth:`start` sends it, :meth:`finish` waits for its reply."""
-
-    def start(self, message: Message, what: str) -> None:
-        if self._closed_why is not None:
-            raise ConnectionClosed(f"cannot send {what}: {self._closed_why}")
-        self.conn.send(message)
-        self._flush(f"sending {what}")
-
-    def finish(self, what: str, timeout: Any = ...) -> Message:
-        reply = self._next(f"waiting for the reply to {what}", self.timeout if timeout is ... else timeout)
-        if type(reply) is Error:
-            raise self._remote_error(reply, what)
-        return reply
 
 
 @dataclass(eq=False)
@@ -398,7 +102,7 @@ class _Link:
 
     index: int
     address: str
-    session: _LinkSession
+    session: AgentSession
     n: int  # sub-envs hosted; n == 1 travels unbatched (§10)
     offset: int  # its first sub-env in the vector env
     env_autoreset: AutoresetMode | None  # None: a plain env, this side does its autoreset
@@ -418,7 +122,7 @@ class _Link:
 
 
 def _open_link(index: int, address: str, stream: Stream, offset: int, env: _RemoteVectorEnv) -> _Link:
-    session = _LinkSession(
+    session = AgentSession(
         stream,
         handshake_timeout=env._handshake_timeout,
         timeout=env._timeout,
@@ -492,6 +196,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         self._check_actions = check_actions
         self.copy = copy
         self._links: list[_Link] = []
+        self._processes: list[Process] = []  # env programs this env launched (launch=[...])
+        self._sockets: SocketDir | None = None
         self._closed_why: str | None = None
         self._pending_step = False
         self._was_reset = False
@@ -588,7 +294,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
 
     def _send(self, link: _Link, message: Message, what: str) -> None:
         try:
-            link.session.start(message, what)
+            link.session.send_command(message, what)
         except RlayError as exc:
             self._fail(link, exc, f"while sending {what}")
         link.waiting = what
@@ -596,7 +302,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
     def _receive(self, link: _Link) -> Message:
         what = link.waiting or "?"
         try:
-            reply = link.session.finish(what)
+            reply = link.session.receive_reply(what)
         except RlayError as exc:
             self._fail(link, exc, f"while waiting for the reply to {what}")
         link.waiting = None
@@ -614,11 +320,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         if isinstance(exc, ProtocolError) and not session.closed:
             # This side found the reply wrong (§10 shapes): tell the env side why, then hang up.
             session.conn.send_fatal(exc.code, exc.detail)
-            try:
-                session._flush("reporting a protocol error")
-            except RlayError:
-                pass
-        session._close(f"env side {link.index} failed {during}: {exc}")
+            session.report_protocol_error()
+        session.abandon(f"env side {link.index} failed {during}: {exc}")
         link.waiting = None
         failure = EnvSideFailed(link.index, link.address, link.sub_envs, during, exc)
         self._pending_step = False
@@ -632,17 +335,32 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         for link in links:
             if link.waiting is not None and not link.session.closed:
                 try:
-                    link.session.finish(link.waiting, timeout=CLOSE_TIMEOUT)
+                    link.session.receive_reply(link.waiting, timeout=CLOSE_TIMEOUT)
                 except RlayError:
                     pass
                 link.waiting = None
         for link in links:
             link.session.close(timeout=CLOSE_TIMEOUT)
         self._pending_step = False
+        processes, self._processes = self._processes, []
+        for process in processes:
+            process.close()
+        if self._sockets is not None:
+            self._sockets.close()
+            self._sockets = None
+
+    def _launch(
+        self, command: Sequence[str], count: int, address: Callable[[int], str], **kwargs: Any
+    ) -> None:
+        """Start ``count`` env programs, program ``i`` with ``address(i)``."""
+        if type(count) is not int or count < 1:
+            raise UsageError(f"num_processes must be an int >= 1, got {count!r}")
+        for i in range(count):
+            self._processes.append(Process(command, address(i), **kwargs))
 
     def __del__(self) -> None:
         for link in getattr(self, "_links", ()):
-            link.session._close("the vector env was garbage-collected")
+            link.session.abandon("the vector env was garbage-collected")
 
     # -- gymnasium.vector.VectorEnv --------------------------------------------------------------
 
@@ -1049,8 +767,12 @@ class ClientVectorEnv(_RemoteVectorEnv):
 
     def __init__(
         self,
-        address: str | Sequence[str],
+        address: str | Sequence[str] | None = None,
         *,
+        launch: Sequence[str] | None = None,
+        num_processes: int = 1,
+        launch_env: dict[str, str] | None = None,
+        launch_cwd: str | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str | None = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
@@ -1069,6 +791,36 @@ class ClientVectorEnv(_RemoteVectorEnv):
             check_actions=check_actions,
             copy=copy,
         )
+        if launch is not None:
+            if address is not None:
+                raise UsageError("give addresses to dial, or launch=[...] to start env programs, not both")
+            self._sockets = SocketDir()
+            sockets = self._sockets
+            try:  # start them all first: they boot in parallel
+                self._launch(
+                    launch,
+                    num_processes,
+                    lambda i: sockets.address(f"env{i}"),
+                    env=launch_env,
+                    cwd=launch_cwd,
+                )
+            except BaseException:
+                self._abort("launching failed")
+                raise
+            self.addresses = [p.address for p in self._processes]
+            for process in self._processes:
+                self._add_link(
+                    process.address,
+                    lambda p=process: p.wait_until(
+                        lambda seconds: _try_dial(p.address, seconds),
+                        connect_timeout,
+                        f"it listened at {p.address}",
+                    ),
+                )
+            self._setup()
+            return
+        if address is None:
+            raise UsageError("ClientVectorEnv needs an address (or a list) to dial, or launch=[...]")
         addresses = [address] if isinstance(address, str) else list(address)
         if not addresses:
             raise UsageError("ClientVectorEnv needs at least one address to dial")
@@ -1093,10 +845,13 @@ class ServerVectorEnv(_RemoteVectorEnv):
 
     def __init__(
         self,
-        address: str = "tcp://127.0.0.1:0",
+        address: str | None = None,
         *,
         num_connections: int = 1,
         wait: bool = True,
+        launch: Sequence[str] | None = None,
+        launch_env: dict[str, str] | None = None,
+        launch_cwd: str | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str | None = None,
         accept_timeout: float | None = DEFAULT_ACCEPT_TIMEOUT,
@@ -1119,11 +874,22 @@ class ServerVectorEnv(_RemoteVectorEnv):
         )
         self.num_connections = num_connections
         self._accept_timeout = accept_timeout
-        self._listener: Listener | None = Listener(address)
-        self.address = str(self._listener.address)
+        self._listener: Listener | None = None
         self._ready = False
-        if wait:
-            self.accept()
+        try:
+            if address is None and launch is not None:
+                self._sockets = SocketDir()
+                address = self._sockets.address()
+            self._listener = Listener(address or "tcp://127.0.0.1:0")
+            self.address = str(self._listener.address)
+            if launch is not None:  # num_connections programs, all dialling this one address
+                self._launch(launch, num_connections, lambda i: self.address, env=launch_env, cwd=launch_cwd)
+            if wait or launch is not None:
+                self.accept()
+        except BaseException:
+            if not self._closed_why:
+                self._abort("starting failed")
+            raise
 
     def accept(self, timeout: Any = ...) -> None:
         """Wait for the env sides to dial in and hand-shake (no-op once they have)."""
@@ -1136,7 +902,10 @@ class ServerVectorEnv(_RemoteVectorEnv):
         while len(self._links) < self.num_connections:
             index = len(self._links)
             try:
-                stream = listener.accept(seconds)
+                if self._processes:
+                    stream = self._accept_launched(listener, seconds)
+                else:
+                    stream = listener.accept(seconds)
             except RlayError as exc:
                 failure = EnvSideFailed(index, self.address, None, "to connect", exc)
                 self._abort(str(failure))
@@ -1144,6 +913,22 @@ class ServerVectorEnv(_RemoteVectorEnv):
             self._add_link(stream.peer, lambda stream=stream: stream)
         self._setup()
         self._ready = True
+
+    def _accept_launched(self, listener: Listener, seconds: float | None) -> Stream:
+        """Accept the next env side, failing as soon as any launched program has exited."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            for process in self._processes:
+                if process.exited() is not None:
+                    raise process.failure("an env program exited before it connected")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise self._processes[0].failure(
+                    f"the env programs were not all connected after {seconds:g} s"
+                )
+            stream = _try_accept(listener, 0.1 if left is None else min(0.1, left))
+            if stream is not None:
+                return stream
 
     def _live(self) -> list[_Link]:
         if not self.__dict__.get("_ready") and self.__dict__.get("_listener") is not None:
@@ -1172,3 +957,19 @@ class ServerVectorEnv(_RemoteVectorEnv):
             listener.close()
             self._listener = None
         super().close_extras(**kwargs)
+
+
+def make_vec(
+    launch: Sequence[str], num_processes: int = 1, *, server: bool = False, **kwargs: Any
+) -> ClientVectorEnv | ServerVectorEnv:
+    """A vector env over ``num_processes`` env programs that rlay starts and ends itself.
+
+    Each program gets a fresh address (``{address}`` in its arguments, ``RLAY_ADDRESS`` in its
+    environment): with ``server=False`` it listens there and rlay dials it
+    (:class:`ClientVectorEnv`); with ``server=True`` rlay listens and every program dials in
+    (:class:`ServerVectorEnv`). Programs that host a batch of sub-envs each are concatenated.
+    Other keyword arguments go to the vector env (``autoreset_mode``, ``timeout``, ``copy`` …).
+    """
+    if server:
+        return ServerVectorEnv(launch=launch, num_connections=num_processes, **kwargs)
+    return ClientVectorEnv(launch=launch, num_processes=num_processes, **kwargs)

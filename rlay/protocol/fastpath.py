@@ -22,9 +22,10 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from rlay.protocol.codec import Encoder
 from rlay.protocol.framing import pack_header
 from rlay.protocol.messages import Step, StepResult
-from rlay.protocol.wire import CODE_BY_DTYPE, TENSOR_EXT, Kind
+from rlay.protocol.wire import CODE_BY_DTYPE, TENSOR_ALIGN, TENSOR_EXT, Kind
 
 _DOUBLE = struct.Struct(">d")  # MessagePack floats are big-endian
 _TRUE, _FALSE = b"\xc3", b"\xc2"
@@ -160,10 +161,81 @@ class StepResultTemplate:
         return StepResult(self.tensor.view(data), reward, term == 0xC3, trunc == 0xC3, {})
 
 
+class BatchResultTemplate:
+    """``STEP_RESULT`` of a batch of ``n`` whose observation is one tensor and whose info is empty.
+
+    Its body never changes: four tensor descriptors (obs, reward ``float64 (n,)``, terminated and
+    truncated ``bool (n,)``, at fixed offsets in document order, §5) and an empty info. It is
+    built by the general encoder from a sample, so it *is* the canonical encoding; encoding only
+    lays the four arrays out in the data section, and decoding compares the body byte for byte
+    and makes views. Anything else (an info, a bool byte other than 0/1, another layout) returns
+    ``None`` and the caller takes the general path, which also produces the errors.
+    """
+
+    def __init__(self, obs: TensorTemplate, n: int) -> None:
+        self.obs = obs
+        self.n = n
+        sample = StepResult(
+            np.zeros(obs.shape, obs.dtype), np.zeros(n), np.zeros(n, np.bool_), np.zeros(n, np.bool_), {}
+        )
+        self.body, _, self.data_len = Encoder().encode(sample.to_body())
+        self.header = pack_header(Kind.STEP_RESULT, self.data_len, len(self.body))
+        align = TENSOR_ALIGN - 1
+        self.reward_at = (obs.nbytes + align) & ~align
+        self.term_at = (self.reward_at + 8 * n + align) & ~align
+        self.trunc_at = (self.term_at + n + align) & ~align
+        self.pads = (
+            bytes(self.reward_at - obs.nbytes),
+            bytes(self.term_at - self.reward_at - 8 * n),
+            bytes(self.trunc_at - self.term_at - n),
+        )
+        if self.data_len != self.trunc_at + n:  # pragma: no cover - the layout rule of §5
+            raise AssertionError("batch template layout differs from the general encoder's")
+
+    def encode(self, message: StepResult) -> list[Any] | None:
+        if message.info:
+            return None
+        obs = self.obs.wire(message.obs)
+        n = (self.n,)
+        arrays: list[Any] = [message.reward, message.terminated, message.truncated]
+        for arr, dt in zip(arrays, (np.float64, np.bool_, np.bool_), strict=True):
+            if type(arr) is not np.ndarray or arr.dtype != dt or arr.shape != n or not arr.flags.c_contiguous:
+                return None
+        if obs is None:
+            return None
+        pad_r, pad_t, pad_u = self.pads
+        out: list[Any] = [self.header, obs.data.cast("B")]
+        for pad, arr in ((pad_r, arrays[0]), (pad_t, arrays[1]), (pad_u, arrays[2])):
+            if pad:
+                out.append(pad)
+            out.append(arr.data.cast("B"))
+        out.append(self.body)
+        return out
+
+    def decode(self, data: memoryview, body: memoryview) -> StepResult | None:
+        if len(data) != self.data_len or body != self.body:
+            return None
+        n = self.n
+        flags = (
+            data[self.term_at : self.term_at + n].tobytes()
+            + data[self.trunc_at : self.trunc_at + n].tobytes()
+        )
+        if flags.translate(None, b"\x00\x01"):
+            return None  # a bool byte other than 0/1: the general decoder names the error
+        reward = np.frombuffer(data, np.float64, n, self.reward_at)
+        terminated = np.frombuffer(data, np.bool_, n, self.term_at)
+        truncated = np.frombuffer(data, np.bool_, n, self.trunc_at)
+        for arr in (reward, terminated, truncated):
+            arr.flags.writeable = False
+        return StepResult(self.obs.view(data), reward, terminated, truncated, {})
+
+
 class FastPaths:
     """The templates of one session, chosen from its spaces' shapes (or none)."""
 
-    def __init__(self, step: StepTemplate | None, result: StepResultTemplate | None) -> None:
+    def __init__(
+        self, step: StepTemplate | None, result: StepResultTemplate | BatchResultTemplate | None
+    ) -> None:
         self.step = step
         self.result = result
 
@@ -179,7 +251,7 @@ class FastPaths:
         elif isinstance(action, tuple):
             tensor = TensorTemplate.create(*action)
             step = StepTemplate(tensor) if tensor is not None else None
-        result: StepResultTemplate | None = None
+        result: StepResultTemplate | BatchResultTemplate | None = None
         if obs is not None:
             tensor = TensorTemplate.create(*obs)
             result = StepResultTemplate(tensor) if tensor is not None else None

@@ -1,0 +1,140 @@
+"""Training proof: PPO (Stable-Baselines3) learns the C CartPole through rlay.
+
+    python examples/train_cartpole.py [--timesteps N] [--envs N]
+
+Each sub-env is a real C process (sdk/c/examples/cartpole.c) launched and stepped through
+rlay.ClientEnv. Training stops once the mean return of the last 20 episodes reaches 475 (the
+CartPole-v1 "solved" threshold, with 500-step truncation), then the policy is evaluated on fresh
+C processes. Prints the learning curve and the result (steps, wall time, final return).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+import rlay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(ROOT, "sdk", "c", "examples", "cartpole.c")
+BINARY = os.path.join(ROOT, "sdk", "c", "build", "train-cartpole")
+SOLVED = 475.0
+
+
+def build() -> str:
+    os.makedirs(os.path.dirname(BINARY), exist_ok=True)
+    subprocess.run(["gcc", "-std=c99", "-O2", "-o", BINARY, SOURCE, "-lm"], check=True)
+    return BINARY
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--timesteps", type=int, default=300_000, help="budget (stops earlier when solved)")
+    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        import torch
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.monitor import Monitor
+        from stable_baselines3.common.vec_env import DummyVecEnv
+    except ImportError as exc:
+        raise SystemExit(f"{exc}: install the training extra: pip install -e '.[train]'") from None
+
+    torch.set_num_threads(1)
+    cartpole = build()
+
+    def make_env() -> Any:
+        return Monitor(rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"]))
+
+    venv = DummyVecEnv([make_env] * args.envs)
+    venv.seed(args.seed)
+
+    class Curve(BaseCallback):
+        """Prints the learning curve; stops training once solved."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.returns: deque[float] = deque(maxlen=20)
+            self.episodes = 0
+            self.started = time.perf_counter()
+            self.next_print = 0
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.returns.append(float(info["episode"]["r"]))
+                    self.episodes += 1
+            mean = float(np.mean(self.returns)) if self.returns else 0.0
+            if self.num_timesteps >= self.next_print:
+                self.next_print += 10_000
+                elapsed = time.perf_counter() - self.started
+                print(
+                    f"  {self.num_timesteps:7d} steps  {elapsed:6.1f} s  episodes {self.episodes:5d}"
+                    f"  mean return (last 20) {mean:6.1f}",
+                    flush=True,
+                )
+            return not (len(self.returns) == self.returns.maxlen and mean >= SOLVED)
+
+    # Hyperparameters of the RL Baselines3 Zoo for CartPole-v1.
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=32,
+        batch_size=256,
+        gae_lambda=0.8,
+        gamma=0.98,
+        n_epochs=20,
+        ent_coef=0.0,
+        learning_rate=lambda p: 0.001 * p,
+        clip_range=lambda p: 0.2 * p,
+        seed=args.seed,
+        verbose=0,
+        device="cpu",
+    )
+    print(f"PPO on the C CartPole through rlay: {args.envs} C processes, budget {args.timesteps} steps")
+    curve = Curve()
+    started = time.perf_counter()
+    model.learn(total_timesteps=args.timesteps, callback=curve)
+    train_time = time.perf_counter() - started
+    venv.close()
+    mean_train = float(np.mean(curve.returns)) if curve.returns else 0.0
+    print(
+        f"training: {model.num_timesteps} steps, {train_time:.1f} s, mean return of the last 20 "
+        f"episodes {mean_train:.1f}"
+    )
+
+    env = rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"])
+    returns = []
+    for episode in range(10):
+        obs, _ = env.reset(seed=1000 + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    final = float(np.mean(returns))
+    print(
+        f"evaluation on fresh C processes: mean return {final:.1f} over 10 episodes "
+        f"(min {min(returns):.0f}, max {max(returns):.0f})"
+    )
+    solved = mean_train >= SOLVED and final >= SOLVED
+    print("SOLVED" if solved else "NOT SOLVED")
+    return 0 if solved else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
