@@ -33,8 +33,8 @@ demo: setup
 test: setup lint typecheck pytest
 
 lint:
-	$(VENV)/bin/ruff check rlay tests examples bench
-	$(VENV)/bin/ruff format --check rlay tests examples bench
+	$(VENV)/bin/ruff check rlay tests examples bench fuzz spec/vectors
+	$(VENV)/bin/ruff format --check rlay tests examples bench fuzz spec/vectors
 
 typecheck:
 	$(VENV)/bin/mypy
@@ -55,6 +55,7 @@ train: setup
 
 ## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
 fuzz: setup
+	$(PY) -m pip install -q 'atheris>=2.3'
 	$(PY) fuzz/fuzz_protocol.py --seconds 300
 
 clean:
