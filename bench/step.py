@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from rlay.testing import TrivialEnv
 from rlay.transports import Listener, dial
 
 WARMUP = 1000
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def frame_sizes() -> tuple[int, int]:
@@ -124,6 +126,35 @@ class RlayRow(Row):
         super().stop()
 
 
+class CRow(Row):
+    """A C env side (sdk/c/examples) launched listening, stepped by ClientEnv."""
+
+    def __init__(self, name: str, program: str, address: str | None) -> None:
+        super().__init__(name)
+        self.env = rlay.ClientEnv(address, launch=[program, "--listen", "{address}"])
+        self.env.reset(seed=0)
+        self.run(WARMUP)
+
+    def run(self, steps: int) -> None:
+        step, reset = self.env.step, self.env.reset
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = step(0)
+            if terminated or truncated:
+                reset()
+
+    def stop(self) -> None:
+        self.env.close()
+
+
+def build_c(name: str) -> str:
+    """Compile sdk/c/examples/NAME.c with gcc -O2 (the C rows need gcc)."""
+    source = os.path.join(ROOT, "sdk", "c", "examples", f"{name}.c")
+    binary = os.path.join(ROOT, "sdk", "c", "build", f"bench-{name}")
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    subprocess.run(["gcc", "-std=c99", "-O2", "-o", binary, source, "-lm"], check=True)
+    return binary
+
+
 class AsyncRow(Row):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -156,6 +187,7 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=5000, help="steps per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-c", action="store_true", help="skip the C env side rows (no gcc)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="rlay-bench-")
     rows: list[Row] = [
@@ -165,6 +197,14 @@ def main() -> None:
         RlayRow("rlay ClientEnv <-> Python serve, tcp", free_tcp_address()),
         AsyncRow("gymnasium AsyncVectorEnv(1), pipe"),
     ]
+    if not args.no_c:
+        trivial, cartpole = build_c("trivial"), build_c("cartpole")
+        rows += [
+            CRow("rlay ClientEnv <-> C trivial, unix", trivial, None),
+            CRow("rlay ClientEnv <-> C trivial, tcp", trivial, free_tcp_address()),
+            CRow("rlay ClientEnv <-> C CartPole, unix", cartpole, None),
+            CRow("rlay ClientEnv <-> C CartPole, tcp", cartpole, free_tcp_address()),
+        ]
     try:
         for _ in range(args.rounds):
             for row in rows:
@@ -181,7 +221,7 @@ def main() -> None:
     for row in rows:
         ratio = ""
         for transport, floor in floors.items():
-            if row is not floor and row.name.startswith("rlay") and transport in row.name:
+            if row is not floor and row.name.startswith("rlay") and row.name.endswith(transport):
                 ratio = f"{med[row.name] / med[floor.name]:8.2f}x"
         m = med[row.name]
         print(f"{row.name:42} {m * 1e6:10.1f} {min(row.samples) * 1e6:8.1f} {1 / m:8.0f} {ratio:>9}")
