@@ -5,7 +5,8 @@
    1. the stream is fed to that receiver (must end in an error or cleanly, never crash);
    2. the bytes are decoded as one stand-alone frame; if that succeeds, the canonical
       re-encoding must decode again and re-encode to the very same bytes (idempotence);
-   3. a decoded STEP's action is checked against a nested action space.
+   3. a decoded STEP's action is checked against a nested action space, and a decoded
+      ENV_INFO's observation space against its other fields taken as values.
    A violated property aborts (a finding). Build with libFuzzer (make fuzz), or with
    -DRLAY_FUZZ_MAIN to replay files given on the command line with any compiler. */
 #define RLAY_IMPLEMENTATION
@@ -50,6 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (c->rkind == RLAY_STEP) {
         int oob = 0;
         rlay__vcheck(c, c->act_sp, rlay_map_get(c->rroot, "action"), 1, &oob);
+    } else if (c->rkind == RLAY_ENV_INFO) {   /* any valid space against any value */
+        int oob = 0;
+        const rlay_value *sp = rlay_map_get(c->rroot, "observation_space");
+        rlay__vcheck(c, sp, rlay_map_get(c->rroot, "action_space"), 1, &oob);
+        rlay__vcheck(c, sp, rlay_map_get(c->rroot, "metadata"), 1, &oob);
+        rlay__vcheck(c, sp, rlay_map_get(c->rroot, "name"), 1, &oob);
     }
     n = c->flen;
     once = (unsigned char *)malloc(n);
