@@ -196,6 +196,20 @@ def test_under_sanitizers_both_ways(cartpole_asan: str) -> None:
     finish(proc2)
 
 
+@pytest.mark.parametrize(
+    "how",
+    [["--listen", "{address}"], ["--connect", "--render-mode", "rgb_array"]],
+    ids=["listen", "connect-render"],
+)
+def test_rlay_check_passes(cartpole: str, how: list[str]) -> None:
+    """rlay's own checker (handshake, spaces, gymnasium's check_env, bounds, determinism,
+    render, replies to bad commands) passes against the C program."""
+    server = ["--server"] if how[0] == "--connect" else []
+    cmd = [sys.executable, "-m", "rlay.cli", "check", *server, "--", cartpole, *how]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def test_errors_are_replies_and_the_session_goes_on(cartpole: str) -> None:
     env = rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"], check_actions=False)
     try:
