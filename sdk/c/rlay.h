@@ -496,6 +496,15 @@ static int rlay__wcmp(rlay__wint a, rlay__wint b) {
     if (a.neg) return (int64_t)a.u < (int64_t)b.u ? -1 : (int64_t)a.u > (int64_t)b.u;
     return a.u < b.u ? -1 : a.u > b.u;
 }
+/* Does x fit integer dtype dt (bool: 0/1)? */
+static int rlay__fits(rlay__wint x, int dt) {
+    int bits = rlay__dt[dt].size * 8;
+    if (rlay__dt[dt].cls == 'b') return !x.neg && x.u <= 1;
+    if (rlay__dt[dt].cls == 'u') return !x.neg && (bits == 64 || x.u < ((uint64_t)1 << bits));
+    if (bits == 64) return x.neg || x.u <= (uint64_t)INT64_MAX;
+    if (x.neg) return (int64_t)x.u >= -((int64_t)1 << (bits - 1));
+    return x.u < ((uint64_t)1 << (bits - 1));
+}
 /* start <= x < start + n (n >= 0), without overflow. */
 static int rlay__in_range(rlay__wint x, rlay__wint start, rlay__wint n) {
     uint64_t d;
@@ -1150,6 +1159,12 @@ static int rlay__check_space(rlay_ctx *c, const rlay_value *sp, const char *wher
         if (f[3]->type != RLAY_T_STR) return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete dtype must be a str", where);
         if (!(dt = rlay__dtype_from_name(f[3]->v.s, f[3]->len))) return rlay__err(c, RLAY_E_UNKNOWN_DTYPE, "%s: discrete dtype '%.*s' is unknown", where, (int)(f[3]->len > 40 ? 40 : f[3]->len), f[3]->v.s);
         if (rlay__dt[dt].cls != 'i' && rlay__dt[dt].cls != 'u') return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete dtype must be an integer dtype, got %s", where, rlay__dt[dt].name);
+        {
+            rlay__wint n, st;
+            n.neg = 0; n.u = f[1]->v.u; st.neg = f[2]->neg; st.u = f[2]->v.u;
+            if (!rlay__fits(n, dt) || !rlay__fits(st, dt))
+                return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete n and start must fit its dtype %s", where, rlay__dt[dt].name);
+        }
         return 0;
     case RLAY__SP_MULTI_DISCRETE: {
         const rlay_tensor *nv, *st;
@@ -1262,7 +1277,10 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
         if (!(v->type == RLAY_T_INT || (v->type == RLAY_T_TENSOR && v->v.t->ndim == 0 &&
               (rlay__dt[v->v.t->dtype].cls == 'i' || rlay__dt[v->v.t->dtype].cls == 'u'))))
             return rlay__vfail(c, "Discrete: expected an int, actual %s", rlay__describe(v, d, sizeof d));
-        if (!bounds || !rlay__wint_of(v, &x)) return 0;
+        if (!rlay__wint_of(v, &x)) return 0;   /* a 0-d tensor of our own, not yet laid out */
+        if (!rlay__fits(x, rlay__dtype_from_name(f[3]->v.s, f[3]->len)))
+            return rlay__vfail(c, "Discrete: %s does not fit the space's dtype %.*s", rlay__describe(v, d, sizeof d), (int)f[3]->len, f[3]->v.s);
+        if (!bounds) return 0;
         st.neg = f[2]->neg; st.u = f[2]->v.u; n.neg = 0; n.u = f[1]->v.u;
         if (!rlay__in_range(x, st, n))
             rlay__voob(c, oob, "Discrete(%llu, start=%lld): %s is out of range", (unsigned long long)n.u,
@@ -1340,10 +1358,9 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
         for (i = 0; i < 2; i++) {
             const rlay_value *g[6], *x = part[i];
             int gk, gdt; uint32_t gd[RLAY_MAX_NDIM + 1];
-            if (i == 1 && f[2]->type == RLAY_T_NIL) {
-                if (x->type != RLAY_T_NIL) return rlay__vfail(c, "Graph: edges must be nil without an edge space");
-                continue;
-            }
+            if (i == 1 && (x->type == RLAY_T_NIL || (f[2]->type == RLAY_T_NIL && x->type == RLAY_T_TENSOR && x->v.t->count == 0)))
+                continue;   /* no edges: nil, or an empty tensor (section 9) */
+            if (i == 1 && f[2]->type == RLAY_T_NIL) return rlay__vfail(c, "Graph: edges must be nil or empty without an edge space");
             gk = rlay__sp_get(NULL, f[1 + i], g, "");
             if (gk == RLAY__SP_BOX) { gdt = rlay__dtype_from_name(g[1]->v.s, g[1]->len); rlay__shape_of(g[2], &ndim, gd + 1); }
             else { gdt = rlay__dtype_from_name(g[3]->v.s, g[3]->len); ndim = 0; }
@@ -1353,7 +1370,7 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
         }
         if (part[2]->type != RLAY_T_NIL) {
             uint32_t ld[2];
-            ld[0] = part[1]->type == RLAY_T_TENSOR ? part[1]->v.t->shape[0] : (part[2]->type == RLAY_T_TENSOR ? part[2]->v.t->shape[0] : 0);
+            ld[0] = part[1]->type == RLAY_T_TENSOR && part[1]->v.t->ndim ? part[1]->v.t->shape[0] : 0;   /* m edges */
             ld[1] = 2;
             if (rlay__tensor_like(c, part[2], RLAY_DT_INT64, 2, ld, "Graph edge_links")) return -1;
         }
@@ -1453,6 +1470,12 @@ static int rlay__check_fields(rlay_ctx *c, int kind, const rlay_value *b, const 
     }
     if (kind == RLAY_ENV_INFO && (out[2]->neg || out[2]->v.u < 1 || out[2]->v.u > 0x7fffffff))
         return rlay__err(c, RLAY_E_BAD_FIELD, "ENV_INFO.num_envs must be >= 1, got %s", rlay__describe(out[2], d, sizeof d));
+    if (kind == RLAY_ENV_INFO && rlay_map_get(out[3], "autoreset_mode")) {   /* section 10 */
+        const rlay_value *m = rlay_map_get(out[3], "autoreset_mode");
+        if (!rlay_str_eq(m, "next_step") && !rlay_str_eq(m, "same_step") && !rlay_str_eq(m, "disabled"))
+            return rlay__err(c, RLAY_E_BAD_FIELD, "ENV_INFO.metadata.autoreset_mode must be \"next_step\", \"same_step\" or \"disabled\", got %s",
+                             rlay__describe(m, d, sizeof d));
+    }
     if (kind == RLAY_ERROR && (out[0]->neg || out[0]->v.u < 1 || out[0]->v.u > 0x7fffffff))
         return rlay__err(c, RLAY_E_BAD_FIELD, "ERROR.code must be a positive error code, got %s", rlay__describe(out[0], d, sizeof d));
     if (kind == RLAY_STEP_RESULT)   /* batched (section 10): float64 (N,) reward, bool (N,) flags */
@@ -1567,7 +1590,7 @@ static int rlay__rx_frame(rlay_ctx *c) {
     const unsigned char *h = c->rbuf;
     uint64_t total;
     if (c->err) return -1;
-    if ((c->rhave >= 1 && h[0] != 0x52) || (c->rhave >= 2 && h[1] != 0x4c)) {
+    if (c->rhave >= 2 && (h[0] != 0x52 || h[1] != 0x4c)) {   /* at once, on the first two bytes */
         char shown[64]; size_t i, k = 0, n = c->rhave < 8 ? c->rhave : 8;
         for (i = 0; i < n; i++) k += (size_t)snprintf(shown + k, sizeof shown - k, "%s%02x", i ? " " : "", h[i]);
         rlay__err(c, RLAY_E_BAD_MAGIC, "the peer is not speaking rlay: its first bytes are %s, not 52 4c (\"RL\")", shown);

@@ -61,6 +61,24 @@ static unsigned char *unhex(const char *s, size_t *n) {
 static rlay__doc D;
 static unsigned char *keep;   /* the last decoded body: values point into it */
 static void put_nils(rlay_w *w, int n) { while (n-- > 0) rlay_put_nil(w); }
+/* A Discrete descriptor of any dtype (the builder makes int64 ones). */
+static void put_discrete(rlay_w *w, int64_t n, int64_t start, const char *dtype) {
+    rlay_put_map(w, 4);
+    rlay_put_key(w, "kind"); rlay_put_str(w, "discrete");
+    rlay_put_key(w, "n"); rlay_put_int(w, n);
+    rlay_put_key(w, "start"); rlay_put_int(w, start);
+    rlay_put_key(w, "dtype"); rlay_put_str(w, dtype);
+}
+/* A graph value: 3 nodes, `em` edges and `lm` edge links (-1: nil). */
+static void put_graph(rlay_w *w, int em, int lm) {
+    static const int64_t nodes[3] = {0, 1, 1}, lk[4] = {0, 1, 1, 2};
+    uint32_t s3[1] = {3}, es[1], ls[2];
+    es[0] = (uint32_t)em; ls[0] = (uint32_t)lm; ls[1] = 2;
+    rlay_put_map(w, 3);
+    rlay_put_key(w, "nodes"); rlay_put_tensor(w, RLAY_DT_INT64, 1, s3, nodes);
+    rlay_put_key(w, "edges"); if (em >= 0) rlay_put_tensor(w, RLAY_DT_INT64, 1, es, lk); else rlay_put_nil(w);
+    rlay_put_key(w, "edge_links"); if (lm >= 0) rlay_put_tensor(w, RLAY_DT_INT64, 2, ls, lk); else rlay_put_nil(w);
+}
 static void nest_arrays(rlay_w *w, int n) { while (n-- > 0) rlay_put_array(w, 1); }
 static unsigned char dbuf[64];
 
@@ -526,7 +544,7 @@ int main(void) {
     {
         static const struct { const char *hex; int code; } hdr[] = {
             {"484554202f20485454", RLAY_E_BAD_MAGIC},       /* "GET / HTTP" */
-            {"52", 0}, {"524c", 0},                          /* not yet wrong: need more bytes */
+            {"52", 0}, {"524c", 0}, {"48", 0},              /* magic is judged on two bytes */
             {"524c11010000000001000000", RLAY_E_BAD_HEADER},
             {"524c11000000000000000000", RLAY_E_BAD_HEADER},
             {"524c1100ffffffff01000000", RLAY_E_FRAME_TOO_LARGE},
@@ -551,8 +569,29 @@ int main(void) {
         rlay_set_max_frame_size(C, RLAY_DEFAULT_MAX_FRAME_SIZE);
     }
 
+    /* a stream of one byte, even a wrong one, is TRUNCATED (spec section 2) */
+    CHECK(rlay__conform_reject(C, (const unsigned char *)"X", 1, RLAY__ENV, -1) == RLAY_E_TRUNCATED);
+    CHECK(rlay__conform_reject(C, (const unsigned char *)"XY", 2, RLAY__ENV, -1) == RLAY_E_BAD_MAGIC);
+    /* our own ENV_INFO is checked like a peer's: a bad metadata.autoreset_mode is refused */
+    {
+        rlay_ctx *e = rlay_new();
+        rlay_space_discrete(rlay_observation_space(e), 2, 0);
+        rlay_space_discrete(rlay_action_space(e), 2, 0);
+        rlay_put_key(rlay_metadata(e), "autoreset_mode"); rlay_put_str(rlay_metadata(e), "sometimes");
+        CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_BAD_FIELD && strstr(rlay_errmsg(e), "autoreset_mode") != NULL);
+        rlay_free(e);
+        e = rlay_new();
+        rlay_space_discrete(rlay_observation_space(e), 2, 0);
+        CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "action space") != NULL);
+        rlay_free(e);
+    }
+    clear_err();
+
     /* ---- spaces refused (BAD_SPACE, UNKNOWN_DTYPE) ---- */
     SPACE_ERR(rlay_space_discrete(w, 0, 0), RLAY_E_BAD_SPACE);
+    SPACE_ERR(put_discrete(w, 300, 0, "int8"), RLAY_E_BAD_SPACE);                  /* n does not fit int8 */
+    SPACE_ERR(put_discrete(w, 3, -1, "uint16"), RLAY_E_BAD_SPACE);                 /* start does not fit */
+    SPACE_ERR(put_discrete(w, 3, 0, "float32"), RLAY_E_BAD_SPACE);
     SPACE_ERR(rlay_space_multi_discrete(w, 1, (const uint32_t[]){2}, (const int64_t[]){3, 0}, NULL), RLAY_E_BAD_SPACE);
     SPACE_ERR(rlay_space_text(w, 5, 4, "ab"), RLAY_E_BAD_SPACE);
     SPACE_ERR(rlay_space_text(w, 0, 4, "ba"), RLAY_E_BAD_SPACE);
@@ -574,8 +613,12 @@ int main(void) {
     VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_int(w, 2), 0, 1);
     VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_int(w, -1), 0, 1);
     VCHECK(rlay_space_discrete(w, 3, -1), rlay_put_int(w, -1), 0, 0);
-    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_uint(w, UINT64_MAX), 0, 1);
-    VCHECK(rlay_space_discrete(w, 2, INT64_MIN), rlay_put_uint(w, UINT64_MAX), 0, 1);
+    VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_uint(w, UINT64_MAX), -1, 0);       /* outside int64: structure */
+    VCHECK(rlay_space_discrete(w, 2, INT64_MIN), rlay_put_int(w, INT64_MAX), 0, 1);
+    VCHECK(put_discrete(w, 100, -50, "int8"), rlay_put_int(w, 49), 0, 0);
+    VCHECK(put_discrete(w, 100, -50, "int8"), rlay_put_int(w, 50), 0, 1);           /* int8, out of range */
+    VCHECK(put_discrete(w, 100, -50, "int8"), rlay_put_int(w, 200), -1, 0);         /* not an int8 at all */
+    VCHECK(put_discrete(w, 100, 0, "uint8"), rlay_put_int(w, -1), -1, 0);
     VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT64, 0, NULL, (const int64_t[]){1}), 0, 0);
     VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_float(w, 1.0), -1, 0);
     VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_bool(w, 1), -1, 0);
@@ -615,6 +658,14 @@ int main(void) {
            (rlay_put_array(w, 1), rlay_put_int(w, 1)), -1, 0);
     VCHECK((rlay_space_tuple(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)),   /* structure beats bounds */
            (rlay_put_array(w, 2), rlay_put_int(w, 5), rlay_put_str(w, "x")), -1, 1);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 2, 2), 0, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, -1), 0, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 0), 0, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 2), -1, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 2, 1), -1, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, -1, -1), 0, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 0, -1), 0, 0); /* empty edges */
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 2, 2), -1, 0);
     VCHECK((rlay_space_sequence(w, 0), rlay_space_discrete(w, 2, 0)), (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_int(w, 0)), 0, 0);
     VCHECK((rlay_space_one_of(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 3, "a")),
            (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_str(w, "aa")), 0, 0);
