@@ -2411,27 +2411,37 @@ void rlay_space_box(rlay_w *w, int dtype, int ndim, const uint32_t *shape, const
     rlay_put_key(w, "low"); rlay_put_tensor(w, dtype, ndim, shape, low);
     rlay_put_key(w, "high"); rlay_put_tensor(w, dtype, ndim, shape, high);
 }
-/* Stores x as one element of dtype; 0 if it does not fit. */
+/* Stores x as one element of dtype; 0 if it does not fit. For integer dtypes +-inf stand for
+   the dtype's limits (spec section 9: an integer Box with infinite bounds travels that way). */
 static int rlay__store(int dtype, double x, unsigned char *p) {
     char cls = rlay__dt[dtype].cls;
-    int sz = rlay__dt[dtype].size, i;
-    uint64_t bits;
+    int sz = rlay__dt[dtype].size, i, bits = sz * 8;
+    uint64_t u;
     if (cls == 'f') {
-        if (sz == 2) bits = rlay__double_to_half(x);
-        else if (sz == 4) { float f = (float)x; uint32_t u; memcpy(&u, &f, 4); bits = u; }
-        else memcpy(&bits, &x, 8);
+        if (sz == 2) u = rlay__double_to_half(x);
+        else if (sz == 4) { float f = (float)x; uint32_t b; memcpy(&b, &f, 4); u = b; }
+        else memcpy(&u, &x, 8);
+    } else if (cls == 'b') {
+        if (x != 0 && x != 1) return 0;
+        u = x == 1;
+    } else if (cls == 'u') {
+        if (x == INFINITY) u = bits == 64 ? ~(uint64_t)0 : ((uint64_t)1 << bits) - 1;
+        else if (x == -INFINITY) u = 0;
+        else if (x >= 0 && x < ldexp(1.0, bits) && x == floor(x)) u = (uint64_t)x;
+        else return 0;
     } else {
-        double lo = cls == 'i' ? -ldexp(1.0, sz * 8 - 1) : 0, hi = cls == 'b' ? 1 : (cls == 'i' ? ldexp(1.0, sz * 8 - 1) : ldexp(1.0, sz * 8)) - 1;
-        if (!(x >= lo && x <= hi) || x != floor(x)) return 0;
-        bits = cls == 'i' ? (uint64_t)(int64_t)x : (uint64_t)x;
-        if (sz == 8 && x >= ldexp(1.0, 63)) bits = cls == 'u' ? (uint64_t)x : bits;
+        double lim = ldexp(1.0, bits - 1);   /* exact; 2^(bits-1) - 1 may not be */
+        if (x == INFINITY) u = ((uint64_t)1 << (bits - 1)) - 1;
+        else if (x == -INFINITY) u = (uint64_t)0 - ((uint64_t)1 << (bits - 1));
+        else if (x >= -lim && x < lim && x == floor(x)) u = (uint64_t)(int64_t)x;
+        else return 0;
     }
-    for (i = 0; i < sz; i++) p[i] = (unsigned char)(bits >> (8 * i));
+    for (i = 0; i < sz; i++) p[i] = (unsigned char)(u >> (8 * i));
     return 1;
 }
 void rlay_space_box_uniform(rlay_w *w, int dtype, int ndim, const uint32_t *shape, double low, double high) {
     size_t count, sz, i;
-    int ovf;
+    int ovf, copy;
     unsigned char *lo, *hi;
     if (!rlay__sp_args(w, dtype, ndim, shape, "rlay_space_box_uniform")) return;
     count = rlay__count(ndim, shape, &ovf);
@@ -2442,7 +2452,10 @@ void rlay_space_box_uniform(rlay_w *w, int dtype, int ndim, const uint32_t *shap
     if (!rlay__store(dtype, low, lo) || !rlay__store(dtype, high, hi))
         rlay__err(w->c, RLAY_E_USAGE, "rlay_space_box_uniform: bounds [%g, %g] do not fit dtype %s", low, high, rlay__dt[dtype].name);
     for (i = 1; i < count; i++) { memcpy(lo + i * sz, lo, sz); memcpy(hi + i * sz, hi, sz); }
+    copy = w->copy;
+    w->copy = 1;   /* the bounds are temporaries: copy them even into a referencing writer */
     rlay_space_box(w, dtype, ndim, shape, lo, hi);
+    w->copy = copy;
     free(lo); free(hi);
 }
 void rlay_space_discrete(rlay_w *w, int64_t n, int64_t start) {
@@ -2453,7 +2466,7 @@ void rlay_space_discrete(rlay_w *w, int64_t n, int64_t start) {
 }
 void rlay_space_multi_discrete(rlay_w *w, int ndim, const uint32_t *shape, const int64_t *nvec, const int64_t *start) {
     size_t count;
-    int ovf;
+    int ovf, copy;
     int64_t *zeros = NULL;
     if (!rlay__sp_args(w, RLAY_DT_INT64, ndim, shape, "rlay_space_multi_discrete")) return;
     count = rlay__count(ndim, shape, &ovf);
@@ -2464,7 +2477,10 @@ void rlay_space_multi_discrete(rlay_w *w, int ndim, const uint32_t *shape, const
     }
     rlay__put_kind(w, 3, "multi_discrete");
     rlay_put_key(w, "nvec"); rlay_put_tensor(w, RLAY_DT_INT64, ndim, shape, nvec);
+    copy = w->copy;
+    w->copy |= zeros != NULL;   /* the zeros are a temporary */
     rlay_put_key(w, "start"); rlay_put_tensor(w, RLAY_DT_INT64, ndim, shape, start);
+    w->copy = copy;
     free(zeros);
 }
 void rlay_space_multi_binary(rlay_w *w, uint32_t n) {

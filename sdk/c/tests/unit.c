@@ -607,6 +607,19 @@ int main(void) {
                rlay_put_key(w, "low"), rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){4}, f4),
                rlay_put_key(w, "high"), rlay_put_tensor(w, RLAY_DT_FLOAT64, 0, NULL, &one)), RLAY_E_BAD_SPACE);
     SPACE_ERR(rlay_space_box_uniform(w, RLAY_DT_UINT8, 1, s3, -1, 255), RLAY_E_USAGE);   /* -1 is no uint8 */
+    SPACE_ERR(rlay_space_box_uniform(w, RLAY_DT_INT64, 1, s3, 0, 9223372036854775807.0), RLAY_E_USAGE); /* = 2^63 */
+    SPACE_ERR(rlay_space_box_uniform(w, RLAY_DT_INT8, 1, s3, 0, 0.5), RLAY_E_USAGE);
+    /* integer bounds of +-inf are the dtype's limits; temporaries are copied even into W */
+    ENC(rlay_space_box_uniform(W, RLAY_DT_INT8, 0, NULL, -INFINITY, INFINITY),
+        "85a46b696e64a3626f78a56474797065a4696e7438a5736861706590a36c6f77c70601020000000000a468696768c70601020000000000");
+    CHECK((fresh(), rlay_space_box_uniform(W, RLAY_DT_INT8, 0, NULL, -INFINITY, INFINITY),
+           W->olen == 2 && W->own[0] == 0x80 && W->own[1] == 0x7f && !W->copy));
+    CHECK((fresh(), rlay__w_reset(SW), rlay_space_box_uniform(SW, RLAY_DT_INT64, 0, NULL, -INFINITY, INFINITY),
+           SW->olen == 16 && memcmp(SW->own, "\x00\x00\x00\x00\x00\x00\x00\x80\xff\xff\xff\xff\xff\xff\xff\x7f", 16) == 0));
+    CHECK((fresh(), rlay__w_reset(SW), rlay_space_box_uniform(SW, RLAY_DT_UINT16, 0, NULL, -INFINITY, INFINITY),
+           SW->olen == 4 && memcmp(SW->own, "\x00\x00\xff\xff", 4) == 0));
+    CHECK((fresh(), rlay__w_reset(SW), rlay_space_box_uniform(SW, RLAY_DT_INT16, 0, NULL, -32768, 32767),
+           SW->olen == 4 && memcmp(SW->own, "\x00\x80\xff\x7f", 4) == 0));
 
     /* ---- values against spaces: structure (BAD_VALUE) vs bounds (INVALID_ACTION) ---- */
     VCHECK(rlay_space_discrete(w, 2, 0), rlay_put_int(w, 1), 0, 0);
