@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import atexit
 import collections
+import concurrent.futures
 import os
+import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +33,45 @@ from rlay.errors import RlayError, UsageError
 STDERR_LINES = 20
 
 _live: weakref.WeakSet[Process] = weakref.WeakSet()
+
+# If this Python process dies (even by SIGKILL) before an env program has connected, nothing
+# would tell the program to quit: it waits for a connection forever. On Linux, setpriv (from
+# util-linux) sets the parent-death signal before it execs the program, so the kernel kills it.
+# Once connected, every rlay env side also exits when its connection closes.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+
+
+class _Spawner:
+    """One daemon thread that forks every env program. A daemon thread is not joined at exit, so
+    it outlives the atexit handler that ends the programs gracefully (SIGTERM first)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rlay-spawner", daemon=True)
+                self._thread.start()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            future, job = self._jobs.get()
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
 
 
 class LaunchError(RlayError):
@@ -83,16 +125,23 @@ class Process:
         environ = dict(os.environ if env is None else env)
         environ["RLAY_ADDRESS"] = address
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        program = self.command[0]
+        found = shutil.which(program, path=environ.get("PATH")) if os.sep not in program else program
+        if found is None or not os.access(os.path.join(cwd or "", found), os.X_OK):
+            raise LaunchError(self.command, "cannot start the env program (not found or not executable)")
         try:
-            self.popen = subprocess.Popen(
-                self.command,
+            # Popen runs on rlay's spawner thread, which lives as long as this process: the
+            # parent-death signal below belongs to the thread that forked.
+            self.popen = _SPAWNER.submit(
+                subprocess.Popen,
+                [*_DIE_WITH_PARENT, *self.command],
                 env=environ,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: close() ends its children too
-            )
+            ).result()
         except OSError as exc:
             raise LaunchError(self.command, f"cannot start the env program ({exc.strerror or exc})") from None
         self._reader = threading.Thread(target=self._drain, name=f"rlay-stderr-{self.popen.pid}", daemon=True)

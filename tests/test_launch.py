@@ -161,3 +161,52 @@ raise RuntimeError("training crashed")
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pid)
+
+
+STUCK_TRAINER = """
+import sys, rlay
+print("STARTING", flush=True)
+rlay.ServerEnv(launch=sys.argv[1:], accept_timeout=60)  # the program never dials in
+"""
+
+NEVER_CONNECTS = "import os, time; print('PID', os.getpid(), flush=True); time.sleep(60)"
+
+
+def test_kill_9_of_python_before_the_program_connected_leaves_no_orphan() -> None:
+    """The window before a connection exists: the kernel's parent-death signal covers it."""
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", STUCK_TRAINER, sys.executable, "-c", NEVER_CONNECTS],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = iter(trainer.stdout.readline, "") if trainer.stdout else iter(())
+        pid = next(int(line.split()[1]) for line in lines if line.startswith("PID "))
+        assert alive(pid)
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid), "the env program outlived its trainer"
+    finally:
+        trainer.kill()
+
+
+def test_launching_from_a_thread_that_ends_keeps_the_program_alive() -> None:
+    """The parent-death signal follows the forking thread: rlay forks from its own thread."""
+    import threading
+
+    box: list[rlay.ClientEnv] = []
+    thread = threading.Thread(
+        target=lambda: box.append(rlay.ClientEnv(launch=[*GAME, "--listen", "{address}"]))
+    )
+    thread.start()
+    thread.join(30)
+    env = box[0]
+    try:
+        time.sleep(0.3)
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (3,)
+    finally:
+        env.close()
