@@ -405,3 +405,32 @@ def test_many_short_sessions_in_threads(cartpole: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.fixture(scope="module")
+def game_loop(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("game-loop")
+    build(out, f"{out}/game_loop")
+    return str(out / "game_loop")
+
+
+@pytest.mark.parametrize("direction", ["ClientEnv", "ServerEnv"])
+def test_game_loop_holds_a_step_over_frames(game_loop: str, direction: str) -> None:
+    """examples/game_loop.c: poll(0) every frame, a STEP played over 4 frames, then answered."""
+    if direction == "ClientEnv":
+        env: Any = rlay.ClientEnv(launch=[game_loop, "--listen"])
+    else:
+        env = rlay.ServerEnv(launch=[game_loop, "--connect"])
+    try:
+        obs, _ = env.reset()
+        x, v = np.float32(0), np.float32(0)
+        dt = np.float32(0.05)
+        for step, action in enumerate([2, 2, 1, 0, 0, 2]):
+            for _ in range(4):  # the same float32 frames as the C game
+                v = np.float32(v + np.float32(action - 1) * dt)
+                x = np.float32(x + v * dt)
+            obs, reward, terminated, truncated, info = env.step(action)
+            assert obs.tolist() == [x, v], (step, obs, x, v)
+            assert reward == -abs(float(x)) and not terminated and not truncated and info == {"frames": 4}
+    finally:
+        env.close()
