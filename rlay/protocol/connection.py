@@ -231,19 +231,18 @@ class Connection:
             raise  # unreachable: _fail raises
 
     def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message:
+        """§8's order of checks: (header, done by the reader,) body, state table, fields."""
         cls = MESSAGE_TYPES[kind]
         message: Message | None = None
         fast = self.fast
-        if fast is not None:
+        if fast is not None:  # a template match is a valid body with valid fields (fastpath.py)
             if cls is StepResult and fast.result is not None:
                 message = fast.result.decode(data, body)
             elif cls is Step and fast.step is not None:
                 message = fast.step.decode(data, body)
+        value: Any = None
         if message is None:
             value = decode(body, data, max_depth=self.max_depth)
-            if cls is Hello and self.state is State.HELLO:
-                self._check_hello_head(value)
-            message = cls.from_body(value)
         state = self.state
         sender = SENDER[cls.KIND]
         if sender is not None and sender is self.role:
@@ -252,20 +251,27 @@ class Connection:
                 f"received {cls.KIND.name} in state {state.value!r}, but only the {sender.value} "
                 "side sends it and that is this side",
             )
-        if cls is Error:
-            assert isinstance(message, Error)
-            nxt = _after_error(state, message.fatal, self.role.peer)
-        else:
-            nxt = TRANSITIONS.get((state, cls.KIND))
-        if nxt is None:
+        nxt = None if cls is Error else TRANSITIONS.get((state, cls.KIND))
+        if nxt is None and cls is not Error:
             raise ProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE,
                 f"received {cls.KIND.name} in state {state.value!r} (role {self.role.value})",
             )
-        if cls is Hello:
-            assert isinstance(message, Hello)
+        if message is None:
+            if cls is Hello:
+                self._check_hello_head(value)
+            message = cls.from_body(value)
+        if type(message) is Error:  # where an ERROR leads depends on its `fatal` field
+            nxt = _after_error(state, message.fatal, self.role.peer)
+            if nxt is None:
+                raise ProtocolError(
+                    ErrorCode.UNEXPECTED_MESSAGE,
+                    f"received a {'fatal' if message.fatal else 'non-fatal'} ERROR in state "
+                    f"{state.value!r} (role {self.role.value})",
+                )
+        elif type(message) is Hello:
             self.peer_hello = message
-        self.state = nxt
+        self.state = nxt  # type: ignore[assignment]
         return message
 
     def _check_hello_head(self, value: Any) -> None:

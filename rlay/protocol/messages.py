@@ -345,6 +345,14 @@ class Error(Message):
     remote_type: str | None
     traceback: str | None
 
+    @classmethod
+    def from_body(cls, body: Any) -> Message:
+        msg = super().from_body(body)
+        code = msg.code  # type: ignore[attr-defined]
+        if not 0 < code <= 0x7FFFFFFF:  # §11: 0 is invalid; unknown positive codes are accepted
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"ERROR.code must be in 1..2147483647, got {code}")
+        return msg
+
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     int(cls.KIND): cls
