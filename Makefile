@@ -7,7 +7,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup system demo test lint typecheck pytest bench fuzz train clean
+.PHONY: setup system demo test lint typecheck pytest bench fuzz fuzz-c train clean
 
 ## setup: system tools, a virtualenv with rlay and its dev tools, the node test helper.
 setup: system $(VENV)/.installed tests/thirdparty/node_modules/.installed
@@ -57,6 +57,10 @@ train: setup
 fuzz: setup
 	$(PY) -m pip install -q 'atheris>=2.3'
 	$(PY) fuzz/fuzz_protocol.py --seconds 300
+
+## fuzz-c: libFuzzer (with ASan+UBSan) on the C SDK's decoder, 300 s.
+fuzz-c: setup
+	$(MAKE) -C sdk/c fuzz FUZZ_SECONDS=300 PYTHON=$(abspath $(PY))
 
 clean:
 	rm -rf $(VENV) tests/thirdparty/node_modules .pytest_cache .mypy_cache .ruff_cache
