@@ -48,9 +48,30 @@
    A failure in your env code is not an rlay error: answer it with rlay_reply_error(c,
    RLAY_E_ENV_EXCEPTION, 0, "ValueError", "...") (or return rlay_fail(...) from a callback).
 
-   LIMITS. One session per context; num_envs is 1. The host must be little-endian (tensor bytes
-   are used in place). Decoding treats all input as hostile: every length is checked before use,
-   frames above rlay_set_max_frame_size (default 64 MiB) are refused on their header.
+   BATCHES (spec section 10). rlay_set_num_envs(c, n) before rlay_listen/rlay_connect hosts n
+   sub-envs on the one connection (Python: rlay.ClientVectorEnv / rlay.ServerVectorEnv). The
+   spaces you declare are one sub-env's; on the wire every value is Gymnasium's
+   batch_space(space, n): a Box, Discrete, MultiDiscrete or MultiBinary value is one tensor with
+   a leading n (a Discrete action arrives as an int64 (n,) tensor: rlay_as_int64_at(action, i,
+   &a)), a Dict or Tuple holds the batches of its parts, any other space is an array of n values.
+   The SDK checks every sub-env's action against the single action space: structure is BAD_VALUE
+   (fatal), a sub-env outside the bounds is a non-fatal INVALID_ACTION naming the sub-env.
+   Write the observation batched (a Box: one tensor of shape (n, ...)) and answer a STEP with
+   rlay_reply_step_batch(c, rewards, terminated, truncated): n doubles, n bytes, n bytes. The
+   per-sub-env arrays of rlay_cmd say what RESET asks (seeded[i]/seeds[i]: an int seed s gives
+   sub-env i s + i; reset_mask[i]: Gymnasium's partial reset, options["reset_mask"]) and which
+   sub-envs ended at the previous STEP (autoreset[i]). Your code does the autoreset, in the mode
+   of metadata["autoreset_mode"] ("next_step" unless you write another): under next_step, a
+   sub-env with autoreset[i] is reset instead of stepped, and answers its reset observation with
+   reward 0 and both flags 0. info follows Gymnasium's vector convention (key -> n entries,
+   "_key" -> bool (n,) mask); a CALL answers an array of n values, a RENDER nil or n frames. With
+   n == 1 (the default) nothing is batched: the single-env API of the example above.
+
+   LIMITS. One session per context. The host must be little-endian (tensor bytes are used in
+   place). Decoding treats all input as hostile: every length is checked before use, frames above
+   rlay_set_max_frame_size (default 64 MiB) are refused on their header. Nothing is allocated per
+   step once the buffers have grown to the largest frame (per-sub-env arrays: at rlay_listen /
+   rlay_connect).
 */
 #if defined(RLAY_IMPLEMENTATION) && !defined(_WIN32) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -68,7 +89,7 @@ extern "C" {
 
 #define RLAY_PROTOCOL_VERSION 1
 #define RLAY_SDK_NAME "rlay-c"
-#define RLAY_SDK_VERSION "0.1.0"
+#define RLAY_SDK_VERSION "0.2.0"
 #define RLAY_MAX_NDIM 32
 #define RLAY_MAX_DEPTH 64
 #define RLAY_DEFAULT_MAX_FRAME_SIZE 67108864u
@@ -150,6 +171,16 @@ typedef struct rlay_cmd {
     uint32_t name_len;
     const rlay_value *args;     /* CALL: array */
     const rlay_value *kwargs;   /* CALL: map */
+    /* Per sub-env: arrays of rlay_num_envs(c) entries (also for one env), valid until the reply.
+       RESET: seeded[i] 1 if sub-env i got a seed, seeds[i] its seed (has_seed/seed are sub-env
+       0's); reset_mask[i] 1 if sub-env i is to be reset (all of them unless options held
+       "reset_mask", section 10). STEP: autoreset[i] 1 if sub-env i's episode ended at the
+       previous STEP and it was not reset since (its action is then to be ignored under
+       "next_step" autoreset: reset it instead). */
+    const unsigned char *seeded;
+    const uint64_t *seeds;
+    const unsigned char *reset_mask;
+    const unsigned char *autoreset;
 } rlay_cmd;
 
 /* ---- context ---- */
@@ -165,6 +196,8 @@ void rlay_set_render_mode(rlay_ctx *c, const char *render_mode); /* e.g. "rgb_ar
 rlay_w *rlay_observation_space(rlay_ctx *c);   /* write exactly one space */
 rlay_w *rlay_action_space(rlay_ctx *c);        /* write exactly one space */
 rlay_w *rlay_metadata(rlay_ctx *c);            /* key/value pairs */
+void rlay_set_num_envs(rlay_ctx *c, uint32_t n); /* host n sub-envs (section 10); default 1 */
+uint32_t rlay_num_envs(const rlay_ctx *c);
 
 /* ---- connection ---- */
 int rlay_listen(rlay_ctx *c, const char *address);  /* "tcp://127.0.0.1:0", "unix:///tmp/x" */
@@ -179,6 +212,10 @@ rlay_w *rlay_frame(rlay_ctx *c);    /* RENDER reply: uint8 (H,W,3) tensor, str, 
 rlay_w *rlay_result(rlay_ctx *c);   /* CALL reply value */
 int rlay_reply_reset(rlay_ctx *c);
 int rlay_reply_step(rlay_ctx *c, double reward, int terminated, int truncated);
+/* Any num_envs: num_envs rewards and flags (a flag byte is true if nonzero); the arrays are
+   read before it returns. With one env it is rlay_reply_step(c, rewards[0], ...). */
+int rlay_reply_step_batch(rlay_ctx *c, const double *rewards, const unsigned char *terminated,
+                          const unsigned char *truncated);
 int rlay_reply_render(rlay_ctx *c);
 int rlay_reply_call(rlay_ctx *c);
 int rlay_reply_close(rlay_ctx *c);
@@ -187,7 +224,12 @@ int rlay_reply_error(rlay_ctx *c, int code, int fatal, const char *remote_type,
 int rlay_reply_default(rlay_ctx *c, const rlay_cmd *cmd); /* CLOSE: close; else NOT_SUPPORTED */
 
 /* ---- callback style ---- */
-typedef struct rlay_step_out { double reward; int terminated, truncated; } rlay_step_out;
+/* One env: set reward, terminated, truncated. num_envs > 1: fill rewards[i], terminations[i],
+   truncations[i] (arrays of num_envs the SDK owns, zeroed before each call; NULL for one env). */
+typedef struct rlay_step_out {
+    double reward; int terminated, truncated;
+    double *rewards; unsigned char *terminations, *truncations;
+} rlay_step_out;
 typedef struct rlay_callbacks {
     int (*reset)(void *ud, rlay_ctx *c, const rlay_cmd *cmd);   /* write rlay_obs, rlay_info */
     int (*step)(void *ud, rlay_ctx *c, const rlay_cmd *cmd, rlay_step_out *out);
@@ -237,6 +279,8 @@ void rlay_space_graph(rlay_w *w);                 /* then node space, then edge 
 const rlay_value *rlay_map_get(const rlay_value *map, const char *key); /* NULL if absent */
 int rlay_str_eq(const rlay_value *v, const char *s);
 int rlay_as_int64(const rlay_value *v, int64_t *out);  /* int, or 0-d integer tensor */
+/* Element i of an integer tensor (a batched Discrete action), or for i == 0 an int. */
+int rlay_as_int64_at(const rlay_value *v, size_t i, int64_t *out);
 int rlay_as_double(const rlay_value *v, double *out);  /* float or int */
 double rlay_tensor_get(const rlay_tensor *t, size_t i); /* element i as double */
 const char *rlay_dtype_name(int dtype);
@@ -400,6 +444,11 @@ struct rlay_ctx {
     char errmsg[512];
     int role, state, phase, has_reset, pending;
     uint32_t max_frame;
+    /* sub-envs (section 10), and their per-sub-env arrays, allocated by rlay__prepare */
+    uint32_t nenv;
+    uint64_t *b_seeds; double *b_rew;
+    unsigned char *b_bytes;   /* seeded | reset_mask | ended | flags (2n) | terminations | truncations */
+    unsigned char *b_seeded, *b_mask, *b_ended, *b_flags, *b_term, *b_trunc;
     char *name, *render_mode;
     rlay_w *w_obs_space, *w_act_space, *w_meta, *w_obs, *w_info, *w_val, *w_body;
     unsigned char *hello, *envinfo; size_t hello_len, envinfo_len;
@@ -730,10 +779,9 @@ static size_t rlay__count(int ndim, const uint32_t *shape, int *ovf) {
     }
     return n;
 }
+static void rlay__e_tensor(rlay_w *w, int dtype, int ndim, const uint32_t *shape, const void *data, size_t nbytes);
 void rlay_put_tensor(rlay_w *w, int dtype, int ndim, const uint32_t *shape, const void *data) {
-    unsigned char d[6 + 4 * RLAY_MAX_NDIM + 3];
-    size_t count, nbytes, i; int ovf, k;
-    rlay__tref *t;
+    size_t count, nbytes, i; int ovf;
     if (!w || w->c->err) return;
     if (!rlay__dt_ok(dtype)) { rlay__err(w->c, RLAY_E_USAGE, "rlay_put_tensor: unknown dtype code %d", dtype); return; }
     if (ndim < 0 || ndim > RLAY_MAX_NDIM || (ndim > 0 && !shape)) {
@@ -751,6 +799,14 @@ void rlay_put_tensor(rlay_w *w, int dtype, int ndim, const uint32_t *shape, cons
                 return;
             }
     if (!rlay__ibegin(w, 0)) return;
+    rlay__e_tensor(w, dtype, ndim, shape, data, nbytes);
+    rlay__idone(w);
+}
+/* Appends a tensor descriptor and its reference (copied into a copying writer). No API checks. */
+static void rlay__e_tensor(rlay_w *w, int dtype, int ndim, const uint32_t *shape, const void *data, size_t nbytes) {
+    unsigned char d[6 + 4 * RLAY_MAX_NDIM + 3];
+    rlay__tref *t;
+    int k;
     /* ext 8 always: 6 + 4*ndim is never 1, 2, 4, 8 or 16, and at most 134 */
     d[0] = 0xc7; d[1] = (unsigned char)(6 + 4 * ndim); d[2] = 1;
     d[3] = (unsigned char)dtype; d[4] = (unsigned char)ndim;
@@ -766,7 +822,6 @@ void rlay_put_tensor(rlay_w *w, int dtype, int ndim, const uint32_t *shape, cons
     }
     w->ntr++;
     rlay__wbytes(w, d, 9 + 4 * (size_t)ndim);
-    rlay__idone(w);
 }
 
 /* ======================================================================================== */
@@ -1061,6 +1116,18 @@ int rlay_as_int64(const rlay_value *v, int64_t *out) {
     *out = (int64_t)w.u;
     return 1;
 }
+int rlay_as_int64_at(const rlay_value *v, size_t i, int64_t *out) {
+    rlay__wint w;
+    char cls;
+    if (!v || !out) return 0;
+    if (v->type != RLAY_T_TENSOR) return i == 0 && rlay_as_int64(v, out);
+    cls = rlay__dt[v->v.t->dtype].cls;
+    if (!v->v.t->data || i >= v->v.t->count || (cls != 'i' && cls != 'u' && cls != 'b')) return 0;
+    w = rlay__elem_w(v->v.t, i);
+    if (!w.neg && w.u > (uint64_t)INT64_MAX) return 0;
+    *out = (int64_t)w.u;
+    return 1;
+}
 int rlay_as_double(const rlay_value *v, double *out) {
     if (!v) return 0;
     if (v->type == RLAY_T_FLOAT) { *out = v->v.f; return 1; }
@@ -1282,9 +1349,12 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
             return rlay__vfail(c, "Discrete: %s does not fit the space's dtype %.*s", rlay__describe(v, d, sizeof d), (int)f[3]->len, f[3]->v.s);
         if (!bounds) return 0;
         st.neg = f[2]->neg; st.u = f[2]->v.u; n.neg = 0; n.u = f[1]->v.u;
-        if (!rlay__in_range(x, st, n))
+        if (!rlay__in_range(x, st, n)) {
+            if (x.neg) snprintf(d, sizeof d, "%lld", (long long)(int64_t)x.u);
+            else snprintf(d, sizeof d, "%llu", (unsigned long long)x.u);
             rlay__voob(c, oob, "Discrete(%llu, start=%lld): %s is out of range", (unsigned long long)n.u,
-                       (long long)(int64_t)st.u, rlay__describe(v, d, sizeof d));
+                       (long long)(int64_t)st.u, d);
+        }
         return 0; }
     case RLAY__SP_MULTI_DISCRETE: {
         const rlay_tensor *nv = f[1]->v.t, *st = f[2]->v.t, *t;
@@ -1378,6 +1448,80 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
     default:
         return rlay__vfail(c, "unknown space");
     }
+}
+
+/* Checks a value of batch_space(sp, n) (spec section 10) as rlay__vcheck checks a value of sp;
+   *which gets the sub-env of the first out-of-bounds finding. The batch of a Box, Discrete,
+   MultiDiscrete or MultiBinary is one tensor with a leading n (each sub-env's slice is checked
+   in place); of a Dict or Tuple, the batches of its parts; of any other space, n values. */
+static int rlay__bvcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, uint32_t n, int bounds,
+                         int *oob, uint32_t *which) {
+    static const char *const names[] = {"Box", "Discrete", "MultiDiscrete", "MultiBinary"};
+    const rlay_value *f[6];
+    char d[200];
+    int kind = rlay__sp_get(NULL, sp, f, ""), dt, ndim = 0, before;
+    uint32_t dims[RLAY_MAX_NDIM + 1], i, j;
+    switch (kind) {
+    case RLAY__SP_BOX:
+        dt = rlay__dtype_from_name(f[1]->v.s, f[1]->len);
+        rlay__shape_of(f[2], &ndim, dims + 1);
+        break;
+    case RLAY__SP_DISCRETE:
+        dt = rlay__dtype_from_name(f[3]->v.s, f[3]->len);
+        break;
+    case RLAY__SP_MULTI_DISCRETE:
+        dt = f[1]->v.t->dtype; ndim = f[1]->v.t->ndim;
+        memcpy(dims + 1, f[1]->v.t->shape, sizeof *dims * (size_t)ndim);
+        break;
+    case RLAY__SP_MULTI_BINARY:
+        dt = RLAY_DT_INT8;
+        if (f[1]->type == RLAY_T_INT) { ndim = 1; dims[1] = (uint32_t)f[1]->v.u; }
+        else rlay__shape_of(f[1], &ndim, dims + 1);
+        break;
+    case RLAY__SP_DICT:
+        if (v->type != RLAY_T_MAP || v->len != f[1]->len)
+            return rlay__vfail(c, "Dict: expected a map with the %u keys of the space, actual %s", f[1]->len, rlay__describe(v, d, sizeof d));
+        for (j = 0; j < f[1]->len; j++) {
+            const rlay_value *key = &f[1]->v.items[2 * j];
+            const rlay_value *x = rlay__map_getn(v, key->v.s, key->len);
+            if (!x) return rlay__vfail(c, "Dict: the key '%.*s' is missing", (int)(key->len > 60 ? 60 : key->len), key->v.s);
+            if (rlay__bvcheck(c, &f[1]->v.items[2 * j + 1], x, n, bounds, oob, which)) return -1;
+        }
+        return 0;
+    case RLAY__SP_TUPLE:
+        if (v->type != RLAY_T_ARRAY || v->len != f[1]->len)
+            return rlay__vfail(c, "Tuple: expected an array of %u batches, actual %s", f[1]->len, rlay__describe(v, d, sizeof d));
+        for (j = 0; j < v->len; j++) if (rlay__bvcheck(c, &f[1]->v.items[j], &v->v.items[j], n, bounds, oob, which)) return -1;
+        return 0;
+    default:   /* text, sequence, graph, one_of: Gymnasium batches them as a Tuple of n */
+        if (v->type != RLAY_T_ARRAY || v->len != n)
+            return rlay__vfail(c, "%s batch: expected an array of %u values (one per sub-env), actual %s", rlay__sp_kinds[kind], n, rlay__describe(v, d, sizeof d));
+        for (i = 0; i < n; i++) {
+            before = *oob;
+            if (rlay__vcheck(c, sp, &v->v.items[i], bounds, oob)) return -1;
+            if (!before && *oob) *which = i;
+        }
+        return 0;
+    }
+    if (ndim + 1 > RLAY_MAX_NDIM) return rlay__vfail(c, "%s of %d dimensions: its batch would have more than 32", names[kind], ndim);
+    dims[0] = n;
+    if (rlay__tensor_like(c, v, dt, ndim + 1, dims, names[kind])) return -1;
+    if (bounds && v->v.t->data && !*oob) {
+        rlay_tensor t = *v->v.t;   /* a view of sub-env i's slice, checked against the single space */
+        rlay_value tv;
+        t.ndim = ndim;
+        memmove(t.shape, t.shape + 1, sizeof *t.shape * (size_t)ndim);
+        t.count = n ? v->v.t->count / n : 0;
+        t.nbytes = t.count * rlay__dt[dt].size;
+        memset(&tv, 0, sizeof tv);
+        tv.type = RLAY_T_TENSOR; tv.v.t = &t;
+        for (i = 0; i < n && !*oob; i++) {
+            t.data = (const unsigned char *)v->v.t->data + (size_t)i * t.nbytes;
+            if (rlay__vcheck(c, sp, &tv, 1, oob)) return -1;
+            if (*oob) *which = i;
+        }
+    }
+    return 0;
 }
 
 /* ======================================================================================== */
@@ -1780,6 +1924,7 @@ rlay_ctx *rlay_new(void) {
     if (!c) return NULL;
     c->fd = c->lfd = RLAY__NOSOCK;
     c->max_frame = RLAY_DEFAULT_MAX_FRAME_SIZE;
+    c->nenv = 1;
     c->w_obs_space = rlay__w_new(c, 1, 0, 1);
     c->w_act_space = rlay__w_new(c, 1, 0, 1);
     c->w_meta = rlay__w_new(c, 1, 1, 2);
@@ -1804,6 +1949,7 @@ void rlay_free(rlay_ctx *c) {
     rlay__doc_free(&c->idoc); rlay__doc_free(&c->rdoc); rlay__doc_free(&c->sdoc);
     free(c->name); free(c->render_mode); free(c->hello); free(c->envinfo);
     free(c->ralloc); free(c->keys); free(c->iov); free(c->flat); free(c->ebuf);
+    free(c->b_seeds); free(c->b_rew); free(c->b_bytes);
     free(c);
 }
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes) { if (c && !c->err) c->max_frame = bytes < 64 ? 64 : bytes; }
@@ -1820,6 +1966,13 @@ static void rlay__set_str(rlay_ctx *c, char **dst, const char *s, const char *wh
 }
 void rlay_set_name(rlay_ctx *c, const char *name) { rlay__set_str(c, &c->name, name, "the env name"); }
 void rlay_set_render_mode(rlay_ctx *c, const char *m) { rlay__set_str(c, &c->render_mode, m, "the render mode"); }
+void rlay_set_num_envs(rlay_ctx *c, uint32_t n) {
+    if (!c || c->err) return;
+    if (c->phase != RLAY__P_NONE) { rlay__err(c, RLAY_E_USAGE, "rlay_set_num_envs must be called before rlay_listen/rlay_connect"); return; }
+    if (n < 1 || n > 0x7fffffffu) { rlay__err(c, RLAY_E_USAGE, "rlay_set_num_envs: %lu sub-envs is not in 1..2147483647", (unsigned long)n); return; }
+    c->nenv = n;
+}
+uint32_t rlay_num_envs(const rlay_ctx *c) { return c ? c->nenv : 0; }
 rlay_w *rlay_observation_space(rlay_ctx *c) { return c ? c->w_obs_space : NULL; }
 rlay_w *rlay_action_space(rlay_ctx *c) { return c ? c->w_act_space : NULL; }
 rlay_w *rlay_metadata(rlay_ctx *c) { return c ? c->w_meta : NULL; }
@@ -1844,10 +1997,8 @@ static int rlay__w_done(rlay_w *w, const char *what) {
     return 1;
 }
 /* Appends writer src to w as one value (a key/value writer becomes a map). */
-static void rlay__splice(rlay_w *w, rlay_w *src) {
-    size_t base, i;
-    if (src->automap) rlay__e_map(w, src->top / 2);
-    base = w->len;
+static void rlay__splice_body(rlay_w *w, rlay_w *src) {
+    size_t base = w->len, i;
     rlay__wbytes(w, src->buf, src->len);
     if (RLAY__GROW(w->c, w->tr, w->trcap, w->ntr + src->ntr)) return;
     for (i = 0; i < src->ntr; i++) {
@@ -1856,6 +2007,25 @@ static void rlay__splice(rlay_w *w, rlay_w *src) {
         if (!t.data && t.nbytes) { t.data = src->own + t.own; }
         w->tr[w->ntr++] = t;
     }
+}
+static void rlay__splice(rlay_w *w, rlay_w *src) {
+    if (src->automap) rlay__e_map(w, src->top / 2);
+    rlay__splice_body(w, src);
+}
+/* Does a key/value writer hold `key`? (Its bytes are our own, complete pairs.) */
+static int rlay__w_has_key(rlay_w *w, const char *key) {
+    size_t pos = 0, n = strlen(key), h;
+    uint64_t len;
+    uint32_t i;
+    for (i = 0; i < w->top / 2; i++) {
+        unsigned char b = w->buf[pos];
+        if (b >= 0xa0 && b <= 0xbf) { h = 1; len = b & 31u; }
+        else if (b >= 0xd9 && b <= 0xdb) { int k = 1 << (b - 0xd9); h = 1 + (size_t)k; len = rlay__be(w->buf + pos + 1, k); }
+        else return 0;
+        if (len == n && memcmp(w->buf + pos + h, key, n) == 0) return 1;
+        if (rlay__skip(w->buf, w->len, &pos) || rlay__skip(w->buf, w->len, &pos)) return 0;
+    }
+    return 0;
 }
 static unsigned char *rlay__dup_flat(rlay_ctx *c, size_t *n) {
     unsigned char *p;
@@ -1869,6 +2039,7 @@ static unsigned char *rlay__dup_flat(rlay_ctx *c, size_t *n) {
 static int rlay__prepare(rlay_ctx *c) {
     rlay_w *b = c->w_body;
     const rlay_value *root, *f[8];
+    size_t n;
     if (c->err) return c->err;
     if (c->phase != RLAY__P_NONE) return rlay__err(c, RLAY_E_USAGE, "rlay_listen/rlay_connect: this context already has a connection");
     if (!rlay__w_done(c->w_obs_space, "observation space (rlay_observation_space)") ||
@@ -1887,8 +2058,13 @@ static int rlay__prepare(rlay_ctx *c) {
     rlay__e_map(b, 6);
     rlay__e_str(b, "observation_space"); rlay__splice(b, c->w_obs_space);
     rlay__e_str(b, "action_space"); rlay__splice(b, c->w_act_space);
-    rlay__e_str(b, "num_envs"); rlay__e_int(b, 1);
-    rlay__e_str(b, "metadata"); rlay__splice(b, c->w_meta);
+    rlay__e_str(b, "num_envs"); rlay__e_int(b, c->nenv);
+    rlay__e_str(b, "metadata");
+    if (c->nenv > 1 && !rlay__w_has_key(c->w_meta, "autoreset_mode")) {   /* section 10's default, said */
+        rlay__e_map(b, c->w_meta->top / 2 + 1);
+        rlay__splice_body(b, c->w_meta);
+        rlay__e_str(b, "autoreset_mode"); rlay__e_str(b, "next_step");
+    } else rlay__splice(b, c->w_meta);
     rlay__e_str(b, "render_mode"); if (c->render_mode) rlay__e_str(b, c->render_mode); else rlay__e_nil(b);
     rlay__e_str(b, "name"); if (c->name) rlay__e_str(b, c->name); else rlay__e_nil(b);
     if (rlay__frame(c, RLAY_ENV_INFO, b) || !(c->envinfo = rlay__dup_flat(c, &c->envinfo_len))) return c->err;
@@ -1896,6 +2072,12 @@ static int rlay__prepare(rlay_ctx *c) {
                      c->envinfo + 12, rlay__rd32le(c->envinfo + 4), 0, &root) ||
         rlay__check_fields(c, RLAY_ENV_INFO, root, f)) return c->err;
     c->obs_sp = f[0]; c->act_sp = f[1];
+    n = c->nenv;   /* the per-sub-env arrays, once: nothing is allocated per step */
+    if (!(c->b_seeds = (uint64_t *)calloc(n, sizeof *c->b_seeds)) || !(c->b_rew = (double *)calloc(n, sizeof *c->b_rew)) ||
+        !(c->b_bytes = (unsigned char *)calloc(n, 7)))
+        return rlay__err(c, RLAY_E_NOMEM, "out of memory for the arrays of %lu sub-envs", (unsigned long)n);
+    c->b_seeded = c->b_bytes; c->b_mask = c->b_bytes + n; c->b_ended = c->b_bytes + 2 * n;
+    c->b_flags = c->b_bytes + 3 * n; c->b_term = c->b_bytes + 5 * n; c->b_trunc = c->b_bytes + 6 * n;
     return 0;
 }
 
@@ -2089,6 +2271,40 @@ static int rlay__auto_reply(rlay_ctx *c, int code, const char *msg) {
     rlay__rx_consume(c);
     return 0;
 }
+/* RESET's seed and reset_mask, per sub-env (section 10): nil, an int s (sub-env i gets s + i) or
+   an array of num_envs int/nil; options["reset_mask"] a bool (num_envs,) tensor. */
+static int rlay__reset_args(rlay_ctx *c, const rlay_value *seed, const rlay_value *options) {
+    uint32_t n = c->nenv, i;
+    const rlay_value *m;
+    char d[200];
+    memset(c->b_seeded, 0, n);
+    memset(c->b_seeds, 0, n * sizeof *c->b_seeds);
+    memset(c->b_mask, 1, n);
+    if (seed->type == RLAY_T_ARRAY) {
+        if (n == 1) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array, but num_envs is 1");
+        if (seed->len != n) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array of %u seeds; expected one per sub-env (%u)", seed->len, n);
+        for (i = 0; i < n; i++) {
+            const rlay_value *s = &seed->v.items[i];
+            if (s->type == RLAY_T_NIL) continue;
+            if (s->neg) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed[%u] must be >= 0, got %lld", i, (long long)s->v.i);
+            c->b_seeded[i] = 1; c->b_seeds[i] = s->v.u;
+        }
+    } else if (seed->type == RLAY_T_INT) {
+        if (seed->neg) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed must be >= 0, got %lld", (long long)seed->v.i);
+        if (seed->v.u > UINT64_MAX - (n - 1))
+            return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed %llu: the seed of sub-env %u (seed + %u) would exceed 2^64 - 1",
+                             (unsigned long long)seed->v.u, n - 1, n - 1);
+        for (i = 0; i < n; i++) { c->b_seeded[i] = 1; c->b_seeds[i] = seed->v.u + i; }
+    }
+    m = n > 1 ? rlay_map_get(options, "reset_mask") : NULL;
+    if (m) {
+        if (m->type != RLAY_T_TENSOR || m->v.t->dtype != RLAY_DT_BOOL || m->v.t->ndim != 1 || m->v.t->shape[0] != n)
+            return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.options.reset_mask must be a bool tensor of shape (%u,), got %s", n,
+                             rlay__describe(m, d, sizeof d));
+        memcpy(c->b_mask, m->v.t->data, n);
+    }
+    return 0;
+}
 /* Acts on a complete frame. 1: *cmd is for the user; 0: handled; -1: session over. */
 static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
     const rlay_value *f[8];
@@ -2096,6 +2312,7 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
     if (rlay__rx_message(c, 0, f)) return -1;
     memset(cmd, 0, sizeof *cmd);
     cmd->kind = kind;
+    cmd->seeded = c->b_seeded; cmd->seeds = c->b_seeds; cmd->reset_mask = c->b_mask; cmd->autoreset = c->b_ended;
     switch (kind) {
     case RLAY_ERROR: {   /* the state table only lets a fatal one through: it is the peer's error */
         int code = (int)f[0]->v.u;
@@ -2110,22 +2327,24 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
         rlay__rx_consume(c);
         return 0;
     case RLAY_RESET:
-        if (f[0]->type == RLAY_T_ARRAY) { rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array, but num_envs is 1"); return -1; }
-        if (f[0]->type == RLAY_T_INT && f[0]->neg) { rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed must be >= 0, got %lld", (long long)f[0]->v.i); return -1; }
-        cmd->has_seed = f[0]->type == RLAY_T_INT;
-        cmd->seed = cmd->has_seed ? f[0]->v.u : 0;
+        if (rlay__reset_args(c, f[0], f[1])) return -1;
+        cmd->has_seed = c->b_seeded[0];
+        cmd->seed = c->b_seeds[0];
         cmd->options = f[1]->type == RLAY_T_MAP ? f[1] : NULL;
         break;
     case RLAY_STEP: {
         int oob = 0;
-        char msg[sizeof c->vmsg + 40];
-        if (rlay__vcheck(c, c->act_sp, f[0], 1, &oob) < 0) {
-            rlay__err(c, RLAY_E_BAD_VALUE, "the action does not match action_space: %s", c->vmsg);
+        uint32_t n = c->nenv, which = 0;
+        char msg[sizeof c->vmsg + 80];
+        if ((n == 1 ? rlay__vcheck(c, c->act_sp, f[0], 1, &oob) : rlay__bvcheck(c, c->act_sp, f[0], n, 1, &oob, &which)) < 0) {
+            if (n == 1) rlay__err(c, RLAY_E_BAD_VALUE, "the action does not match action_space: %s", c->vmsg);
+            else rlay__err(c, RLAY_E_BAD_VALUE, "the action does not match batch_space(action_space, %u): %s", n, c->vmsg);
             return -1;
         }
         if (!c->has_reset) return rlay__auto_reply(c, RLAY_E_RESET_NEEDED, "step() before the first reset()");
         if (oob) {
-            snprintf(msg, sizeof msg, "the action is outside action_space: %s", c->vmsg);
+            if (n == 1) snprintf(msg, sizeof msg, "the action is outside action_space: %s", c->vmsg);
+            else snprintf(msg, sizeof msg, "the action of sub-env %u is outside action_space: %s", which, c->vmsg);
             return rlay__auto_reply(c, RLAY_E_INVALID_ACTION, msg);
         }
         cmd->action = f[0];
@@ -2256,6 +2475,14 @@ static int rlay__obs_ok(rlay_ctx *c, const char *fn) {
     snprintf(what, sizeof what, "%s: the observation (rlay_obs)", fn);
     if (!rlay__w_done(c->w_obs, what) || !rlay__w_done(c->w_info, "the info map (rlay_info)")) return 0;
     if (rlay__decode(c, &c->sdoc, c->w_obs->buf, c->w_obs->len, NULL, 0, 1, &v)) return 0;
+    if (c->nenv > 1) {   /* section 10: a value of batch_space(observation_space, n) */
+        uint32_t which = 0;
+        if (rlay__bvcheck(c, c->obs_sp, v, c->nenv, 0, &oob, &which) < 0) {
+            rlay__err(c, RLAY_E_BAD_VALUE, "the observation does not match batch_space(observation_space, %u): %s", c->nenv, c->vmsg);
+            return 0;
+        }
+        return 1;
+    }
     if (rlay__vcheck(c, c->obs_sp, v, 0, &oob) < 0) {
         rlay__err(c, RLAY_E_BAD_VALUE, "the observation does not match observation_space: %s", c->vmsg);
         return 0;
@@ -2264,6 +2491,7 @@ static int rlay__obs_ok(rlay_ctx *c, const char *fn) {
 }
 int rlay_reply_reset(rlay_ctx *c) {
     rlay_w *b;
+    uint32_t i;
     if (rlay__reply_check(c, RLAY__S_RESET, "rlay_reply_reset")) return c ? c->err : RLAY_E_NOMEM;
     if (!rlay__obs_ok(c, "rlay_reply_reset")) { rlay__end(c); return c->err; }
     b = c->w_body; rlay__w_reset(b);
@@ -2272,11 +2500,17 @@ int rlay_reply_reset(rlay_ctx *c) {
     rlay__e_str(b, "info"); rlay__splice(b, c->w_info);
     if (rlay__finish(c, RLAY_RESET_RESULT, RLAY__S_IDLE)) return c->err;
     c->has_reset = 1;
+    for (i = 0; i < c->nenv; i++) if (c->b_mask[i]) c->b_ended[i] = 0;
     return 0;
 }
 int rlay_reply_step(rlay_ctx *c, double reward, int terminated, int truncated) {
     rlay_w *b;
     if (rlay__reply_check(c, RLAY__S_STEP, "rlay_reply_step")) return c ? c->err : RLAY_E_NOMEM;
+    if (c->nenv > 1) {
+        rlay__err(c, RLAY_E_USAGE, "rlay_reply_step: this context hosts %u sub-envs (rlay_set_num_envs): answer with rlay_reply_step_batch", c->nenv);
+        rlay__end(c);
+        return c->err;
+    }
     if (!rlay__obs_ok(c, "rlay_reply_step")) { rlay__end(c); return c->err; }
     b = c->w_body; rlay__w_reset(b);
     rlay__e_map(b, 5);
@@ -2285,13 +2519,54 @@ int rlay_reply_step(rlay_ctx *c, double reward, int terminated, int truncated) {
     rlay__e_str(b, "terminated"); rlay__e_bool(b, terminated);
     rlay__e_str(b, "truncated"); rlay__e_bool(b, truncated);
     rlay__e_str(b, "info"); rlay__splice(b, c->w_info);
-    return rlay__finish(c, RLAY_STEP_RESULT, RLAY__S_IDLE);
+    if (rlay__finish(c, RLAY_STEP_RESULT, RLAY__S_IDLE)) return c->err;
+    c->b_ended[0] = terminated || truncated;
+    return 0;
+}
+int rlay_reply_step_batch(rlay_ctx *c, const double *rewards, const unsigned char *terminated, const unsigned char *truncated) {
+    rlay_w *b;
+    uint32_t n, i;
+    if (rlay__reply_check(c, RLAY__S_STEP, "rlay_reply_step_batch")) return c ? c->err : RLAY_E_NOMEM;
+    if (!rewards || !terminated || !truncated) {
+        rlay__err(c, RLAY_E_USAGE, "rlay_reply_step_batch: the rewards, terminated and truncated arrays must not be NULL");
+        rlay__end(c);
+        return c->err;
+    }
+    n = c->nenv;
+    if (n == 1) return rlay_reply_step(c, rewards[0], terminated[0] != 0, truncated[0] != 0);   /* section 10: unbatched */
+    if (!rlay__obs_ok(c, "rlay_reply_step_batch")) { rlay__end(c); return c->err; }
+    for (i = 0; i < n; i++) { c->b_flags[i] = terminated[i] != 0; c->b_flags[n + i] = truncated[i] != 0; }
+    /* section 10: a float64 (n,) reward tensor and bool (n,) flag tensors, sent from these arrays */
+    b = c->w_body; rlay__w_reset(b);
+    rlay__e_map(b, 5);
+    rlay__e_str(b, "obs"); rlay__splice(b, c->w_obs);
+    rlay__e_str(b, "reward"); rlay__e_tensor(b, RLAY_DT_FLOAT64, 1, &n, rewards, (size_t)n * 8);
+    rlay__e_str(b, "terminated"); rlay__e_tensor(b, RLAY_DT_BOOL, 1, &n, c->b_flags, n);
+    rlay__e_str(b, "truncated"); rlay__e_tensor(b, RLAY_DT_BOOL, 1, &n, c->b_flags + n, n);
+    rlay__e_str(b, "info"); rlay__splice(b, c->w_info);
+    if (rlay__finish(c, RLAY_STEP_RESULT, RLAY__S_IDLE)) return c->err;
+    for (i = 0; i < n; i++) c->b_ended[i] = (unsigned char)(c->b_flags[i] | c->b_flags[n + i]);
+    return 0;
 }
 static int rlay__reply_value(rlay_ctx *c, int state, int kind, const char *key, const char *fn) {
     rlay_w *b;
     if (rlay__reply_check(c, state, fn)) return c ? c->err : RLAY_E_NOMEM;
     if (c->w_val->top == 0 && c->w_val->depth == 0) rlay_put_nil(c->w_val);   /* nothing written: nil */
     if (!rlay__w_done(c->w_val, fn)) { rlay__end(c); return c->err; }
+    if (c->nenv > 1) {   /* section 10: one value per sub-env (a RENDER may answer nil) */
+        const unsigned char *p = c->w_val->buf;
+        uint64_t len = 0;
+        int array = 1;
+        if ((p[0] & 0xf0) == 0x90) len = p[0] & 15u;
+        else if (p[0] == 0xdc || p[0] == 0xdd) len = rlay__be(p + 1, p[0] == 0xdc ? 2 : 4);
+        else array = 0;
+        if (!(array && len == c->nenv) && !(kind == RLAY_RENDER_RESULT && p[0] == 0xc0)) {
+            rlay__err(c, RLAY_E_BAD_FIELD, "%s: this context hosts %u sub-envs: the %s must be %san array of %u values, one per sub-env (section 10)",
+                      fn, c->nenv, key, kind == RLAY_RENDER_RESULT ? "nil or " : "", c->nenv);
+            rlay__end(c);
+            return c->err;
+        }
+    }
     b = c->w_body; rlay__w_reset(b);
     rlay__e_map(b, 1);
     rlay__e_str(b, key); rlay__splice(b, c->w_val);
@@ -2366,6 +2641,12 @@ int rlay_serve(rlay_ctx *c, const rlay_callbacks *cb, void *ud) {
         const char *what = "";
         c->fail_code = 0; c->fail_type[0] = 0; c->fail_msg[0] = 0;
         out.reward = 0; out.terminated = 0; out.truncated = 0;
+        out.rewards = NULL; out.terminations = out.truncations = NULL;
+        if (c->nenv > 1 && cmd.kind == RLAY_STEP) {
+            memset(c->b_rew, 0, c->nenv * sizeof *c->b_rew);
+            memset(c->b_term, 0, c->nenv); memset(c->b_trunc, 0, c->nenv);
+            out.rewards = c->b_rew; out.terminations = c->b_term; out.truncations = c->b_trunc;
+        }
         switch (cmd.kind) {
         case RLAY_RESET: what = "reset"; r = cb->reset(ud, c, &cmd); break;
         case RLAY_STEP: what = "step"; r = cb->step(ud, c, &cmd, &out); break;
@@ -2377,7 +2658,10 @@ int rlay_serve(rlay_ctx *c, const rlay_callbacks *cb, void *ud) {
         if (r) { rlay__fail_reply(c, what, r); continue; }
         switch (cmd.kind) {
         case RLAY_RESET: rlay_reply_reset(c); break;
-        case RLAY_STEP: rlay_reply_step(c, out.reward, out.terminated, out.truncated); break;
+        case RLAY_STEP:
+            if (c->nenv > 1) rlay_reply_step_batch(c, out.rewards, out.terminations, out.truncations);
+            else rlay_reply_step(c, out.reward, out.terminated, out.truncated);
+            break;
         case RLAY_RENDER: rlay_reply_render(c); break;
         case RLAY_CALL: rlay_reply_call(c); break;
         case RLAY_CLOSE: rlay_reply_close(c); break;
@@ -2447,7 +2731,8 @@ void rlay_space_box_uniform(rlay_w *w, int dtype, int ndim, const uint32_t *shap
     count = rlay__count(ndim, shape, &ovf);
     sz = rlay__dt[dtype].size;
     if (ovf || count > 0xffffffffu / sz) { rlay__err(w->c, RLAY_E_USAGE, "rlay_space_box_uniform: shape too large"); return; }
-    lo = (unsigned char *)malloc(count * sz + 1); hi = (unsigned char *)malloc(count * sz + 1);
+    /* room for one element even when the shape has a 0: rlay__store writes one before copying */
+    lo = (unsigned char *)malloc((count ? count : 1) * sz); hi = (unsigned char *)malloc((count ? count : 1) * sz);
     if (!lo || !hi) { free(lo); free(hi); rlay__err(w->c, RLAY_E_NOMEM, "out of memory"); return; }
     if (!rlay__store(dtype, low, lo) || !rlay__store(dtype, high, hi))
         rlay__err(w->c, RLAY_E_USAGE, "rlay_space_box_uniform: bounds [%g, %g] do not fit dtype %s", low, high, rlay__dt[dtype].name);

@@ -128,6 +128,21 @@ static int vcheck(int bounds, int *oob) {
     if (r_ == (want_struct) && oob_ == (want_oob)) passed++; \
     else { char w_[2000]; snprintf(w_, sizeof w_, "structure %d oob %d (want %d %d): %s %s", r_, oob_, want_struct, want_oob, C->vmsg, C->errmsg); fail_at(__LINE__, #sstmts " / " #vstmts, w_); } \
     fresh(); } while (0)
+/* the same for a batch of n (section 10): a value of batch_space(space, n); `which` is the sub-env
+   of the out-of-bounds finding */
+static int bvcheck(uint32_t n, int *oob, uint32_t *which) {
+    const rlay_value *sp = decode_writer(SW, &SD, 0), *v;
+    *oob = 0; *which = 999;
+    if (!sp || rlay__check_space(C, sp, "test")) return -99;
+    if (!(v = decode_writer(VW, &VD, 1))) return -98;
+    return rlay__bvcheck(C, sp, v, n, 1, oob, which);
+}
+#define BVCHECK(n, sstmts, vstmts, want_struct, want_oob, want_which) do { int oob_, r_; uint32_t which_; fresh(); \
+    rlay__w_reset(SW); rlay__w_reset(VW); { rlay_w *w = SW; sstmts; } { rlay_w *w = VW; vstmts; } r_ = bvcheck(n, &oob_, &which_); \
+    if (r_ == (want_struct) && oob_ == (want_oob) && (!oob_ || r_ || which_ == (uint32_t)(want_which))) passed++; \
+    else { char w_[2000]; snprintf(w_, sizeof w_, "structure %d oob %d sub-env %u (want %d %d %d): %s %s", r_, oob_, which_, \
+                                   want_struct, want_oob, want_which, C->vmsg, C->errmsg); fail_at(__LINE__, #sstmts " / " #vstmts, w_); } \
+    fresh(); } while (0)
 #define SPACE_ERR(sstmts, code) do { const rlay_value *sp_; fresh(); rlay__w_reset(SW); { rlay_w *w = SW; sstmts; } \
     sp_ = decode_writer(SW, &SD, 0); if (sp_) rlay__check_space(C, sp_, "test"); check_err(__LINE__, #sstmts, code); } while (0)
 
@@ -342,6 +357,225 @@ static void session_test(void) {
     rlay_free(e);
     rlay__doc_free(&AD);
     free(abuf);
+    rlay_free(A);
+}
+
+/* ---- a batch of 3 sub-envs (section 10) over loopback: Discrete(3) actions, Box (2,) observations ---- */
+static void agent_hello(int fd, rlay_ctx *e) {
+    rlay__w_reset(A->w_body);
+    rlay__e_map(A->w_body, 6);
+    rlay__e_str(A->w_body, "protocol"); rlay__e_str(A->w_body, "rlay");
+    rlay__e_str(A->w_body, "version"); rlay__e_int(A->w_body, 1);
+    rlay__e_str(A->w_body, "role"); rlay__e_str(A->w_body, "agent");
+    rlay__e_str(A->w_body, "sdk"); rlay__e_str(A->w_body, "unit");
+    rlay__e_str(A->w_body, "sdk_version"); rlay__e_str(A->w_body, "0");
+    rlay__e_str(A->w_body, "capabilities"); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_HELLO, e, 0);
+}
+/* A listening env hosting 3 sub-envs, an agent connected and greeted (HELLO and ENV_INFO read). */
+static rlay_ctx *batch_env(int *fd, const rlay_value **info) {
+    static const uint32_t two[1] = {2};
+    rlay_ctx *e = rlay_new();
+    struct sockaddr_in sa;
+    struct timeval tv;
+    rlay_cmd cmd;
+    int kind = 0;
+    rlay_space_box_uniform(rlay_observation_space(e), RLAY_DT_FLOAT32, 1, two, -1, 1);
+    rlay_space_discrete(rlay_action_space(e), 3, 0);
+    rlay_set_num_envs(e, 3);
+    CHECK(rlay_num_envs(e) == 3);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == 0);
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    tv.tv_sec = 5; tv.tv_usec = 0;
+    setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET; sa.sin_port = htons((uint16_t)atoi(strrchr(rlay_address(e), ':') + 1));
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    CHECK(connect(*fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    agent_hello(*fd, e);
+    CHECK(rlay_poll(e, &cmd, 200) == 0);
+    CHECK(agent_read(*fd, &kind) && kind == RLAY_HELLO);
+    *info = agent_read(*fd, &kind);
+    CHECK(*info && kind == RLAY_ENV_INFO);
+    return e;
+}
+static void agent_step(int fd, rlay_ctx *e, int dtype, uint32_t n, const void *actions) {
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "action");
+    rlay__e_tensor(A->w_body, dtype, 1, &n, actions, n * (size_t)rlay_dtype_size(dtype));
+    agent_send(fd, RLAY_STEP, e, 0);
+}
+static int tensor_is(const rlay_value *v, int dtype, uint32_t n) {
+    return v && v->type == RLAY_T_TENSOR && v->v.t->dtype == dtype && v->v.t->ndim == 1 && v->v.t->shape[0] == n;
+}
+static void batch_session_test(void) {
+    static const uint32_t s32[2] = {3, 2}, two[1] = {2};
+    static const float obs[6] = {0.5f, -0.5f, 0, 0, 1, -1};
+    static const double rew[3] = {1.0, 0.5, -2.0};
+    static const unsigned char term[3] = {0, 7, 0}, trunc[3] = {0, 0, 1};
+    static const int64_t act[3] = {0, 1, 2}, bad[3] = {0, 1, 3};
+    static const int32_t act32[3] = {0, 1, 2};
+    static const unsigned char mask[3] = {1, 0, 1};
+    const rlay_value *b, *info;
+    rlay_cmd cmd;
+    int fd, kind = 0;
+    int64_t a = -1;
+    rlay_ctx *e;
+    A = rlay_new();
+    memset(&AD, 0, sizeof AD); abuf = NULL;   /* session_test freed them */
+
+    /* ENV_INFO says 3 sub-envs and the default autoreset mode; seeds s + i; the action batched */
+    e = batch_env(&fd, &info);
+    CHECK(field_int(info, "num_envs") == 3 && rlay_str_eq(rlay_map_get(rlay_map_get(info, "metadata"), "autoreset_mode"), "next_step"));
+    agent_step(fd, e, RLAY_DT_INT64, 3, act);                       /* before RESET: RESET_NEEDED */
+    CHECK(rlay_poll(e, &cmd, 100) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_RESET_NEEDED);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_int(A->w_body, 7); rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_RESET && cmd.has_seed && cmd.seed == 7);
+    CHECK(cmd.seeded[0] && cmd.seeded[1] && cmd.seeded[2] && cmd.seeds[0] == 7 && cmd.seeds[1] == 8 && cmd.seeds[2] == 9);
+    CHECK(cmd.reset_mask[0] && cmd.reset_mask[1] && cmd.reset_mask[2]);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_reset(e) == 0);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_RESET_RESULT && rlay_map_get(b, "obs")->type == RLAY_T_TENSOR && rlay_map_get(b, "obs")->v.t->ndim == 2);
+    agent_step(fd, e, RLAY_DT_INT64, 3, act);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_STEP && rlay_as_int64_at(cmd.action, 2, &a) && a == 2);
+    CHECK(!cmd.autoreset[0] && !cmd.autoreset[1] && !cmd.autoreset[2]);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    rlay_put_key(rlay_info(e), "x"); rlay_put_tensor(rlay_info(e), RLAY_DT_INT64, 1, (const uint32_t[]){3}, act);
+    rlay_put_key(rlay_info(e), "_x"); rlay_put_tensor(rlay_info(e), RLAY_DT_BOOL, 1, (const uint32_t[]){3}, mask);
+    CHECK(rlay_reply_step_batch(e, rew, term, trunc) == 0);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_STEP_RESULT && tensor_is(rlay_map_get(b, "reward"), RLAY_DT_FLOAT64, 3) &&
+          rlay_tensor_get(rlay_map_get(b, "reward")->v.t, 2) == -2.0);
+    CHECK(tensor_is(rlay_map_get(b, "terminated"), RLAY_DT_BOOL, 3) && rlay_tensor_get(rlay_map_get(b, "terminated")->v.t, 1) == 1.0 &&
+          tensor_is(rlay_map_get(b, "truncated"), RLAY_DT_BOOL, 3) && rlay_tensor_get(rlay_map_get(b, "truncated")->v.t, 2) == 1.0);
+    CHECK(tensor_is(rlay_map_get(rlay_map_get(b, "info"), "_x"), RLAY_DT_BOOL, 3));
+    /* the next STEP knows which sub-envs ended; one out of Discrete(3) is named */
+    agent_step(fd, e, RLAY_DT_INT64, 3, bad);
+    CHECK(rlay_poll(e, &cmd, 100) == 0);
+    b = agent_read(fd, &kind);
+    CHECK(b && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_INVALID_ACTION && rlay_map_get(b, "fatal")->v.b == 0);
+    CHECK(b && strstr(rlay_map_get(b, "message")->v.s, "sub-env 2") != NULL);
+    agent_step(fd, e, RLAY_DT_INT64, 3, act);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && !cmd.autoreset[0] && cmd.autoreset[1] && cmd.autoreset[2]);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_step_batch(e, rew, trunc, trunc) == 0);       /* sub-env 2 ends again */
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_STEP_RESULT);
+    /* a partial reset with seeds per sub-env clears only the sub-envs it resets */
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_array(A->w_body, 3); rlay__e_nil(A->w_body); rlay__e_int(A->w_body, 5); rlay__e_int(A->w_body, 6);
+    rlay__e_str(A->w_body, "options"); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "reset_mask");
+    rlay__e_tensor(A->w_body, RLAY_DT_BOOL, 1, (const uint32_t[]){3}, (const unsigned char[]){0, 1, 0}, 3);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_RESET && !cmd.has_seed && !cmd.seeded[0] && cmd.seeded[1] && cmd.seeds[2] == 6);
+    CHECK(!cmd.reset_mask[0] && cmd.reset_mask[1] && !cmd.reset_mask[2] && rlay_map_get(cmd.options, "reset_mask") != NULL);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_reset(e) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_RESET_RESULT);
+    agent_step(fd, e, RLAY_DT_INT64, 3, act);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && !cmd.autoreset[0] && !cmd.autoreset[1] && cmd.autoreset[2]);
+    /* CALL and RENDER answers are one value per sub-env; the wrong count is refused */
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_step_batch(e, rew, mask, mask) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_STEP_RESULT);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 3);
+    rlay__e_str(A->w_body, "name"); rlay__e_str(A->w_body, "f");
+    rlay__e_str(A->w_body, "args"); rlay__e_array(A->w_body, 0); rlay__e_str(A->w_body, "kwargs"); rlay__e_map(A->w_body, 0);
+    agent_send(fd, RLAY_CALL, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_CALL);
+    rlay_put_array(rlay_result(e), 3); rlay_put_int(rlay_result(e), 1); rlay_put_nil(rlay_result(e)); rlay_put_str(rlay_result(e), "z");
+    CHECK(rlay_reply_call(e) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_CALL_RESULT && rlay_map_get(b, "value")->len == 3);
+    agent_send(fd, RLAY_CALL, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && cmd.kind == RLAY_CALL);
+    rlay_put_int(rlay_result(e), 1);
+    CHECK(rlay_reply_call(e) == RLAY_E_BAD_FIELD && strstr(rlay_errmsg(e), "one per sub-env") != NULL);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_BAD_FIELD && rlay_map_get(b, "fatal")->v.b);
+    close(fd);
+    rlay_free(e);
+
+    /* the structure of an action: BAD_VALUE, fatal */
+    e = batch_env(&fd, &info);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_nil(A->w_body); rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1 && !cmd.has_seed && !cmd.seeded[0] && !cmd.seeded[2] && cmd.options == NULL);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_reset(e) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_RESET_RESULT);
+    agent_step(fd, e, RLAY_DT_INT32, 3, act32);
+    CHECK(rlay_poll(e, &cmd, 1000) < 0 && rlay_error(e) == RLAY_E_BAD_VALUE && strstr(rlay_errmsg(e), "batch_space(action_space, 3)") != NULL);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_BAD_VALUE && rlay_map_get(b, "fatal")->v.b);
+    close(fd);
+    rlay_free(e);
+
+    /* an unbatched observation, and the single-env reply: refused, both sides told */
+    e = batch_env(&fd, &info);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_nil(A->w_body); rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 1, two, obs);
+    CHECK(rlay_reply_reset(e) == RLAY_E_BAD_VALUE && strstr(rlay_errmsg(e), "shape (3, 2)") != NULL);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_ERROR && field_int(b, "code") == RLAY_E_BAD_VALUE);
+    close(fd);
+    rlay_free(e);
+    e = batch_env(&fd, &info);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_nil(A->w_body); rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_reset(e) == 0);
+    CHECK((b = agent_read(fd, &kind)) && kind == RLAY_RESET_RESULT);
+    agent_step(fd, e, RLAY_DT_INT64, 3, act);
+    CHECK(rlay_poll(e, &cmd, 1000) == 1);
+    rlay_put_tensor(rlay_obs(e), RLAY_DT_FLOAT32, 2, s32, obs);
+    CHECK(rlay_reply_step(e, 1.0, 0, 0) == RLAY_E_USAGE && strstr(rlay_errmsg(e), "rlay_reply_step_batch") != NULL);
+    close(fd);
+    rlay_free(e);
+
+    /* RESET refusals: a seed array of the wrong length, a reset_mask of the wrong shape (BAD_FIELD) */
+    e = batch_env(&fd, &info);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_array(A->w_body, 2); rlay__e_int(A->w_body, 1); rlay__e_int(A->w_body, 2);
+    rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) < 0 && rlay_error(e) == RLAY_E_BAD_FIELD && strstr(rlay_errmsg(e), "one per sub-env (3)") != NULL);
+    close(fd);
+    rlay_free(e);
+    e = batch_env(&fd, &info);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_nil(A->w_body);
+    rlay__e_str(A->w_body, "options"); rlay__e_map(A->w_body, 1); rlay__e_str(A->w_body, "reset_mask");
+    rlay__e_tensor(A->w_body, RLAY_DT_BOOL, 1, (const uint32_t[]){2}, mask, 2);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) < 0 && rlay_error(e) == RLAY_E_BAD_FIELD && strstr(rlay_errmsg(e), "reset_mask") != NULL);
+    close(fd);
+    rlay_free(e);
+    e = batch_env(&fd, &info);
+    rlay__w_reset(A->w_body); rlay__e_map(A->w_body, 2);
+    rlay__e_str(A->w_body, "seed"); rlay__e_uint(A->w_body, UINT64_MAX - 1);   /* sub-env 2 would get 2^64 */
+    rlay__e_str(A->w_body, "options"); rlay__e_nil(A->w_body);
+    agent_send(fd, RLAY_RESET, e, 0);
+    CHECK(rlay_poll(e, &cmd, 1000) < 0 && rlay_error(e) == RLAY_E_BAD_FIELD);
+    close(fd);
+    rlay_free(e);
+
+    /* misuse: num_envs 0, or set once the connection exists */
+    e = rlay_new();
+    rlay_set_num_envs(e, 0);
+    CHECK(rlay_error(e) == RLAY_E_USAGE);
+    rlay_free(e);
+    e = batch_env(&fd, &info);
+    rlay_set_num_envs(e, 2);
+    CHECK(rlay_error(e) == RLAY_E_USAGE && rlay_num_envs(e) == 3);
+    close(fd);
+    rlay_free(e);
+    rlay__doc_free(&AD);
+    free(abuf); abuf = NULL;
     rlay_free(A);
 }
 
@@ -685,6 +919,63 @@ int main(void) {
     VCHECK((rlay_space_one_of(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 3, "a")),
            (rlay_put_array(w, 2), rlay_put_int(w, 2), rlay_put_str(w, "aa")), -1, 0);
 
+    /* ---- batches (section 10): each sub-env's value against the single space ---- */
+    {
+        static const int64_t a3[3] = {0, 1, 1}, a3bad[3] = {0, 1, 2}, md[4] = {2, 13, 3, 14};
+        static const int32_t a3i32[3] = {0, 1, 1};
+        static const float f22[4] = {0.5f, -0.5f, 1.0f, 2.0f};
+        static const unsigned char mb[6] = {0, 1, 1, 1, 0, 1}, mbbad[6] = {0, 1, 1, 1, 2, 1};
+        static const uint32_t n3[1] = {3}, n2[1] = {2}, s22[2] = {2, 2}, s23b[2] = {2, 3};
+        BVCHECK(3, rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT64, 1, n3, a3), 0, 0, 0);
+        BVCHECK(3, rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT64, 1, n3, a3bad), 0, 1, 2);
+        BVCHECK(3, rlay_space_discrete(w, 3, 0), rlay_put_tensor(w, RLAY_DT_INT64, 1, n3, a3bad), 0, 0, 0);
+        BVCHECK(3, rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT32, 1, n3, a3i32), -1, 0, 0);   /* int64 is due */
+        BVCHECK(3, rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT64, 1, n2, a3), -1, 0, 0);       /* 2 of 3 */
+        BVCHECK(3, rlay_space_discrete(w, 2, 0), rlay_put_int(w, 1), -1, 0, 0);                                  /* unbatched */
+        BVCHECK(2, rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, n2, -1, 1.5), rlay_put_tensor(w, RLAY_DT_FLOAT32, 2, s22, f22), 0, 1, 1);
+        BVCHECK(2, rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, n2, -1, 2), rlay_put_tensor(w, RLAY_DT_FLOAT32, 2, s22, f22), 0, 0, 0);
+        BVCHECK(2, rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, n2, -1, 2), rlay_put_tensor(w, RLAY_DT_FLOAT32, 1, n2, f22), -1, 0, 0);
+        BVCHECK(2, rlay_space_multi_binary(w, 3), rlay_put_tensor(w, RLAY_DT_INT8, 2, s23b, mb), 0, 0, 0);
+        BVCHECK(2, rlay_space_multi_binary(w, 3), rlay_put_tensor(w, RLAY_DT_INT8, 2, s23b, mbbad), 0, 1, 1);
+        BVCHECK(2, rlay_space_multi_discrete(w, 1, n2, nvec, nstart), rlay_put_tensor(w, RLAY_DT_INT64, 2, s22, md), 0, 1, 1);
+        BVCHECK(2, (rlay_space_dict(w, 2), rlay_put_key(w, "a"), rlay_space_discrete(w, 2, 0), rlay_put_key(w, "b"), rlay_space_multi_binary(w, 3)),
+                (rlay_put_map(w, 2), rlay_put_key(w, "b"), rlay_put_tensor(w, RLAY_DT_INT8, 2, s23b, mb), rlay_put_key(w, "a"),
+                 rlay_put_tensor(w, RLAY_DT_INT64, 1, n2, a3)), 0, 0, 0);
+        BVCHECK(2, (rlay_space_dict(w, 2), rlay_put_key(w, "a"), rlay_space_discrete(w, 2, 0), rlay_put_key(w, "b"), rlay_space_multi_binary(w, 3)),
+                (rlay_put_map(w, 2), rlay_put_key(w, "b"), rlay_put_tensor(w, RLAY_DT_INT8, 2, s23b, mbbad), rlay_put_key(w, "a"),
+                 rlay_put_tensor(w, RLAY_DT_INT64, 1, n2, a3)), 0, 1, 1);
+        BVCHECK(2, (rlay_space_tuple(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 2, "ab")),
+                (rlay_put_array(w, 2), rlay_put_tensor(w, RLAY_DT_INT64, 1, n2, a3), rlay_put_array(w, 2), rlay_put_str(w, "ab"), rlay_put_str(w, "aab")),
+                0, 1, 1);
+        BVCHECK(3, rlay_space_text(w, 0, 2, "ab"), (rlay_put_array(w, 3), rlay_put_str(w, "a"), rlay_put_str(w, "b"), rlay_put_str(w, "c")), 0, 1, 2);
+        BVCHECK(3, rlay_space_text(w, 0, 2, "ab"), (rlay_put_array(w, 2), rlay_put_str(w, "a"), rlay_put_str(w, "b")), -1, 0, 0);
+        BVCHECK(2, (rlay_space_sequence(w, 0), rlay_space_discrete(w, 2, 0)),
+                (rlay_put_array(w, 2), rlay_put_array(w, 1), rlay_put_int(w, 1), rlay_put_array(w, 1), rlay_put_int(w, 3)), 0, 1, 1);
+        BVCHECK(2, (rlay_space_sequence(w, 0), rlay_space_discrete(w, 2, 0)),   /* structure in a later sub-env beats bounds */
+                (rlay_put_array(w, 2), rlay_put_array(w, 1), rlay_put_int(w, 3), rlay_put_array(w, 1), rlay_put_str(w, "x")), -1, 1, 0);
+        BVCHECK(2, rlay_space_box_uniform(w, RLAY_DT_FLOAT32, 1, (const uint32_t[]){0}, -1, 1),   /* empty sub-env values */
+                rlay_put_tensor(w, RLAY_DT_FLOAT32, 2, ((const uint32_t[]){2, 0}), f22), 0, 0, 0);
+        /* the message names the value, the caller names the sub-env */
+        BVCHECK(3, rlay_space_discrete(w, 2, 0), rlay_put_tensor(w, RLAY_DT_INT64, 1, n3, a3bad), 0, 1, 2);
+        fresh(); rlay__w_reset(SW); rlay__w_reset(VW);
+        rlay_space_discrete(SW, 2, 0); rlay_put_tensor(VW, RLAY_DT_INT64, 1, n3, a3bad);
+        { int oob; uint32_t which; bvcheck(3, &oob, &which); CHECK(strstr(C->vmsg, "Discrete(2, start=0): 2 is out of range") != NULL); }
+        fresh();
+        /* rlay_as_int64_at: element i of an integer tensor, or the int itself for i == 0 */
+        {
+            rlay_tensor t; rlay_value v; int64_t x = -1;
+            memset(&t, 0, sizeof t); memset(&v, 0, sizeof v);
+            t.dtype = RLAY_DT_INT64; t.ndim = 1; t.shape[0] = 3; t.count = 3; t.nbytes = 24; t.data = a3bad;
+            v.type = RLAY_T_TENSOR; v.v.t = &t;
+            CHECK(rlay_as_int64_at(&v, 2, &x) && x == 2);
+            CHECK(!rlay_as_int64_at(&v, 3, &x));
+            t.dtype = RLAY_DT_FLOAT64;
+            CHECK(!rlay_as_int64_at(&v, 0, &x));
+            v.type = RLAY_T_INT; v.v.u = 7;
+            CHECK(rlay_as_int64_at(&v, 0, &x) && x == 7 && !rlay_as_int64_at(&v, 1, &x));
+        }
+    }
+
     /* ---- numbers ---- */
     CHECK(rlay__double_to_half(1.0) == 0x3c00);
     CHECK(rlay__double_to_half(-2.0) == 0xc000);
@@ -714,6 +1005,7 @@ int main(void) {
     CHECK(strcmp(rlay_error_name(99), "UNKNOWN_ERROR_CODE") == 0);
 
     session_test();
+    batch_session_test();
     rlay__w_free(W);
     rlay__w_free(SW);
     rlay__w_free(VW);
