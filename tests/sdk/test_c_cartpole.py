@@ -210,6 +210,25 @@ def test_rlay_check_passes(cartpole: str, how: list[str]) -> None:
     assert proc.returncode == 0 and "0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+def test_seeded_resets_draw_gymnasiums_states(cartpole: str) -> None:
+    """The C program reproduces numpy's Generator(PCG64(SeedSequence(seed))).uniform: a seeded
+    reset, and the unseeded resets after it, give Gymnasium's initial states bit for bit."""
+    env = rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"])
+    ref = gym.make("CartPole-v1")
+    try:
+        for seed in (0, 1, 2**32, 2**64 - 1):
+            got, want = env.reset(seed=seed)[0], ref.reset(seed=seed)[0]
+            assert got.tobytes() == want.tobytes(), (seed, got, want)
+            for _ in range(3):
+                assert env.reset()[0].tobytes() == ref.reset()[0].tobytes()
+            exact = env.call("get_state")
+            assert exact.tobytes() == ref.unwrapped.state.tobytes()
+        got = env.reset(seed=5, options={"low": -0.2, "high": 0.1})[0]
+        assert got.tobytes() == ref.reset(seed=5, options={"low": -0.2, "high": 0.1})[0].tobytes()
+    finally:
+        env.close()
+
+
 def test_errors_are_replies_and_the_session_goes_on(cartpole: str) -> None:
     env = rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"], check_actions=False)
     try:
