@@ -2,6 +2,7 @@
 many connections, next to gymnasium's SyncVectorEnv and AsyncVectorEnv, on rlay.testing.TrivialEnv.
 
     python bench/vector.py [--sub-steps N] [--rounds R] [--sizes 1,8,64,256] [--connections 1,2,4,8]
+                           [--c-sizes 1,8,64,256] [--no-c]
 
 Rows, all measured in the same run, in interleaved rounds (a noisy moment hits every row alike);
 the table shows medians:
@@ -13,12 +14,25 @@ the table shows medians:
   stepped concurrently (all STEPs sent, then all replies read).
 - ``gymnasium SyncVectorEnv(n)`` in this process and ``AsyncVectorEnv(n)`` (worker processes, pipes).
 - ``in process: TrivialEnv.step`` — the env's own cost.
+- ``C ClientEnv round trip`` and ``C batch of n``: the same with a C env side,
+  ``sdk/c/examples/trivial.c`` (built with gcc -O2), launched listening on a unix socket:
+  ``ClientEnv`` over one C trivial env, and ``ClientVectorEnv`` over one C process hosting n
+  sub-envs (``--num-envs n``, rlay.h's batched sub-envs).
+
+A caution when reading ratios on a small VM: a round trip costs far more when the two processes
+sit on different cores (a cross-core wake-up) than on one core, and the scheduler moves a
+ping-ponging pair apart after some tens of milliseconds. A row measured in long bursts (a
+single-env round trip: ``--sub-steps`` steps in a row) can then run in the slow regime while a
+large batch (``--sub-steps / n`` steps) stays in the fast one, which inflates ``x fewer``. Pinning
+both processes (``taskset``) to one core, or to two, shows each regime alone.
 
 *Overhead per sub-env step* is what rlay adds to the env's own work: for a batch of n, (vector
 step − the same SyncVectorEnv(n) step in process, measured just before it) / n; for k
 connections, (vector step − k × TrivialEnv.step) / k; for the round trip, (round trip −
-TrivialEnv.step). ``x fewer`` is the round trip's overhead divided by the row's: the goal is at
-least 20x with a batch of 64. Overheads and ratios are computed round by round and the medians
+TrivialEnv.step). The C env's own work (a counter per sub-env) is a few nanoseconds and is not
+subtracted: a C row's overhead is its whole step time per sub-env. ``x fewer`` is the round
+trip's overhead divided by the row's (for C rows, the C round trip's): the goal is at least 20x
+with a batch of 64. Overheads and ratios are computed round by round and the medians
 shown, so that a slow moment of a shared machine does not pair a fast row with a slow one.
 """
 
@@ -28,6 +42,7 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +58,7 @@ from rlay.envs.vector import ClientVectorEnv
 from rlay.testing import TrivialEnv
 
 WARMUP_SUB_STEPS = 2000
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _serve_single(address: str, ready: Any) -> None:
@@ -65,7 +81,7 @@ class Row:
     def __init__(self, name: str, n: int, kind: str) -> None:
         self.name = name
         self.n = n
-        self.kind = kind  # "rt", "batch", "conn", "sync", "async", "local"
+        self.kind = kind  # "rt", "batch", "conn", "sync", "async", "local", "c-rt", "c-batch"
         self.samples: list[float] = []  # seconds per vector step
         self.procs: list[Any] = []
         self.env: Any = None
@@ -152,6 +168,31 @@ def local_row() -> Row:
     return row
 
 
+def build_c_trivial() -> str:
+    """Compile sdk/c/examples/trivial.c with gcc -O2 (the C rows need gcc)."""
+    source = os.path.join(ROOT, "sdk", "c", "examples", "trivial.c")
+    binary = os.path.join(ROOT, "sdk", "c", "build", "bench-trivial")
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    subprocess.run(["gcc", "-std=c99", "-O2", "-o", binary, source, "-lm"], check=True)
+    return binary
+
+
+def c_round_trip_row(program: str) -> Row:
+    """One C trivial env (it truncates at 1000 steps and keeps counting: stepping on is fine)."""
+    row = Row("rlay ClientEnv round trip, C env (1 env)", 1, "c-rt")
+    row.env = rlay.ClientEnv(launch=[program, "--listen", "{address}"])
+    row.env.reset(seed=0)
+    row.action = 0
+    return row
+
+
+def c_batch_row(program: str, n: int) -> Row:
+    row = Row(f"rlay batch of {n}, 1 connection, C env", n, "c-batch")
+    row.env = ClientVectorEnv(launch=[program, "--listen", "{address}", "--num-envs", str(n)])
+    row.env.reset(seed=0)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,10 +202,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,8,64,256", help="batch sizes on one connection")
     parser.add_argument("--connections", default="1,2,4,8", help="numbers of connections")
     parser.add_argument("--async-sizes", default="1,8", help="AsyncVectorEnv sizes (one process each)")
+    parser.add_argument("--c-sizes", default="1,8,64,256", help="batch sizes of the C env side")
+    parser.add_argument("--no-c", action="store_true", help="skip the C env side rows (no gcc)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     conns = [int(s) for s in args.connections.split(",") if s]
     async_sizes = [int(s) for s in args.async_sizes.split(",") if s]
+    c_sizes = [] if args.no_c else [int(s) for s in args.c_sizes.split(",") if s]
     tmp = tempfile.mkdtemp(prefix="rlay-bench-")
     rows: list[Row] = []
     try:
@@ -177,6 +221,11 @@ def main() -> None:
             rows.append(connections_row(tmp, k))
         for n in async_sizes:
             rows.append(async_row(n))
+        if c_sizes:
+            trivial = build_c_trivial()
+            rows.append(c_round_trip_row(trivial))
+            for n in c_sizes:
+                rows.append(c_batch_row(trivial, n))
         for row in rows:
             row.warm_up()
         for _ in range(args.rounds):
@@ -193,6 +242,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
     rt = next(r for r in rows if r.kind == "rt")
     sync = {r.n: r for r in rows if r.kind == "sync"}
     rt_over = [t - e for t, e in zip(rt.samples, local.samples, strict=True)]
+    c_rt = next((r for r in rows if r.kind == "c-rt"), None)
 
     def overheads(row: Row) -> list[float] | None:
         """Seconds rlay adds per sub-env step, round by round."""
@@ -202,13 +252,18 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
             return [(m - s) / row.n for m, s in zip(row.samples, sync[row.n].samples, strict=True)]
         if row.kind == "conn":
             return [(m - row.n * e) / row.n for m, e in zip(row.samples, local.samples, strict=True)]
+        if row.kind in ("c-rt", "c-batch"):  # the C env's own work (ns) is not subtracted
+            return [m / row.n for m in row.samples]
         return None
 
     def ratio(row: Row) -> float | None:
         over = overheads(row)
-        if over is None or row is rt or min(over) <= 0:
+        base = rt_over
+        if row.kind == "c-batch" and c_rt is not None:
+            base = [m / c_rt.n for m in c_rt.samples]
+        if over is None or row.kind in ("rt", "c-rt") or min(over) <= 0:
             return None
-        return statistics.median(r / o for r, o in zip(rt_over, over, strict=True))
+        return statistics.median(r / o for r, o in zip(base, over, strict=True))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
@@ -229,13 +284,14 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
         x_s = f"{x:7.1f}x" if x is not None else f"{'':8}"
         print(f"{row.name:40} {row.n:8} {m * 1e6:9.1f} {per * 1e6:10.2f} {1 / per:15,.0f} {over_s} {x_s}")
     for row in rows:
-        if row.kind == "batch" and row.n == 64:
+        if row.kind in ("batch", "c-batch") and row.n == 64:
             x = ratio(row)
             verdict = "met" if x is not None and x >= 20 else "NOT met"
             shown = f"{x:.1f}x" if x is not None else "n/a"
+            side = "C env" if row.kind == "c-batch" else "Python env"
             print(
-                "goal (batch of 64: per-sub-env overhead >= 20x lower than a single-env round trip): "
-                f"{shown}, {verdict}"
+                f"goal, {side} (batch of 64: per-sub-env overhead >= 20x lower than a single-env "
+                f"round trip): {shown}, {verdict}"
             )
 
 
