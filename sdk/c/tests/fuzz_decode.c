@@ -5,14 +5,16 @@
    1. the stream is fed to that receiver (must end in an error or cleanly, never crash);
    2. the bytes are decoded as one stand-alone frame; if that succeeds, the canonical
       re-encoding must decode again and re-encode to the very same bytes (idempotence);
-   3. a decoded STEP's action is checked against a nested action space, and a decoded
-      ENV_INFO's observation space against its other fields taken as values.
+   3. a decoded STEP's action is checked against a nested action space, unbatched and as a
+      batch of 1 to 3 sub-envs (section 10), a decoded RESET's seed and options are read for a
+      batch of 3, and a decoded ENV_INFO's observation space is checked against its other
+      fields taken as values (also as batches of 2).
    A violated property aborts (a finding). Build with libFuzzer (make fuzz), or with
    -DRLAY_FUZZ_MAIN to replay files given on the command line with any compiler. */
 #define RLAY_IMPLEMENTATION
 #include "../rlay.h"
 
-static rlay_ctx *setup(void) {
+static rlay_ctx *setup(uint32_t num_envs) {
     static const uint32_t s2[1] = {2};
     static const int64_t nvec[2] = {3, 5};
     rlay_ctx *c = rlay_new();
@@ -26,6 +28,7 @@ static rlay_ctx *setup(void) {
     rlay_put_key(a, "more"); rlay_space_tuple(a, 2);
     rlay_space_multi_binary(a, 3);
     rlay_space_one_of(a, 2); rlay_space_sequence(a, 0); rlay_space_discrete(a, 2, 0); rlay_space_box_uniform(a, RLAY_DT_INT64, 0, NULL, -9, 9);
+    rlay_set_num_envs(c, num_envs);
     if (rlay__prepare(c)) {
         fprintf(stderr, "fuzz setup failed: %s\n", rlay_errmsg(c));
         abort();
@@ -35,11 +38,12 @@ static rlay_ctx *setup(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static rlay_ctx *c;
+    static rlay_ctx *c, *batch;
     unsigned char *once;
     size_t n;
+    uint32_t k, which;
     int role, state;
-    if (!c) c = setup();
+    if (!c) { c = setup(1); batch = setup(3); }
     if (size < 1) return 0;
     role = data[0] & 1;
     state = (int)((data[0] >> 1) % 10) - 1;   /* -1: stand-alone, else a state of section 8 */
@@ -51,12 +55,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (c->rkind == RLAY_STEP) {
         int oob = 0;
         rlay__vcheck(c, c->act_sp, rlay_map_get(c->rroot, "action"), 1, &oob);
+        for (k = 1; k <= 3; k++) { oob = 0; rlay__bvcheck(c, c->act_sp, rlay_map_get(c->rroot, "action"), k, 1, &oob, &which); }
+    } else if (c->rkind == RLAY_RESET) {
+        batch->err = 0;
+        rlay__reset_args(batch, rlay_map_get(c->rroot, "seed"), rlay_map_get(c->rroot, "options"));
+        batch->err = 0;
     } else if (c->rkind == RLAY_ENV_INFO) {   /* any valid space against any value */
         int oob = 0;
         const rlay_value *sp = rlay_map_get(c->rroot, "observation_space");
         rlay__vcheck(c, sp, rlay_map_get(c->rroot, "action_space"), 1, &oob);
         rlay__vcheck(c, sp, rlay_map_get(c->rroot, "metadata"), 1, &oob);
         rlay__vcheck(c, sp, rlay_map_get(c->rroot, "name"), 1, &oob);
+        rlay__bvcheck(c, sp, rlay_map_get(c->rroot, "action_space"), 2, 1, &oob, &which);
+        rlay__bvcheck(c, sp, rlay_map_get(c->rroot, "metadata"), 2, 1, &oob, &which);
     }
     n = c->flen;
     once = (unsigned char *)malloc(n);
