@@ -57,7 +57,8 @@
    The SDK checks every sub-env's action against the single action space: structure is BAD_VALUE
    (fatal), a sub-env outside the bounds is a non-fatal INVALID_ACTION naming the sub-env.
    Write the observation batched (a Box: one tensor of shape (n, ...)) and answer a STEP with
-   rlay_reply_step_batch(c, rewards, terminated, truncated): n doubles, n bytes, n bytes. The
+   rlay_reply_step_batch(c, rewards, terminated, truncated): n doubles, n bytes, n bytes (in
+   callback style fill out->rewards[i], out->terminations[i], out->truncations[i]). The
    per-sub-env arrays of rlay_cmd say what RESET asks (seeded[i]/seeds[i]: an int seed s gives
    sub-env i s + i; reset_mask[i]: Gymnasium's partial reset, options["reset_mask"]) and which
    sub-envs ended at the previous STEP (autoreset[i]). Your code does the autoreset, in the mode
