@@ -394,9 +394,20 @@ def test_copy_false_returns_read_only_views_of_the_same_values(address: str) -> 
         server.close()
 
 
+_PYGAME = threading.Lock()
+
+
+class _OneRendererAtATime(gym.Wrapper[Any, Any, Any, Any]):
+    """pygame is not thread-safe, and both env sides of this test render in this process."""
+
+    def render(self) -> Any:
+        with _PYGAME:
+            return self.env.render()
+
+
 def test_render_and_call(sock_dir: str) -> None:
     def make() -> gym.Env[Any, Any]:
-        return gym.make("CartPole-v1", render_mode="rgb_array")
+        return _OneRendererAtATime(gym.make("CartPole-v1", render_mode="rgb_array"))
 
     ref = SyncVectorEnv([make] * 3)
     ref.reset(seed=4)

@@ -526,17 +526,17 @@ class Server:
             thread.start()
 
     def _serve_one(self, stream: Stream) -> None:
-        shared = isinstance(self._source, gym.Env)
+        shared = self._shared()
         lock = self._shared_lock if shared else None
         if lock is not None:
             lock.acquire()
-        env: gym.Env[Any, Any] | None = None
+        env: Any = None
         try:
-            env = self._source if isinstance(self._source, gym.Env) else self._source()
-            session = _session_for(env, stream, **self._kwargs)
+            env = self._instance()
+            session = self._open(env, stream)
             self._sessions.add(session)
             try:
-                run_session(session, env, self._calls)
+                self._run(session, env)
             finally:
                 self._sessions.discard(session)
                 session._shutdown()
@@ -548,6 +548,20 @@ class Server:
                 env.close()
             if lock is not None:
                 lock.release()
+
+    # What a subclass (rlay.backends.vector.VectorServer) changes: what it serves and how.
+    def _shared(self) -> bool:
+        """One instance for every connection (served one at a time), or a factory."""
+        return isinstance(self._source, gym.Env)
+
+    def _instance(self) -> Any:
+        return self._source if self._shared() else self._source()  # type: ignore[operator]
+
+    def _open(self, env: Any, stream: Stream) -> EnvSession:
+        return _session_for(env, stream, **self._kwargs)
+
+    def _run(self, session: EnvSession, env: Any) -> None:
+        run_session(session, env, self._calls)
 
     def close(self) -> None:
         self._stop = True

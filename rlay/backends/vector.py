@@ -181,30 +181,18 @@ class VectorServer(Server):
             source, address, calls=calls, handshake_timeout=handshake_timeout, max_frame_size=max_frame_size
         )
 
-    def _serve_one(self, stream: Stream) -> None:
+    def _shared(self) -> bool:
+        return isinstance(self._source, VectorEnv)
+
+    def _instance(self) -> Any:
         source: Any = self._source
-        shared = isinstance(source, VectorEnv)
-        lock = self._shared_lock if shared else None
-        if lock is not None:
-            lock.acquire()
-        venv: VectorEnv | None = None
-        try:
-            venv = _check_vector_env(source if shared else source())
-            session = vector_session(venv, stream, **self._kwargs)
-            self._sessions.add(session)
-            try:
-                run_vector_session(session, venv, self._calls)
-            finally:
-                self._sessions.discard(session)
-                session._shutdown()
-        except Exception as exc:  # a broken client ends its own session only
-            self.errors.append(exc)
-            stream.close()
-        finally:
-            if venv is not None and not shared:
-                venv.close()
-            if lock is not None:
-                lock.release()
+        return _check_vector_env(source if self._shared() else source())
+
+    def _open(self, env: Any, stream: Stream) -> EnvSession:
+        return vector_session(env, stream, **self._kwargs)
+
+    def _run(self, session: EnvSession, env: Any) -> None:
+        run_vector_session(session, env, self._calls)
 
 
 def serve_vector(
