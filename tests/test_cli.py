@@ -87,3 +87,20 @@ def test_serve_a_registered_gymnasium_env() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_num_envs_hosts_a_batch() -> None:
+    proc = subprocess.Popen(
+        [*RLAY, "serve", "CartPole-v1", "--num-envs", "4"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        env = rlay.ClientVectorEnv(line.split()[1])
+        obs, _ = env.reset(seed=0)
+        assert env.num_envs == 4 and obs.shape == (4, 4)
+        _, reward, *_ = env.step(env.action_space.sample())
+        assert reward.tolist() == [1.0] * 4
+        env.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
