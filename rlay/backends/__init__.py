@@ -44,7 +44,16 @@ from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
 from rlay.spaces import SpaceCodec, batched, describe, fast_contains, fast_paths
 from rlay.transports import Listener, Stream, dial
 
-__all__ = ["Command", "EnvSession", "Server", "connect", "serve"]
+__all__ = [
+    "Command",
+    "EnvSession",
+    "Server",
+    "answer_commands",
+    "connect",
+    "lookup_call",
+    "run_session",
+    "serve",
+]
 
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 
@@ -420,13 +429,13 @@ def _describe_error(message: Any) -> str:
 CallTable = dict[str, Callable[..., Any]]
 
 
-def run_session(session: EnvSession, env: gym.Env[Any, Any], calls: CallTable | None = None) -> None:
-    """Answer commands with ``env`` until the agent side closes (callback style).
+def answer_commands(session: EnvSession, handle: Callable[[Command], None]) -> None:
+    """Poll and ``handle`` each command until the agent side closes (callback style).
 
-    An exception in env code is sent as a non-fatal ``ENV_EXCEPTION`` (with its traceback) and
-    the session goes on; the agent side decides what to do (usually ``reset``).
+    ``handle`` answers one command (never ``close``: that ends the loop). An exception it raises
+    is sent as a non-fatal ``ENV_EXCEPTION`` with its traceback and the session goes on; the agent
+    side decides what to do (usually ``reset``).
     """
-    calls = calls or {}
     while True:
         try:
             cmd = session.poll(None)
@@ -434,33 +443,49 @@ def run_session(session: EnvSession, env: gym.Env[Any, Any], calls: CallTable | 
             return
         if cmd is None:  # pragma: no cover - poll(None) blocks until a command
             continue
-        kind = cmd.kind
-        if kind == "close":
+        if cmd.kind == "close":
             return
         try:
-            if kind == "step":
-                obs, reward, terminated, truncated, info = env.step(cmd.action)
-                session.reply_step(obs, reward, terminated, truncated, info)
-            elif kind == "reset":
-                obs, info = env.reset(seed=cmd.seed, options=cmd.options)  # type: ignore[arg-type]
-                session.reply_reset(obs, info)
-            elif kind == "render":
-                session.reply_render(env.render())
-            elif kind == "call":
-                fn = calls.get(cmd.name or "")
-                if fn is None:
-                    session.reply_error(
-                        f"no function named {cmd.name!r} is offered; offered: {sorted(calls) or 'none'}",
-                        code=ErrorCode.NOT_SUPPORTED,
-                    )
-                else:
-                    session.reply_call(fn(env, *(cmd.args or []), **(cmd.kwargs or {})))
+            handle(cmd)
         except (ConnectionClosed, Timeout):
             return
         except Exception as exc:
             if session.closed:
                 return
             session.reply_error(exc)
+
+
+def lookup_call(session: EnvSession, calls: CallTable, name: str | None) -> Callable[..., Any] | None:
+    """The function registered for a CALL, or None after answering ``NOT_SUPPORTED``."""
+    fn = calls.get(name or "")
+    if fn is None:
+        session.reply_error(
+            f"no function named {name!r} is offered; offered: {sorted(calls) or 'none'}",
+            code=ErrorCode.NOT_SUPPORTED,
+        )
+    return fn
+
+
+def run_session(session: EnvSession, env: gym.Env[Any, Any], calls: CallTable | None = None) -> None:
+    """Answer commands with ``env`` until the agent side closes (callback style)."""
+    table = calls or {}
+
+    def handle(cmd: Command) -> None:
+        kind = cmd.kind
+        if kind == "step":
+            obs, reward, terminated, truncated, info = env.step(cmd.action)
+            session.reply_step(obs, reward, terminated, truncated, info)
+        elif kind == "reset":
+            obs, info = env.reset(seed=cmd.seed, options=cmd.options)  # type: ignore[arg-type]
+            session.reply_reset(obs, info)
+        elif kind == "render":
+            session.reply_render(env.render())
+        elif kind == "call":
+            fn = lookup_call(session, table, cmd.name)
+            if fn is not None:
+                session.reply_call(fn(env, *(cmd.args or []), **(cmd.kwargs or {})))
+
+    answer_commands(session, handle)
 
 
 EnvSource = gym.Env[Any, Any] | Callable[[], gym.Env[Any, Any]]

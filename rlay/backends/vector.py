@@ -25,8 +25,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from rlay.backends import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     CallTable,
+    Command,
     EnvSession,
     Server,
+    answer_commands,
+    lookup_call,
 )
 from rlay.batching import (
     AUTORESET_TO_WIRE,
@@ -36,8 +39,8 @@ from rlay.batching import (
     parse_autoreset_mode,
     unbatch_info,
 )
-from rlay.errors import ConnectionClosed, Timeout, UsageError
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
+from rlay.errors import UsageError
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
 from rlay.spaces import SpaceCodec
 from rlay.transports import Stream, dial
 
@@ -91,7 +94,6 @@ def run_vector_session(session: EnvSession, venv: VectorEnv, calls: CallTable | 
     An exception in env code is answered with a non-fatal ``ENV_EXCEPTION`` (the agent side's
     vector env then closes every connection, since its sub-envs may be half-stepped).
     """
-    calls = calls or {}
     n = venv.num_envs
     if session.num_envs != n:
         raise UsageError(f"the session hosts {session.num_envs} sub-envs but the vector env has {n}")
@@ -103,62 +105,47 @@ def run_vector_session(session: EnvSession, venv: VectorEnv, calls: CallTable | 
         if _autoreset(venv) is AutoresetMode.SAME_STEP
         else None
     )
-    while True:
-        try:
-            cmd = session.poll(None)
-        except ConnectionClosed:
-            return
-        if cmd is None:  # pragma: no cover - poll(None) blocks until a command
-            continue
+    table = calls or {}
+
+    def handle(cmd: Command) -> None:
         kind = cmd.kind
-        if kind == "close":
-            return
-        try:
-            if kind == "step":
-                if n == 1:  # §10: one sub-env travels unbatched
-                    obs, reward, terminated, truncated, info = venv.step(batch_one(single_act, cmd.action))
-                    session.reply_step(
-                        item(single_obs, obs, 0),
-                        reward[0],
-                        terminated[0],
-                        truncated[0],
-                        unbatch_info(info, final_obs),
-                    )
-                else:
-                    obs, reward, terminated, truncated, info = venv.step(cmd.action)
-                    session.reply_step(obs, reward, terminated, truncated, info_to_wire(info, final_obs))
-            elif kind == "reset":
-                obs, info = venv.reset(seed=cmd.seed, options=cmd.options)  # type: ignore[arg-type]
-                if n == 1:
-                    session.reply_reset(item(single_obs, obs, 0), unbatch_info(info, final_obs))
-                else:
-                    session.reply_reset(obs, info_to_wire(info, final_obs))
-            elif kind == "render":
-                frames: Any = venv.render()
-                if frames is not None:  # a tuple of one frame per sub-env; nil for human mode
-                    frames = frames[0] if n == 1 else list(frames)
-                session.reply_render(frames)
-            elif kind == "call":
-                fn = calls.get(cmd.name or "")
-                if fn is None:
-                    session.reply_error(
-                        f"no function named {cmd.name!r} is offered; offered: {sorted(calls) or 'none'}",
-                        code=ErrorCode.NOT_SUPPORTED,
-                    )
-                    continue
-                values = fn(venv, *(cmd.args or []), **(cmd.kwargs or {}))
-                if not isinstance(values, (list, tuple)) or len(values) != n:
-                    raise UsageError(
-                        f"call {cmd.name!r} must return one value per sub-env ({n}), as a list or "
-                        f"tuple; it returned {type(values).__name__} {values!r:.60}"
-                    )
-                session.reply_call(values[0] if n == 1 else list(values))
-        except (ConnectionClosed, Timeout):
-            return
-        except Exception as exc:
-            if session.closed:
+        if kind == "step":
+            if n == 1:  # §10: one sub-env travels unbatched
+                obs, reward, terminated, truncated, info = venv.step(batch_one(single_act, cmd.action))
+                session.reply_step(
+                    item(single_obs, obs, 0),
+                    reward[0],
+                    terminated[0],
+                    truncated[0],
+                    unbatch_info(info, final_obs),
+                )
+            else:
+                obs, reward, terminated, truncated, info = venv.step(cmd.action)
+                session.reply_step(obs, reward, terminated, truncated, info_to_wire(info, final_obs))
+        elif kind == "reset":
+            obs, info = venv.reset(seed=cmd.seed, options=cmd.options)  # type: ignore[arg-type]
+            if n == 1:
+                session.reply_reset(item(single_obs, obs, 0), unbatch_info(info, final_obs))
+            else:
+                session.reply_reset(obs, info_to_wire(info, final_obs))
+        elif kind == "render":
+            frames: Any = venv.render()
+            if frames is not None:  # a tuple of one frame per sub-env; nil for human mode
+                frames = frames[0] if n == 1 else list(frames)
+            session.reply_render(frames)
+        elif kind == "call":
+            fn = lookup_call(session, table, cmd.name)
+            if fn is None:
                 return
-            session.reply_error(exc)
+            values = fn(venv, *(cmd.args or []), **(cmd.kwargs or {}))
+            if not isinstance(values, (list, tuple)) or len(values) != n:
+                raise UsageError(
+                    f"call {cmd.name!r} must return one value per sub-env ({n}), as a list or "
+                    f"tuple; it returned {type(values).__name__} {values!r:.60}"
+                )
+            session.reply_call(values[0] if n == 1 else list(values))
+
+    answer_commands(session, handle)
 
 
 class VectorServer(Server):

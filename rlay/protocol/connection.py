@@ -17,7 +17,7 @@ import enum
 from typing import Any
 
 from rlay.errors import ProtocolError, UsageError, VersionMismatch
-from rlay.protocol.codec import Buffer, Encoder, check_free_value, decode
+from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
 from rlay.protocol.messages import MESSAGE_TYPES, Error, Hello, Message, Step, StepResult
@@ -187,9 +187,6 @@ class Connection:
         out = self._out
         self._out = []
         return out
-
-    def check_free_value(self, value: Any, where: str) -> None:
-        check_free_value(value, self.max_depth, where)
 
     # -- receiving -------------------------------------------------------------------------------
 

@@ -53,11 +53,6 @@ class FrameReader:
         self._pending_size = 0
         self._needed = HEADER_SIZE  # bytes needed before the pending bytes can be looked at again
 
-    @property
-    def buffered(self) -> int:
-        """Bytes received that belong to a frame not yet complete."""
-        return self._pending_size
-
     def feed(self, data: Buffer) -> None:
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:

@@ -17,10 +17,8 @@ import numpy as np
 from rlay.errors import ProtocolError
 from rlay.protocol.wire import ErrorCode, Kind
 
+
 # Field types: a name and a predicate on the decoded value. "any" accepts every value (§3).
-_NONE = type(None)
-
-
 def _is_int(v: Any) -> bool:
     return type(v) is int
 
