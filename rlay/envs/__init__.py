@@ -243,7 +243,8 @@ class ClientEnv(_RemoteEnv):
 
     ``ClientEnv("tcp://127.0.0.1:5555")`` connects, does the handshake and takes its spaces,
     metadata and render mode from the env side. Timeouts are in seconds; ``None`` waits forever
-    (for an env side paused in a debugger).
+    (for an env side paused in a debugger). ``launch=[...]`` starts the env program first
+    (``rlay.launch``): without an address it gets a fresh unix socket, and it is ended on close.
     """
 
     def __init__(
@@ -301,10 +302,11 @@ def _try_dial(address: str, seconds: float) -> Stream | None:
 class ServerEnv(_RemoteEnv):
     """A Gymnasium env that listens at ``address`` and waits for an env side to dial in.
 
-    ``address`` defaults to ``tcp://127.0.0.1:0`` (a free port); :attr:`address` is the address
-    actually bound, to hand to the game. With ``wait=True`` (default) the constructor waits for the
-    env side; with ``wait=False`` it returns at once and :meth:`accept` (or the first use of the
-    spaces, ``reset`` …) waits.
+    ``address`` defaults to ``tcp://127.0.0.1:0`` (a free port), or with ``launch=[...]`` to a
+    fresh unix socket handed to the launched program; :attr:`address` is the address actually
+    bound, to hand to the game. With ``wait=True`` (default) the constructor waits for the env
+    side; with ``wait=False`` it returns at once and :meth:`accept` (or the first use of the
+    spaces, ``reset`` …) waits. A launched program is always waited for.
     """
 
     def __init__(
