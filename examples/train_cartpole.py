@@ -1,9 +1,11 @@
 """Training proof: PPO (Stable-Baselines3) learns the C CartPole through rlay.
 
-    python examples/train_cartpole.py [--timesteps N] [--envs N]
+    python examples/train_cartpole.py [--timesteps N] [--envs N] [--program PATH]
 
-Each sub-env is a real C process (sdk/c/examples/cartpole.c) launched and stepped through
-rlay.ClientEnv. Training stops once the mean return of the last 20 episodes reaches 475 (the
+Each sub-env is a real env program launched and stepped through rlay.ClientEnv: by default the
+C CartPole (sdk/c/examples/cartpole.c); ``--program sdk/<lang>/bin/cartpole`` trains on another
+SDK's CartPole (every SDK's entry point takes ``--listen ADDRESS``, see sdk/README.md).
+Training stops once the mean return of the last 20 episodes reaches 475 (the
 CartPole-v1 "solved" threshold, with 500-step truncation), then the policy is evaluated on fresh
 C processes. Prints the learning curve and the result (steps, wall time, final return).
 """
@@ -41,6 +43,7 @@ def main() -> int:
     parser.add_argument("--timesteps", type=int, default=300_000, help="budget (stops earlier when solved)")
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--program", help="an SDK's CartPole entry point (default: the C one, built here)")
     args = parser.parse_args()
     try:
         import torch
@@ -52,7 +55,8 @@ def main() -> int:
         raise SystemExit(f"{exc}: install the training extra: pip install -e '.[train]'") from None
 
     torch.set_num_threads(1)
-    cartpole = build()
+    cartpole = os.path.abspath(args.program) if args.program else build()
+    which = os.path.relpath(cartpole, ROOT)
 
     def make_env() -> Any:
         return Monitor(rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"]))
@@ -102,7 +106,7 @@ def main() -> int:
         verbose=0,
         device="cpu",
     )
-    print(f"PPO on the C CartPole through rlay: {args.envs} C processes, budget {args.timesteps} steps")
+    print(f"PPO on {which} through rlay: {args.envs} processes, budget {args.timesteps} steps")
     curve = Curve()
     started = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=curve)
@@ -128,7 +132,7 @@ def main() -> int:
     env.close()
     final = float(np.mean(returns))
     print(
-        f"evaluation on fresh C processes: mean return {final:.1f} over 10 episodes "
+        f"evaluation on fresh processes: mean return {final:.1f} over 10 episodes "
         f"(min {min(returns):.0f}, max {max(returns):.0f})"
     )
     solved = mean_train >= SOLVED and final >= SOLVED
