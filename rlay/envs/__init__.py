@@ -34,7 +34,7 @@ from rlay.protocol.messages import (
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
 from rlay.spaces import SpaceCodec, fast_contains, fast_paths, from_descriptor
-from rlay.transports import Listener, Stream, dial
+from rlay.transports import Listener, Stream, dial, parse_address
 
 __all__ = ["ClientEnv", "ServerEnv"]
 
@@ -120,13 +120,18 @@ class _RemoteEnv(gym.Env[Any, Any]):
             raise process.failure(f"{exc}; the env program exited") from None
 
     def _start(
-        self, command: Sequence[str], address: str | None, env: dict[str, str] | None, cwd: str | None
+        self,
+        command: Sequence[str],
+        address: str | None,
+        env: dict[str, str] | None,
+        cwd: str | None,
+        mode: str = "listen",
     ) -> str:
         """Launch the env program with a fresh address (a unix socket in a private directory)."""
         if address is None:
             self._sockets = SocketDir()
             address = self._sockets.address()
-        self._process = Process(command, address, env=env, cwd=cwd)
+        self._process = Process(command, address, env=env, cwd=cwd, mode=mode)
         return address
 
     def _stop_process(self) -> None:
@@ -278,15 +283,30 @@ class ClientEnv(_RemoteEnv):
             return
         try:
             self.address = self._start(launch, address, launch_env, launch_cwd)
-            stream = self._process.wait_until(  # type: ignore[union-attr]
-                lambda seconds: _try_dial(self.address, seconds),
+            process = self._process
+            assert process is not None
+            stream = process.wait_until(
+                lambda seconds: _dial_launched(process, seconds),
                 connect_timeout,
                 f"it listened at {self.address}",
             )
+            self.address = process.listening or self.address
             self._attach(stream)
         except BaseException:
             self.close()
             raise
+
+
+def _dial_launched(process: Process, seconds: float) -> Stream | None:
+    """One attempt to reach a launched listener: at the address its ``RLAY_LISTENING`` line
+    announced (spec §15; the only way to learn a port 0), else at the address it was given."""
+    address = process.listening
+    if address is None:
+        if parse_address(process.address).port == 0:
+            process.wait_announced(seconds)
+            return None
+        address = process.address
+    return _try_dial(address, seconds)
 
 
 def _try_dial(address: str, seconds: float) -> Stream | None:
@@ -340,7 +360,7 @@ class ServerEnv(_RemoteEnv):
             self._listener = Listener(address or "tcp://127.0.0.1:0")
             self.address = str(self._listener.address)
             if launch is not None:
-                self._start(launch, self.address, launch_env, launch_cwd)
+                self._start(launch, self.address, launch_env, launch_cwd, mode="dial")
             if wait or launch is not None:
                 self.accept()
         except BaseException:

@@ -52,8 +52,8 @@ from rlay.envs import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_TIMEOUT,
+    _dial_launched,
     _try_accept,
-    _try_dial,
 )
 from rlay.envs._session import AgentSession
 from rlay.errors import (
@@ -792,31 +792,33 @@ class ClientVectorEnv(_RemoteVectorEnv):
             copy=copy,
         )
         if launch is not None:
-            if address is not None:
-                raise UsageError("give addresses to dial, or launch=[...] to start env programs, not both")
-            self._sockets = SocketDir()
-            sockets = self._sockets
-            try:  # start them all first: they boot in parallel
-                self._launch(
-                    launch,
-                    num_processes,
-                    lambda i: sockets.address(f"env{i}"),
-                    env=launch_env,
-                    cwd=launch_cwd,
+            if address is not None and not isinstance(address, str):
+                raise UsageError(
+                    "with launch=[...], address is one address for every program to listen at "
+                    "(e.g. 'tcp://127.0.0.1:0': each announces its port), or None for unix sockets"
                 )
+            if address is None:
+                self._sockets = SocketDir()
+                sockets = self._sockets
+                where: Callable[[int], str] = lambda i: sockets.address(f"env{i}")  # noqa: E731
+            else:
+                shared = address
+                where = lambda i: shared  # noqa: E731
+            try:  # start them all first: they boot in parallel
+                self._launch(launch, num_processes, where, env=launch_env, cwd=launch_cwd)
             except BaseException:
                 self._abort("launching failed")
                 raise
-            self.addresses = [p.address for p in self._processes]
             for process in self._processes:
                 self._add_link(
                     process.address,
                     lambda p=process: p.wait_until(
-                        lambda seconds: _try_dial(p.address, seconds),
+                        lambda seconds: _dial_launched(p, seconds),
                         connect_timeout,
                         f"it listened at {p.address}",
                     ),
                 )
+            self.addresses = [p.listening or p.address for p in self._processes]
             self._setup()
             return
         if address is None:
@@ -883,7 +885,14 @@ class ServerVectorEnv(_RemoteVectorEnv):
             self._listener = Listener(address or "tcp://127.0.0.1:0")
             self.address = str(self._listener.address)
             if launch is not None:  # num_connections programs, all dialling this one address
-                self._launch(launch, num_connections, lambda i: self.address, env=launch_env, cwd=launch_cwd)
+                self._launch(
+                    launch,
+                    num_connections,
+                    lambda i: self.address,
+                    env=launch_env,
+                    cwd=launch_cwd,
+                    mode="dial",
+                )
             if wait or launch is not None:
                 self.accept()
         except BaseException:
