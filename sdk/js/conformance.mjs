@@ -8,8 +8,9 @@
 import * as rlay from "./rlay.mjs";
 import { createInterface } from "node:readline";
 
+class BadLine extends Error {}
 function unhex(s) {
-  if (s.length % 2 || /[^0-9a-fA-F]/.test(s)) throw new Error("bad hex");
+  if (s.length % 2 || /[^0-9a-fA-F]/.test(s)) throw new BadLine("bad hex");
   return new Uint8Array(Buffer.from(s, "hex"));
 }
 const hex = (b) => Buffer.from(b.buffer, b.byteOffset, b.length).toString("hex");
@@ -53,6 +54,7 @@ function rejectLine(streamHex, error, role, state) {
       conn.receiveEof();
     }
   } catch (e) {
+    if (e instanceof BadLine) return `fail ${e.message}`;
     if (!(e instanceof rlay.RlayError) || e.code == null) return `fail ${oneLine(e.stack ?? e)}`;
     return e.codeName === error ? "ok" : `fail expected ${error}, got ${oneLine(e.message)}`;
   }
@@ -97,7 +99,7 @@ function answer(line) {
     if (tok[0].startsWith("space") || tok[0] === "value_reject") return spaces(tok);
     return `fail unknown command '${oneLine(tok[0].slice(0, 40))}'`;
   } catch (e) {
-    return `fail ${oneLine(e instanceof rlay.RlayError ? e.message : e.stack ?? e)}`;
+    return `fail ${oneLine(e instanceof rlay.RlayError || e instanceof BadLine ? e.message : e.stack ?? e)}`;
   }
 }
 
