@@ -1,0 +1,107 @@
+"""The browser game examples/browser_paddle run headless under node (the same game and env code
+as the page, no DOM) as an rlay env side, stepped from Python through real episodes.
+
+In CI (CI=true) a missing node fails these tests; elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import require_tool
+
+import rlay
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADLESS = str(ROOT / "examples" / "browser_paddle" / "headless.mjs")
+WIDTH, HEIGHT, PADDLE_Y, PADDLE_W = 160, 120, 110, 28
+PADDLE_RGB, BALL_RGB = (240, 200, 60), (250, 250, 250)
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    return require_tool("node")
+
+
+def track(obs: np.ndarray) -> int:
+    """Follow the ball with the paddle: left (0), stay (1), right (2)."""
+    ball, paddle = obs[0], obs[4]
+    return 2 if ball > paddle + 0.03 else 0 if ball < paddle - 0.03 else 1
+
+
+def play(env: Any, policy: Any, seed: int) -> tuple[float, int, bool, bool, dict[str, Any]]:
+    obs, info = env.reset(seed=seed)
+    assert obs.dtype == np.float32 and obs.shape == (5,) and info == {}
+    total, steps = 0.0, 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        assert obs in env.observation_space and reward in (0.0, 1.0)
+        total += reward
+        steps += 1
+        if terminated or truncated:
+            return total, steps, terminated, truncated, info
+
+
+def test_episodes_from_python(node: str) -> None:
+    env = rlay.ClientEnv(launch=[node, HEADLESS, "--listen", "{address}"], render_mode="rgb_array")
+    try:
+        assert env.env_name == "Paddle-v0" and env.metadata["render_fps"] == 60
+        assert env.action_space.n == 3 and env.observation_space.shape == (5,)
+        # a tracking policy keeps the ball in play and scores
+        total, steps, terminated, truncated, info = play(env, track, seed=1)
+        assert total >= 10 and info["score"] == total, (total, steps, info)
+        # standing still misses soon: the episode terminates
+        total, steps, terminated, truncated, info = play(env, lambda obs: 1, seed=2)
+        assert terminated and not truncated and steps < 400 and info["score"] == total
+        # seeded resets are reproducible, different seeds differ
+        a, b, c = env.reset(seed=9)[0], env.reset(seed=9)[0], env.reset(seed=10)[0]
+        assert a.tobytes() == b.tobytes() != c.tobytes()
+        assert env.call("score") == 0
+    finally:
+        env.close()
+
+
+def test_render_shows_the_scene(node: str) -> None:
+    env = rlay.ClientEnv(launch=[node, HEADLESS, "--listen", "{address}"], render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=4)
+        for _ in range(15):
+            obs, *_ = env.step(2)  # move right for a while
+        frame = env.render()
+        assert frame.dtype == np.uint8 and frame.shape == (HEIGHT, WIDTH, 3)
+        paddle = np.all(frame == PADDLE_RGB, axis=2)
+        rows, cols = np.nonzero(paddle)
+        assert set(rows.tolist()) == set(range(PADDLE_Y, PADDLE_Y + 4))
+        paddle_x = (obs[4] + 1) / 2 * WIDTH
+        assert abs(cols.mean() + 0.5 - paddle_x) <= 1 and len(set(cols.tolist())) == PADDLE_W
+        ball = np.all(frame == BALL_RGB, axis=2)
+        rows, cols = np.nonzero(ball)
+        ball_x, ball_y = (obs[0] + 1) / 2 * WIDTH, (obs[1] + 1) / 2 * HEIGHT
+        assert (
+            ball.sum() > 0
+            and abs(cols.mean() + 0.5 - ball_x) <= 1.5
+            and abs(rows.mean() + 0.5 - ball_y) <= 1.5
+        )
+    finally:
+        env.close()
+
+
+def test_the_game_dials_server_env_by_the_launcher_variables(node: str) -> None:
+    """No flags: the launcher's RLAY_MODE=dial and RLAY_ADDRESS make the game dial in."""
+    env = rlay.ServerEnv(launch=[node, HEADLESS])
+    try:
+        total, *_ = play(env, track, seed=3)
+        assert total >= 5
+    finally:
+        env.close()
+
+
+def test_rlay_check_passes(node: str) -> None:
+    cmd = [sys.executable, "-m", "rlay.cli", "check", "--", node, HEADLESS, "--listen", "{address}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
