@@ -2,8 +2,11 @@
 // URL it dials Python's rlay.ServerEnv at that address and is driven from Python (each STEP is
 // one fixed tick; RENDER answers the canvas pixels as an rgb_array); without it, you play it.
 //
-// Query parameters: rlay (the ServerEnv's ws:// address), loop=timer (drive the loop with
-// setTimeout instead of requestAnimationFrame, e.g. for a hidden tab, where browsers pause rAF).
+// Query parameters: rlay (the ServerEnv's ws:// address); pace=frame (answer commands only in the
+// animation loop, one STEP per displayed frame: the game runs at its real speed, ~60 steps/s) or
+// pace=free (the default: answer each command as soon as it arrives, for training speed, and
+// draw in the animation loop); loop=timer (drive the loop with setTimeout instead of
+// requestAnimationFrame, e.g. in a hidden tab, where browsers pause rAF).
 import * as rlay from "../../sdk/js/rlay.mjs";
 import { PaddleGame, WIDTH, HEIGHT } from "./game.mjs";
 import { makeEnv, serveInLoop } from "./env.mjs";
@@ -42,12 +45,21 @@ async function agentMode(address) {
     status.textContent = error ? `session ended: ${error.message}` : "session over";
     window.rlayDone = { error: error ? error.message : null };
   });
+  const paced = params.get("pace") === "frame";
   const frame = () => {
-    tick();
+    if (paced) tick();
     draw();
     if (!env.finished) schedule(frame);
   };
   schedule(frame);
+  if (!paced) {
+    // Free pace: wake as soon as a command is queued (env.ready() resolves then), answer what
+    // is there, and go back to waiting; the animation loop above only draws.
+    while (!env.finished) {
+      await env.ready();
+      tick();
+    }
+  }
 }
 
 function humanMode() {

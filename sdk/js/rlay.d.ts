@@ -213,6 +213,8 @@ export declare class EnvSide {
   /** Loop style: the next command or null; never blocks. */
   poll(): Command | null;
   next(): Promise<Command | null>;
+  /** Resolves once a command waits (or the session is over), taking nothing from the queue. */
+  ready(): Promise<void>;
   replyReset(obs: unknown, info?: Record<string, Value> | Map<string, Value>): void;
   replyStep(obs: unknown, reward: number | ArrayLike<number>, terminated: boolean | ArrayLike<boolean>, truncated: boolean | ArrayLike<boolean>, info?: Record<string, Value> | Map<string, Value>): void;
   replyRender(frame: Value): void;

@@ -1599,6 +1599,15 @@ export class EnvSide {
     }
     return null;
   }
+  /**
+   * Resolves once a command is waiting (poll() would return it) or the session is over; takes
+   * nothing from the queue. For a loop that answers as soon as commands arrive.
+   */
+  async ready() {
+    while (!this.finished && !(this.queue.length && !(this.pending && !this.pending.answered))) {
+      await new Promise((res) => this.waiters.push(res));
+    }
+  }
   /** Resolves with the next command, or null when the session is over (Node scripts, async loops). */
   async next() {
     for (;;) {

@@ -6,16 +6,21 @@ In CI (CI=true) a missing node fails these tests; elsewhere they skip.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import require_tool
+from test_js_sdk import MiniWsServer, WsAgent
 
 import rlay
+from rlay.protocol.messages import Close, CloseResult, EnvInfo, Hello, Render, Reset, Step
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADLESS = str(ROOT / "examples" / "browser_paddle" / "headless.mjs")
@@ -105,3 +110,59 @@ def test_rlay_check_passes(node: str) -> None:
     cmd = [sys.executable, "-m", "rlay.cli", "check", "--", node, HEADLESS, "--listen", "{address}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    """The repository as static files (the page imports ../../sdk/js/rlay.mjs), no log lines."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_page_in_headless_chromium_over_a_websocket(node: str, tmp_path: Path) -> None:
+    """The static page (index.html?rlay=ws://...) in real headless Chromium dials a WebSocket and
+    is stepped through an episode; RENDER answers the canvas pixels. The agent here is rlay's
+    protocol core over a stdlib WebSocket server (test_js_sdk.MiniWsServer), standing in for
+    rlay.ServerEnv("ws://127.0.0.1:0") until the Python ws:// transport lands."""
+    chromium = require_tool("chromium")
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(ROOT))
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    ws = MiniWsServer()
+    ws.listener.settimeout(90)
+    page = f"http://127.0.0.1:{httpd.server_address[1]}/examples/browser_paddle/index.html?rlay={ws.address}"
+    flags = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path}",
+    ]
+    browser = subprocess.Popen([chromium, *flags, page], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ws.accept()
+        agent = WsAgent(ws)
+        hello, info = agent.receive(), agent.receive()
+        assert isinstance(hello, Hello) and hello.sdk == "rlay-js"
+        assert isinstance(info, EnvInfo) and info.name == "Paddle-v0" and info.render_mode == "rgb_array"
+        obs = agent.ask(Reset(3, None)).obs
+        score, steps = 0.0, 0
+        while True:
+            reply = agent.ask(Step(track(obs)))
+            obs, score, steps = reply.obs, score + reply.reward, steps + 1
+            if reply.terminated or reply.truncated or steps == 300:
+                break
+        assert steps == 300 and score >= 1 and reply.info["score"] == score
+        frame = agent.ask(Render()).frame  # the canvas, read back with getImageData
+        assert frame.dtype == np.uint8 and frame.shape == (HEIGHT, WIDTH, 3)
+        paddle = np.nonzero(np.all(frame == PADDLE_RGB, axis=2))
+        assert set(paddle[0].tolist()) == set(range(PADDLE_Y, PADDLE_Y + 4))
+        assert abs(paddle[1].mean() + 0.5 - (obs[4] + 1) / 2 * WIDTH) <= 1
+        assert isinstance(agent.ask(Close()), CloseResult)
+        ws.closing_handshake()
+    finally:
+        browser.kill()
+        browser.wait()
+        ws.close()
+        httpd.shutdown()
