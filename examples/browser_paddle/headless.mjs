@@ -1,5 +1,6 @@
 // The Paddle game with no browser: the same game and env code as the page, run under node as an
-// rlay env side over tcp or unix, with a fixed-step main loop (a timer, as a game server has).
+// rlay env side over tcp or unix. Its main loop is the page's "free pace" one: wait until a
+// command is queued (env.ready(), never busy), tick (poll and answer what is there), repeat.
 //
 //   node examples/browser_paddle/headless.mjs --listen tcp://127.0.0.1:0   # rlay.ClientEnv
 //   node examples/browser_paddle/headless.mjs --connect tcp://HOST:PORT   # rlay.ServerEnv
@@ -19,14 +20,11 @@ try {
   process.stderr.write(`paddle: ${e.message}\n`);
   process.exit(2);
 }
-// The main loop: a tick at once again while commands flow, else every millisecond; never blocks.
-let timer = null;
-function frame() {
-  const busy = tick();
-  timer = env.finished ? null : busy ? setImmediate(frame) : setTimeout(frame, 1);
+while (!env.finished) {
+  await env.ready();
+  tick();
 }
-frame();
-const error = await env.done;
+const error = env.error;
 if (error && !(error instanceof rlay.PeerClosedError)) {
   process.stderr.write(`paddle: ${error.message}\n`);
   process.exit(1);

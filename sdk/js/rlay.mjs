@@ -854,8 +854,9 @@ export class Connection {
     }
     const row = TABLE[this.state][kind];
     if (!row || row[0] !== this.role) throw new RlayError(null, `cannot send ${KIND_NAMES[kind]} in state ${this.state}`);
+    const frame = encodeFrame(kind, fields); // a value that cannot be encoded throws here: no state change
     this.state = row[1];
-    return encodeFrame(kind, fields);
+    return frame;
   }
 }
 
@@ -1662,7 +1663,6 @@ export class EnvSide {
     const wire = toWire(this.batchedObs, obs, "reset observation");
     const f = new Map([["obs", wire], ["info", this.info(info, "reset")]]);
     const cmd = this.pending;
-    encodeFrame(Kind.RESET_RESULT, f); // throws on a bad info value before any state changes
     this.send(Kind.RESET_RESULT, f);
     for (let i = 0; i < this.numEnvs; i++) {
       if (this.numEnvs === 1 || !cmd?.resetMask || cmd.resetMask[i]) {
@@ -1686,7 +1686,6 @@ export class EnvSide {
       tr = tensor("bool", [n], Array.from(truncated, (x) => !!x));
     }
     const f = new Map([["obs", wire], ["reward", r], ["terminated", te], ["truncated", tr], ["info", this.info(info, "step")]]);
-    encodeFrame(Kind.STEP_RESULT, f);
     this.send(Kind.STEP_RESULT, f);
     if (n > 1) for (let i = 0; i < n; i++) this.ended[i] = te.data[i] === 1 || tr.data[i] === 1;
   }
