@@ -182,6 +182,7 @@ export function tensor(dtype, shape, data) {
     }
   }
   if (arr.length !== n) throw new TypeError(`tensor: expected ${n} elements for shape [${shape}], actual ${arr.length}`);
+  if (dtype === "bool") for (let i = 0; i < n; i++) if (arr[i] > 1) throw new TypeError(`tensor: a bool tensor holds 0 or 1, actual ${arr[i]} at ${i}`);
   return new Tensor(dtype, [...shape], arr);
 }
 function inferShape(a) {
@@ -391,20 +392,29 @@ class Writer {
       for (const [k, x] of v) {
         if (typeof k !== "string") throw new TypeError(`map keys must be strings, actual ${typeof k}`);
         this.str(k);
-        this.value(x, depth + 1);
+        this.keyed(k, x, depth);
       }
       return;
     }
-    if (typeof v === "object") {
+    const proto = typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
+    if (proto === Object.prototype || proto === null) {
       const keys = Object.keys(v);
       this.mapHead(keys.length);
       for (const k of keys) {
         this.str(k);
-        this.value(v[k], depth + 1);
+        this.keyed(k, v[k], depth);
       }
       return;
     }
-    throw new TypeError(`${typeof v} is not an rlay value`);
+    throw new TypeError(`${v?.constructor?.name ?? typeof v} is not an rlay value (expected null, a boolean, number, BigInt, string, Uint8Array, array, plain object, Map or rlay.Tensor)`);
+  }
+  keyed(k, x, depth) {
+    try {
+      this.value(x, depth + 1);
+    } catch (e) {
+      if (e instanceof TypeError) e.message = `[${JSON.stringify(k)}]: ${e.message}`;
+      throw e;
+    }
   }
   /** The whole frame: header, data section, body. */
   frame(kind) {

@@ -645,3 +645,43 @@ def test_npm_pack_installs_and_imports(node: str, tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- loop style: a game's own frame loop --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direction", ["ClientEnv", "ServerEnv"])
+def test_game_loop_holds_a_step_over_frames(node: str, direction: str) -> None:
+    """examples/game_loop.mjs: poll() every frame, a STEP played over 4 frames, then answered."""
+    program = [node, str(SDK / "examples" / "game_loop.mjs")]
+    if direction == "ClientEnv":
+        env: Any = rlay.ClientEnv(launch=[*program, "--listen"])
+    else:
+        env = rlay.ServerEnv(launch=[*program, "--connect"])
+    try:
+        env.reset()
+        x, v = np.float32(0), np.float32(0)
+        dt = np.float32(0.05)
+        for step, action in enumerate([2, 2, 1, 0, 0, 2]):
+            for _ in range(4):  # the same float32 frames as the game
+                v = np.float32(v + np.float32(action - 1) * dt)
+                x = np.float32(x + v * dt)
+            obs, reward, terminated, truncated, info = env.step(action)
+            assert obs.tolist() == [x, v], (step, obs, x, v)
+            assert reward == -abs(float(x)) and not terminated and not truncated and info == {"frames": 4}
+    finally:
+        env.close()
+
+
+def test_the_game_quitting_is_a_named_error(node: str) -> None:
+    """env.shutdown() (the game quit) reaches Python as a fatal SHUTTING_DOWN; the program exits 0."""
+    env = rlay.ClientEnv(launch=[node, ECHO, "--listen", "{address}"])
+    try:
+        env.reset()
+        with pytest.raises(rlay.RemoteError) as info:
+            env.call("quit")
+        assert info.value.code_name == "SHUTTING_DOWN" and info.value.fatal
+        assert "the player closed the game" in info.value.message
+        assert env._process is not None and env._process.popen.wait(15) == 0
+    finally:
+        env.close()

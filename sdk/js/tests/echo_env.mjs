@@ -50,6 +50,9 @@ try {
       boom() {
         throw new TypeError("boom from the env");
       },
+      quit() {
+        env.shutdown("the player closed the game");
+      },
     },
   });
 } catch (e) {
