@@ -596,12 +596,12 @@ def test_typescript_declarations_name_every_export() -> None:
     declared = set(
         re.findall(
             r"^export (?:declare )?(?:function|class|const|let|type|interface)\s+(\w+)",
-            (SDK / "rlay.d.ts").read_text(),
+            (SDK / "rlay.d.mts").read_text(),
             re.M,
         )
     )
     missing = exported_names() - declared
-    assert not missing, f"rlay.d.ts does not declare {sorted(missing)}"
+    assert not missing, f"rlay.d.mts does not declare {sorted(missing)}"
 
 
 def test_npm_pack_installs_and_imports(node: str, tmp_path: Path) -> None:
@@ -618,7 +618,7 @@ def test_npm_pack_installs_and_imports(node: str, tmp_path: Path) -> None:
     assert packed.returncode == 0, packed.stderr[-2000:]
     meta = json.loads(packed.stdout)[0]
     files = {f["path"] for f in meta["files"]}
-    assert {"rlay.mjs", "rlay.d.ts", "package.json", "README.md"} <= files, files
+    assert {"rlay.mjs", "rlay.d.mts", "package.json", "README.md"} <= files, files
     assert not any(f.startswith("tests/") for f in files), files
     app = tmp_path / "app"
     app.mkdir()
