@@ -59,6 +59,16 @@ def node() -> str:
     return require_tool("node")
 
 
+def test_unit_tests(node: str) -> None:
+    """sdk/js/tests/unit.mjs under node --test: framing in any chunking, WebSocket messages and
+    zero-copy views, float16, spaces and batches, the state machine, addresses, launcher variables."""
+    proc = subprocess.run(
+        [node, "--test", str(SDK / "tests" / "unit.mjs")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "# fail 0" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert int(re.search(r"# pass (\d+)", proc.stdout).group(1)) >= 9  # type: ignore[union-attr]
+
+
 # -- the runner ------------------------------------------------------------------------------------
 
 RUNNER_LINES = [
