@@ -695,3 +695,30 @@ def test_the_game_quitting_is_a_named_error(node: str) -> None:
         assert env._process is not None and env._process.popen.wait(15) == 0
     finally:
         env.close()
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ["--", CARTPOLE, "--listen", "{address}"],  # ClientEnv over a unix socket
+        [
+            "--server",
+            "tcp://127.0.0.1:0",
+            "--",
+            CARTPOLE,
+            "--connect",
+            "{address}",
+            "--render-mode",
+            "rgb_array",
+        ],
+    ],
+    ids=["listen-unix", "dial-tcp-render"],
+)
+def test_rlay_check_the_other_transports(node: str, how: list[str]) -> None:
+    """The shared harness checks listen/tcp and dial/unix; these are the other two pairings."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlay.cli", "check", *how], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert ("unix://" if "--listen" in how else "tcp://127.0.0.1:") in proc.stdout
+    assert "render: rgb_array frame (400, 600, 3)" in proc.stdout or "--server" not in how
