@@ -1697,7 +1697,8 @@ export class EnvSide {
     }
     const f = new Map([["obs", wire], ["reward", r], ["terminated", te], ["truncated", tr], ["info", this.info(info, "step")]]);
     this.send(Kind.STEP_RESULT, f);
-    if (n > 1) for (let i = 0; i < n; i++) this.ended[i] = te.data[i] === 1 || tr.data[i] === 1;
+    // next-step autoreset (section 10): the STEP after an episode ended resets that sub-env
+    if (n > 1 && this.metadata.get("autoreset_mode") === "next_step") for (let i = 0; i < n; i++) this.ended[i] = te.data[i] === 1 || tr.data[i] === 1;
   }
   replyRender(frame) {
     this.send(Kind.RENDER_RESULT, new Map([["frame", frame ?? null]]));
