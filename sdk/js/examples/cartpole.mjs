@@ -16,7 +16,7 @@
 // Usage: cartpole --listen [ADDRESS] | --connect [ADDRESS] [--num-envs N] [--render-mode rgb_array]
 // Without flags the launcher's RLAY_ADDRESS / RLAY_MODE decide.
 import * as rlay from "../rlay.mjs";
-import { sin, cos, setFused } from "./exact_math.mjs";
+import { sin, cos, setFused, detectFused } from "./exact_math.mjs";
 import { readFileSync } from "node:fs";
 
 // ---- numpy's stream: SeedSequence(seed) -> PCG64 -> Generator.random -----------------------
@@ -185,12 +185,7 @@ async function main(argv) {
     } else usage(`unknown argument ${argv[i]}`);
   }
   // Which libm build numpy's sin/cos run here (glibc picks its FMA build on FMA+AVX2 CPUs).
-  try {
-    const flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8")) ?? ["", ""])[1].split(/\s+/);
-    setFused(process.arch === "x64" && flags.includes("fma") && flags.includes("avx2"));
-  } catch {
-    setFused(false);
-  }
+  setFused(detectFused((path) => readFileSync(path, "utf8")));
 
   const high = new Float32Array([xThreshold * 2, Infinity, thetaThreshold * 2, Infinity]);
   const env = new rlay.EnvSide({

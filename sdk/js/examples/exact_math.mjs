@@ -160,12 +160,19 @@ function fmaExact(a, b, c) {
 function plainFma(a, b, c) {
   return a * b + c;
 }
-function detectFused() {
-  if (typeof process === "undefined" || process.arch !== "x64" || process.platform !== "linux") return false;
+/**
+ * Whether numpy's libm here runs glibc's FMA build: x86-64 Linux with FMA and AVX2 (what glibc's
+ * ifunc checks). On aarch64 Linux GCC contracts by default, so the fused form is assumed there
+ * too (not verified: no such machine was at hand). `readFile` reads /proc/cpuinfo (default:
+ * node:fs when the runtime offers process.getBuiltinModule).
+ */
+export function detectFused(readFile = null) {
+  if (typeof process === "undefined" || process.platform !== "linux") return false;
+  if (process.arch === "arm64") return true;
+  if (process.arch !== "x64") return false;
   try {
-    const fs = process.getBuiltinModule ? process.getBuiltinModule("node:fs") : null;
-    const text = fs ? fs.readFileSync("/proc/cpuinfo", "utf8") : "";
-    const flags = (text.match(/^flags\s*:(.*)$/m) || ["", ""])[1].split(/\s+/);
+    const read = readFile ?? ((path) => process.getBuiltinModule("node:fs").readFileSync(path, "utf8"));
+    const flags = (read("/proc/cpuinfo").match(/^flags\s*:(.*)$/m) || ["", ""])[1].split(/\s+/);
     return flags.includes("fma") && flags.includes("avx2");
   } catch {
     return false;
