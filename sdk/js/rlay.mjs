@@ -1734,12 +1734,14 @@ export class EnvSide {
         switch (cmd.kind) {
           case "reset": {
             const r = await handlers.reset(cmd.seed, cmd.options, cmd);
+            if (r === null || typeof r !== "object") throw new TypeError(`reset() must return [obs, info] or { obs, info }, actual ${describe(r ?? null)}`);
             const [obs, info] = Array.isArray(r) ? r : [r.obs, r.info];
             this.replyReset(obs, info);
             break;
           }
           case "step": {
             const r = await handlers.step(cmd.action, cmd);
+            if (r === null || typeof r !== "object") throw new TypeError(`step() must return [obs, reward, terminated, truncated, info] or an object with those keys, actual ${describe(r ?? null)}`);
             const [obs, reward, te, tr, info] = Array.isArray(r) ? r : [r.obs, r.reward, r.terminated, r.truncated, r.info];
             this.replyStep(obs, reward, te, tr, info);
             break;
