@@ -207,6 +207,7 @@ export declare class EnvSide {
   readonly error: RlayError | null;
   /** Resolves when the session ends, with the error that ended it or null. */
   readonly done: Promise<RlayError | null>;
+  /** Waits for rlay.ClientEnv: tcp://HOST:PORT, unix:///path or ws://HOST:PORT/path (Node). */
   listen(address: string): Promise<string>;
   connect(address: string, options?: { WebSocket?: new (url: string) => WebSocketLike }): Promise<string>;
   attach(transport: unknown): void;

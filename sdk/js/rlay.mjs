@@ -16,9 +16,10 @@
 //
 // Loop style (a game's requestAnimationFrame or fixed-step loop): call env.poll() once a frame;
 // it never blocks and returns the next command or null. Answer it with cmd.reply(...) (or
-// cmd.fail(error)) now or frames later. Connections: env.listen(address) (Node: tcp://, unix://)
-// waits for Python's ClientEnv; env.connect(address) dials Python's ServerEnv (tcp://, unix://
-// in Node; ws:// anywhere a WebSocket exists - one rlay frame per binary WebSocket message).
+// cmd.fail(error)) now or frames later. Connections: env.listen(address) (Node: tcp://, unix://,
+// ws://) waits for Python's ClientEnv; env.connect(address) dials Python's ServerEnv (tcp://,
+// unix:// in Node; ws:// anywhere a WebSocket exists). Over ws:// one binary WebSocket message
+// carries exactly one rlay frame.
 //
 // Values: null, booleans, numbers (an integral number travels as an int, any other as a float;
 // rlay.float(x) forces a float), BigInt (int64/uint64 range), strings, Uint8Array (bytes), arrays,
@@ -1388,6 +1389,174 @@ function wsTransport(ws) {
   };
 }
 
+/**
+ * The server side of a WebSocket (RFC 6455) on a Node socket, for a Node env side that listens
+ * (Python: rlay.ClientEnv("ws://...")): one rlay frame per binary message. No dependency: the
+ * opening handshake is SHA-1 from node:crypto, frames are parsed here.
+ */
+const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+async function acceptWebSocket(sock, path, maxMessage) {
+  const crypto = await import("node:crypto");
+  const head = await new Promise((resolve, reject) => {
+    let got = new Uint8Array(0);
+    const onData = (chunk) => {
+      const both = new Uint8Array(got.length + chunk.length);
+      both.set(got);
+      both.set(chunk, got.length);
+      got = both;
+      const end = Buffer.from(got.buffer, got.byteOffset, got.length).indexOf("\r\n\r\n");
+      if (end < 0 && got.length > 16384) return done(new RlayError(ErrorCode.BAD_MAGIC, "an HTTP request head larger than 16 KiB"));
+      if (end >= 0) done(null, [new TextDecoder().decode(got.subarray(0, end)), got.subarray(end + 4)]);
+    };
+    const onEnd = () => done(new PeerClosedError("the peer closed the connection before its WebSocket handshake"));
+    const done = (err, value) => {
+      sock.pause(); // nothing is lost before the transport listens
+      sock.off("data", onData);
+      sock.off("end", onEnd);
+      sock.off("error", onEnd);
+      if (err) reject(err);
+      else resolve(value);
+    };
+    sock.on("data", onData);
+    sock.on("end", onEnd);
+    sock.on("error", onEnd);
+  });
+  const [text, rest] = head;
+  const [requestLine, ...lines] = text.split("\r\n");
+  const headers = {};
+  for (const line of lines) {
+    const i = line.indexOf(":");
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  const [method, target] = requestLine.split(" ");
+  const refuse = (status, why, code = ErrorCode.BAD_MAGIC) => {
+    sock.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${why}\n`);
+    throw new RlayError(code, why);
+  };
+  if (method !== "GET" || (headers.upgrade ?? "").toLowerCase() !== "websocket" || !headers["sec-websocket-key"])
+    refuse("426 Upgrade Required", `this is an rlay env side speaking WebSocket; the peer sent a plain HTTP request (${JSON.stringify(requestLine.slice(0, 80))}): connect with rlay.ClientEnv("ws://...")`);
+  if (headers["sec-websocket-version"] !== "13") refuse("426 Upgrade Required", `WebSocket version ${headers["sec-websocket-version"]} (only 13)`);
+  const wanted = path || "/";
+  const got = (target ?? "/").split("?")[0];
+  if (got !== wanted) refuse("404 Not Found", `the WebSocket path ${JSON.stringify(got)} is not this env side's ${JSON.stringify(wanted)}`);
+  const accept = crypto.createHash("sha1").update(headers["sec-websocket-key"] + WS_GUID).digest("base64");
+  sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  return wsServerTransport(sock, rest, maxMessage);
+}
+
+function wsServerTransport(sock, pending, maxMessage) {
+  sock.setNoDelay?.(true);
+  let buf = pending;
+  let parts = null; // fragments of a message in progress
+  let t = null;
+  let closed = false;
+  const writeFrame = (opcode, payload) => {
+    const n = payload.length;
+    let h;
+    if (n < 126) h = Uint8Array.of(0x80 | opcode, n);
+    else if (n < 65536) h = Uint8Array.of(0x80 | opcode, 126, n >> 8, n & 255);
+    else {
+      h = new Uint8Array(10);
+      h[0] = 0x80 | opcode;
+      h[1] = 127;
+      new DataView(h.buffer).setBigUint64(2, BigInt(n));
+    }
+    sock.cork();
+    sock.write(h);
+    sock.write(payload);
+    sock.uncork();
+  };
+  const parse = () => {
+    while (buf.length >= 2 && !closed) {
+      const b0 = buf[0], b1 = buf[1];
+      let n = b1 & 0x7f, p = 2;
+      if (n === 126) {
+        if (buf.length < 4) return;
+        n = (buf[2] << 8) | buf[3];
+        p = 4;
+      } else if (n === 127) {
+        if (buf.length < 10) return;
+        const big = new DataView(buf.buffer, buf.byteOffset + 2, 8).getBigUint64(0);
+        n = big > BigInt(maxMessage) ? Infinity : Number(big);
+        p = 10;
+      }
+      if (!(b1 & 0x80)) throw new RlayError(ErrorCode.BAD_HEADER, "an unmasked WebSocket frame from the client (RFC 6455 section 5.1)");
+      if (n + (parts ? parts.length : 0) > maxMessage) throw new RlayError(ErrorCode.FRAME_TOO_LARGE, `a WebSocket message larger than max_frame_size + 12 (${maxMessage} bytes)`);
+      if (buf.length < p + 4 + n) return;
+      const mask = buf.subarray(p, p + 4);
+      // 4 bytes of headroom: the rlay data section (12 bytes into the message) lands 8-aligned
+      const payload = new Uint8Array(n + 4).subarray(4);
+      const src = buf.subarray(p + 4, p + 4 + n);
+      for (let i = 0; i < n; i++) payload[i] = src[i] ^ mask[i & 3];
+      buf = buf.subarray(p + 4 + n);
+      const opcode = b0 & 0x0f, fin = (b0 & 0x80) !== 0;
+      if (opcode === 0x2 || opcode === 0x0) {
+        if ((opcode === 0x0) !== (parts !== null)) throw new RlayError(ErrorCode.BAD_HEADER, "a WebSocket continuation frame out of place");
+        let msg = payload;
+        if (parts) {
+          const all = new Uint8Array(parts.length + n + 4).subarray(4);
+          all.set(parts);
+          all.set(payload, parts.length);
+          msg = all;
+        }
+        if (fin) {
+          parts = null;
+          t.onMessage(msg);
+        } else parts = msg;
+      } else if (opcode === 0x1) {
+        throw new RlayError(ErrorCode.BAD_MAGIC, "a text WebSocket message; rlay frames travel as binary messages");
+      } else if (opcode === 0x8) {
+        closed = true;
+        writeFrame(0x8, payload.subarray(0, 2));
+        sock.end();
+        t.onEnd();
+      } else if (opcode === 0x9) writeFrame(0xa, payload);
+      else if (opcode !== 0xa) throw new RlayError(ErrorCode.BAD_HEADER, `WebSocket opcode ${opcode} is not defined`);
+    }
+  };
+  const feed = () => {
+    try {
+      parse();
+    } catch (e) {
+      t.onTransportError(e);
+    }
+  };
+  return {
+    start(target) {
+      t = target;
+      sock.on("data", (b) => {
+        const chunk = new Uint8Array(b.buffer, b.byteOffset, b.length);
+        if (buf.length === 0) buf = chunk;
+        else {
+          const both = new Uint8Array(buf.length + chunk.length);
+          both.set(buf);
+          both.set(chunk, buf.length);
+          buf = both;
+        }
+        feed();
+      });
+      sock.on("end", () => t.onEnd());
+      sock.on("close", () => t.onEnd());
+      sock.on("error", (e) => t.onTransportError(e));
+      sock.resume();
+      if (buf.length) queueMicrotask(feed);
+    },
+    send(frame) {
+      if (!sock.destroyed && !closed) writeFrame(0x2, frame);
+    },
+    close() {
+      if (!sock.destroyed && !closed) {
+        closed = true;
+        writeFrame(0x8, Uint8Array.of(0x03, 0xe8)); // 1000: normal closure
+        sock.end();
+      }
+      setTimeout(() => sock.destroy(), 1000).unref?.();
+    },
+    stream: false,
+  };
+}
+
 // ---- the env side ----------------------------------------------------------------------------
 const COMMAND_KINDS = { [Kind.RESET]: "reset", [Kind.STEP]: "step", [Kind.RENDER]: "render", [Kind.CALL]: "call", [Kind.CLOSE]: "close" };
 
@@ -1459,7 +1628,7 @@ export class EnvSide {
   /** Waits for the agent (Python ClientEnv) to dial; resolves with the bound address once listening. */
   async listen(address) {
     const a = parseAddress(address);
-    if (a.scheme === "ws") throw new RlayError(null, "listening on ws:// is not offered by rlay.mjs; a page dials rlay.ServerEnv('ws://...') with connect()");
+    if (a.scheme === "ws") return this.listenWebSocket(address);
     const net = await nodeNet();
     const server = net.createServer({ noDelay: true });
     if (a.scheme === "unix") {
@@ -1480,6 +1649,35 @@ export class EnvSide {
       server.close();
       if (a.scheme === "unix") import("node:fs").then((fs) => fs.rmSync(a.path, { force: true }));
       this.attach(netTransport(sock));
+    });
+    return this.address;
+  }
+
+  async listenWebSocket(address) {
+    const url = new URL(address);
+    if (url.protocol !== "ws:") throw new RlayError(null, `cannot listen on ${address}: only ws:// (no TLS) is offered`);
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const port = url.port === "" ? 80 : Number(url.port);
+    const net = await nodeNet();
+    const server = net.createServer({ noDelay: true });
+    await new Promise((res, rej) => {
+      server.once("error", (e) => rej(new RlayError(null, `cannot listen on ${address}: ${e.message}`)));
+      server.listen(port, host, res);
+    });
+    const bound = server.address();
+    const h = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+    this.address = `ws://${h}:${bound.port}${url.pathname}`;
+    this.server = server;
+    server.once("connection", (sock) => {
+      server.close();
+      const max = this.conn.reader.max + 12;
+      acceptWebSocket(sock, url.pathname, max).then(
+        (transport) => this.attach(transport),
+        (e) => {
+          sock.destroy();
+          this.finish(e instanceof RlayError ? e : new RlayError(null, `WebSocket handshake: ${e.message}`));
+        },
+      );
     });
     return this.address;
   }
@@ -1516,7 +1714,16 @@ export class EnvSide {
       onData: (b) => this.onBytes(() => this.conn.receiveData(b)),
       onMessage: (b) => this.onBytes(() => this.conn.receiveMessage(b)),
       onEnd: () => this.onEnd(),
-      onTransportError: (e) => this.finish(e instanceof RlayError ? e : new RlayError(null, `connection error: ${e.message}`)),
+      onTransportError: (e) => {
+        if (this.finished) return;
+        if (e instanceof RlayError && e.code != null) {
+          // a WebSocket message that is no rlay frame: tell the peer why, as for framing errors
+          try {
+            t.send(encodeFrame(Kind.ERROR, errorFields(e.code, e.detail, true)));
+          } catch {}
+        }
+        this.finish(e instanceof RlayError ? e : new RlayError(null, `connection error: ${e.message}`));
+      },
     });
     t.send(this.conn.send(Kind.HELLO, helloFields("env"))); // section 7: without waiting
   }

@@ -517,6 +517,42 @@ class MiniWsServer:
                 s.close()
 
 
+class MiniWsClient:
+    """The client side of MiniWsServer: it dials, sends masked binary messages (RFC 6455 §5.1)."""
+
+    def __init__(self, address: str) -> None:
+        host_port, _, path = address[len("ws://") :].partition("/")
+        host, port = host_port.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise EOFError(f"no handshake answer: {head!r}")
+            head += chunk
+        self.status = head.split(b"\r\n", 1)[0].decode()
+        want = base64.b64encode(hashlib.sha1((key + MiniWsServer.GUID).encode()).digest())
+        self.accepted = b"101" in head.split(b"\r\n", 1)[0] and want in head
+
+    _exactly = MiniWsServer._exactly
+    recv = MiniWsServer.recv
+
+    def send(self, data: bytes, opcode: int = 2) -> None:
+        n, mask = len(data), os.urandom(4)
+        if n < 126:
+            head = bytes([0x80 | opcode, 0x80 | n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack(">Q", n)
+        self.sock.sendall(head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(data)))
+
+
 class WsAgent:
     """rlay's own protocol core (rlay.protocol.connection) as the agent, over MiniWsServer."""
 
@@ -722,3 +758,83 @@ def test_rlay_check_the_other_transports(node: str, how: list[str]) -> None:
     assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert ("unix://" if "--listen" in how else "tcp://127.0.0.1:") in proc.stdout
     assert "render: rgb_array frame (400, 600, 3)" in proc.stdout or "--server" not in how
+
+
+def start_ws_listener(node: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    cmd = [node, str(SDK / "examples" / "cartpole.mjs"), "--listen", "ws://127.0.0.1:0/rlay", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("RLAY_LISTENING ws://127.0.0.1:") and line.rstrip().endswith("/rlay"), line
+    return proc, line.split()[1]
+
+
+def test_a_node_env_side_listening_on_websocket(node: str) -> None:
+    """cartpole --listen ws://127.0.0.1:0/rlay (what rlay.ClientEnv("ws://...") will dial): the
+    SDK's own dependency-free WebSocket server, one rlay frame per binary message both ways."""
+    proc, address = start_ws_listener(node, "--render-mode", "rgb_array")
+    ws = MiniWsClient(address)
+    try:
+        assert ws.accepted, ws.status
+        agent = WsAgent(ws)  # type: ignore[arg-type]
+        assert isinstance(agent.receive(), Hello) and isinstance(agent.receive(), EnvInfo)
+        ref = gym.make("CartPole-v1")
+        want, _ = ref.reset(seed=8)
+        assert agent.ask(Reset(8, None)).obs.tobytes() == want.tobytes()
+        for t in range(500):
+            want_step = ref.step(t % 2)
+            got = agent.ask(Step(t % 2))
+            assert got.obs.tobytes() == want_step[0].tobytes() and got.reward == want_step[1], t
+            if want_step[2]:
+                break
+        assert agent.ask(Render()).frame.shape == (400, 600, 3)  # 720 KB: a 64-bit length
+        ws.send(b"", opcode=9)  # a ping is answered with a pong, the session goes on
+        assert ws.recv()[0] == 0xA
+        assert isinstance(agent.ask(Close()), CloseResult)
+        assert ws.recv()[0] == 8  # the env side closes the WebSocket after CLOSE_RESULT
+        finish(proc, 0)
+    finally:
+        ws.sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize(
+    "request_head,status,error",
+    [
+        (b"GET /rlay HTTP/1.1\r\nHost: x\r\n\r\n", b"426", "plain HTTP request"),
+        (
+            b"GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            b"404",
+            'path "/other"',
+        ),
+    ],
+    ids=["plain-http", "wrong-path"],
+)
+def test_the_websocket_listener_refuses_a_wrong_client(
+    node: str, request_head: bytes, status: bytes, error: str
+) -> None:
+    proc, address = start_ws_listener(node)
+    port = int(address.rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request_head)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 " + status) and error.encode() in answer, answer
+    assert error in finish(proc, 1)
+
+
+def test_a_text_websocket_message_is_refused(node: str) -> None:
+    proc, address = start_ws_listener(node)
+    ws = MiniWsClient(address)
+    try:
+        ws.recv()  # the env's HELLO
+        ws.send(b"hello", opcode=1)
+        opcode, data = ws.recv()
+        assert opcode == 2 and data[2] == 48  # a fatal ERROR frame
+        assert "BAD_MAGIC" in finish(proc, 1)
+    finally:
+        ws.sock.close()
