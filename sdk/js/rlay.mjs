@@ -437,6 +437,11 @@ export function encodeFrame(kind, fields) {
   return w.frame(kind);
 }
 
+/** A BigInt as a Number when it is a safe integer (what env code sees), else the BigInt. */
+function intOf(b) {
+  return b >= -9007199254740991n && b <= 9007199254740991n ? Number(b) : b;
+}
+
 // ---- decoding (sections 3-4). Exact: maps are Maps, floats are Float, big ints BigInt ------
 class Reader {
   constructor(body, data) {
@@ -468,9 +473,6 @@ class Reader {
     if (depth > MAX_DEPTH) fail(ErrorCode.TOO_DEEP, `values nest deeper than ${MAX_DEPTH}`);
     return n;
   }
-  big(b) {
-    return b >= -9007199254740991n && b <= 9007199254740991n ? Number(b) : b;
-  }
   str(n) {
     const p = this.take(n);
     try {
@@ -501,11 +503,11 @@ class Reader {
       case 0xcc: return this.u8();
       case 0xcd: return this.u16();
       case 0xce: return this.u32();
-      case 0xcf: return this.big(this.v.getBigUint64(this.take(8)));
+      case 0xcf: return intOf(this.v.getBigUint64(this.take(8)));
       case 0xd0: return this.v.getInt8(this.take(1));
       case 0xd1: return this.v.getInt16(this.take(2));
       case 0xd2: return this.v.getInt32(this.take(4));
-      case 0xd3: return this.big(this.v.getBigInt64(this.take(8)));
+      case 0xd3: return intOf(this.v.getBigInt64(this.take(8)));
       case 0xd4: return this.ext(1);
       case 0xd5: return this.ext(2);
       case 0xd6: return this.ext(4);
@@ -661,7 +663,6 @@ export class FrameReader {
       i += n;
       if (this.restHave === this.rest.length) this.endFrame();
     }
-    if (this.have === 12 && this.rest && this.restHave === this.rest.length) this.endFrame();
   }
   startFrame() {
     const h = this.head;
@@ -1142,7 +1143,7 @@ export function fromWire(space, v, where = "value") {
       if (isInt(v) && BigInt(v) >= lo && BigInt(v) <= hi) return v;
       if (v instanceof Tensor && v.shape.length === 0 && "iu".includes(DT.get(v.dtype).kind)) {
         const x = v.data[0];
-        return typeof x === "bigint" ? Reader.prototype.big(x) : x;
+        return typeof x === "bigint" ? intOf(x) : x;
       }
       return badValue(where, `an int in the ${space.dtype} range (or a 0-d integer tensor)`, v);
     }
@@ -1308,7 +1309,7 @@ export function subValue(space, v, i) {
     }
     case "discrete": {
       const x = v.data[i];
-      return typeof x === "bigint" ? Reader.prototype.big(x) : x;
+      return typeof x === "bigint" ? intOf(x) : x;
     }
     case "dict":
       return Object.fromEntries([...space.spaces].map(([k, s]) => [k, subValue(s, v[k], i)]));
@@ -1771,7 +1772,7 @@ export class EnvSide {
   prepareBatchReset(cmd) {
     const n = this.numEnvs, seed = cmd.seed;
     if (Array.isArray(seed) && seed.length !== n) fail(ErrorCode.BAD_FIELD, `RESET: seed array of ${seed.length}, expected ${n} (num_envs)`);
-    cmd.seeds = Array.from({ length: n }, (_, i) => (seed === null ? null : Array.isArray(seed) ? seed[i] : Reader.prototype.big(BigInt(seed) + BigInt(i))));
+    cmd.seeds = Array.from({ length: n }, (_, i) => (seed === null ? null : Array.isArray(seed) ? seed[i] : intOf(BigInt(seed) + BigInt(i))));
     const mask = cmd.options?.reset_mask;
     if (mask !== undefined && !(mask instanceof Tensor && mask.dtype === "bool" && sameShape(mask.shape, [n]))) fail(ErrorCode.BAD_FIELD, `RESET: options.reset_mask must be a bool tensor of shape [${n}]`);
     cmd.resetMask = mask ? Array.from(mask.data, (x) => x === 1) : new Array(n).fill(true);
