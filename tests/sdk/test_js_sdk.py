@@ -838,3 +838,24 @@ def test_a_text_websocket_message_is_refused(node: str) -> None:
         assert "BAD_MAGIC" in finish(proc, 1)
     finally:
         ws.sock.close()
+
+
+def test_the_readmes_example_serves_python(node: str, tmp_path: Path) -> None:
+    """The callback-style example at the top of sdk/js/README.md, run as written (its fixed
+    address swapped for the launcher's), stepped from Python."""
+    text = (SDK / "README.md").read_text()
+    code = text.split("```js\n", 1)[1].split("```", 1)[0]
+    assert 'env.listen("tcp://127.0.0.1:5555")' in code
+    code = code.replace('"./rlay.mjs"', json.dumps(str(SDK / "rlay.mjs")))
+    code = code.replace('env.listen("tcp://127.0.0.1:5555")', "rlay.open(env)")
+    (tmp_path / "example.mjs").write_text(code)
+    env = rlay.ClientEnv(launch=[node, str(tmp_path / "example.mjs"), "--listen", "{address}"])
+    try:
+        obs, _ = env.reset()
+        assert obs.tolist() == [0.0] and env.metadata["render_fps"] == 30
+        for _ in range(5):
+            obs, reward, terminated, truncated, _ = env.step(1)
+        assert obs.tolist() == [5.0] and reward == 1.0 and terminated and not truncated
+        assert env.call("get_pos") == 5 and env.step(0)[0].tolist() == [4.0]
+    finally:
+        env.close()
