@@ -728,7 +728,7 @@ def test_the_game_quitting_is_a_named_error(node: str) -> None:
             env.call("quit")
         assert info.value.code_name == "SHUTTING_DOWN" and info.value.fatal
         assert "the player closed the game" in info.value.message
-        assert env._process is not None and env._process.popen.wait(15) == 0
+        assert env.process is not None and env.process.popen.wait(15) == 0
     finally:
         env.close()
 
