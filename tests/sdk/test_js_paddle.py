@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import require_tool
@@ -56,7 +57,7 @@ def test_episodes_from_python(node: str) -> None:
     env = rlay.ClientEnv(launch=[node, HEADLESS, "--listen", "{address}"], render_mode="rgb_array")
     try:
         assert env.env_name == "Paddle-v0" and env.metadata["render_fps"] == 60
-        assert env.action_space.n == 3 and env.observation_space.shape == (5,)
+        assert env.action_space == gym.spaces.Discrete(3) and env.observation_space.shape == (5,)
         # a tracking policy keeps the ball in play and scores
         total, steps, terminated, truncated, info = play(env, track, seed=1)
         assert total >= 10 and info["score"] == total, (total, steps, info)

@@ -446,7 +446,34 @@ def test_usage_errors(node: str) -> None:
 # -- WebSocket: one rlay frame per binary message ------------------------------------------------------
 
 
-class MiniWsServer:
+class WsFrames:
+    """Reading WebSocket messages (RFC 6455 §5.2), unfragmented, masked or not."""
+
+    sock: socket.socket
+
+    def _exactly(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("the WebSocket peer closed the stream")
+            buf += chunk
+        return buf
+
+    def recv(self) -> tuple[int, bytes]:
+        b0, b1 = self._exactly(2)
+        assert b0 & 0x80, "fragmented messages are not expected"
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", self._exactly(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self._exactly(8))[0]
+        mask = self._exactly(4) if b1 & 0x80 else b"\0\0\0\0"
+        data = bytes(c ^ mask[i % 4] for i, c in enumerate(self._exactly(n)))
+        return b0 & 0x0F, data
+
+
+class MiniWsServer(WsFrames):
     """Just enough of RFC 6455 (stdlib only) for a test agent: the opening handshake, unfragmented
     binary messages. Each message received must hold exactly one whole rlay frame."""
 
@@ -472,27 +499,6 @@ class MiniWsServer:
             f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
         )
 
-    def _exactly(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError("the WebSocket peer closed the stream")
-            buf += chunk
-        return buf
-
-    def recv(self) -> tuple[int, bytes]:
-        b0, b1 = self._exactly(2)
-        assert b0 & 0x80, "fragmented messages are not expected"
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack(">H", self._exactly(2))[0]
-        elif n == 127:
-            n = struct.unpack(">Q", self._exactly(8))[0]
-        mask = self._exactly(4) if b1 & 0x80 else b"\0\0\0\0"
-        data = bytes(c ^ mask[i % 4] for i, c in enumerate(self._exactly(n)))
-        return b0 & 0x0F, data
-
     def send(self, data: bytes) -> None:
         n = len(data)
         head = bytes([0x82]) + (
@@ -517,7 +523,7 @@ class MiniWsServer:
                 s.close()
 
 
-class MiniWsClient:
+class MiniWsClient(WsFrames):
     """The client side of MiniWsServer: it dials, sends masked binary messages (RFC 6455 §5.1)."""
 
     def __init__(self, address: str) -> None:
@@ -538,9 +544,6 @@ class MiniWsClient:
         self.status = head.split(b"\r\n", 1)[0].decode()
         want = base64.b64encode(hashlib.sha1((key + MiniWsServer.GUID).encode()).digest())
         self.accepted = b"101" in head.split(b"\r\n", 1)[0] and want in head
-
-    _exactly = MiniWsServer._exactly
-    recv = MiniWsServer.recv
 
     def send(self, data: bytes, opcode: int = 2) -> None:
         n, mask = len(data), os.urandom(4)

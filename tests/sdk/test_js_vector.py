@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import require_tool
-from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rlay
 from rlay.errors import EnvSideFailed, RemoteError
@@ -34,7 +34,8 @@ def reference(n: int) -> SyncVectorEnv:
 
 
 def ref_states(ref: SyncVectorEnv) -> np.ndarray:
-    return np.stack([np.asarray(env.unwrapped.state, dtype=np.float64) for env in ref.envs])
+    envs: list[Any] = list(ref.envs)
+    return np.stack([np.asarray(env.unwrapped.state, dtype=np.float64) for env in envs])
 
 
 def same(a: Any, b: Any, where: str) -> None:
@@ -65,7 +66,7 @@ def actions_for(states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def compare(
-    env: VectorEnv, ref: SyncVectorEnv, steps: int, seed: int | None, partial: dict[int, Any]
+    env: Any, ref: SyncVectorEnv, steps: int, seed: int | None, partial: dict[int, Any]
 ) -> tuple[int, int]:
     same(env.reset(seed=seed), ref.reset(seed=seed), "reset")
     rng = np.random.default_rng(seed)
@@ -148,7 +149,8 @@ def test_state_option_call_and_render_per_sub_env() -> None:
             assert abs(cols.mean() - (x * 600 / 4.8 + 300)) < 3
         with pytest.raises(EnvSideFailed) as info:
             env.reset(options={"state": np.zeros(4)})
-        assert info.value.cause.remote_type == "ValueError" and "(2, 4)" in info.value.cause.message
+        cause: Any = info.value.cause
+        assert cause.remote_type == "ValueError" and "(2, 4)" in cause.message
     finally:
         env.close()
 
