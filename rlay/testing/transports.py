@@ -5,7 +5,8 @@ that a new transport is one module, one row in the scheme table and one test par
     check_transport("ws://127.0.0.1:0/rlay")        # raises AssertionError naming what failed
 
 Each check opens its own listener at the address given (port 0 or a fresh path), dials it, and
-closes everything it opened.
+closes everything it opened. What is sent is shaped as rlay frames (a transport may carry one
+frame per message, as ``ws://`` does), split across buffers in awkward places.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rlay.errors import ConnectionClosed, Timeout
+from rlay.protocol.framing import pack_header
+from rlay.protocol.wire import Kind
 from rlay.transports import Listener, Stream, dial, listen
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` as the body of a frame (the transport never looks inside)."""
+    return pack_header(Kind.STEP, 0, len(payload)) + payload
 
 
 @contextmanager
@@ -46,6 +54,7 @@ def check_order_and_eof(address: str) -> None:
     """Bytes arrive whole and in order (beyond any buffer: the partial-send path); ``b""`` iff EOF."""
     with stream_pair(address) as (a, b, _):
         big = os.urandom(3 * 1024 * 1024)
+        first, second = frame(b"head" + big + b"tail"), frame(b"x")
         received = bytearray()
 
         def reader() -> None:
@@ -54,20 +63,21 @@ def check_order_and_eof(address: str) -> None:
 
         thread = threading.Thread(target=reader)
         thread.start()
-        a.send([b"head", memoryview(big), b"tail"], 10)
+        a.send([first[:5], memoryview(first)[5:20], memoryview(first)[20:], second], 10)
         a.close()
         thread.join(10)
-        assert bytes(received) == b"head" + big + b"tail", "bytes lost, reordered or not ended by b''"
+        assert bytes(received) == first + second, "bytes lost, reordered or not ended by b''"
 
 
 def check_both_ways(address: str) -> None:
     """Each side sends and receives (a request/reply, as a step does)."""
     with stream_pair(address) as (a, b, _):
+        ping, pong = frame(b"ping"), frame(b"pong")
         for _ in range(3):
-            a.send([b"ping"], 5)
-            assert _read(b, 4) == b"ping"
-            b.send([b"po", b"ng"], 5)
-            assert _read(a, 4) == b"pong"
+            a.send([ping], 5)
+            assert _read(b, len(ping)) == ping
+            b.send([pong[:3], pong[3:]], 5)
+            assert _read(a, len(pong)) == pong
 
 
 def check_timeouts(address: str) -> None:
@@ -91,8 +101,9 @@ def check_timeouts(address: str) -> None:
         else:
             raise AssertionError("recv(0) on a silent stream returned instead of raising Timeout")
         assert time.monotonic() - started < 0.5, "recv(0) blocked"
-        a.send([b"late"], 5)
-        assert _read(b, 4) == b"late", "the stream was not usable after a timeout"
+        a.send([frame(b"late")], 5)
+        late = frame(b"late")
+        assert _read(b, len(late)) == late, "the stream was not usable after a timeout"
 
 
 def check_closed_locally(address: str) -> None:
@@ -100,7 +111,7 @@ def check_closed_locally(address: str) -> None:
     with stream_pair(address) as (a, _, _):
         a.close()
         a.close()
-        for call in (lambda: a.recv(1), lambda: a.send([b"x"], 1)):
+        for call in (lambda: a.recv(1), lambda: a.send([frame(b"x")], 1)):
             try:
                 call()
             except ConnectionClosed as exc:
