@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conformance import connection_in, fields_of, load_vectors, same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from rlay.protocol.connection import Connection
 from rlay.protocol.framing import FrameReader, pack_header
 from rlay.protocol.messages import MESSAGE_TYPES, Message, Step, StepResult
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, HEADER, Kind
+from rlay.testing.conformance import connection_in, fields_of, load_vectors, same
 
 try:
     from rlay.protocol.fastpath import FastPaths

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conformance import connection_in, fields_of, pair_in, same
 
 from rlay.errors import ProtocolError, UsageError, VersionMismatch
 from rlay.protocol.codec import decode
@@ -34,6 +33,7 @@ from rlay.protocol.messages import (
     StepResult,
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Kind, Role
+from rlay.testing.conformance import connection_in, fields_of, pair_in, same
 
 STATES = ("hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed")
 COMMAND_STATES = ("reset", "step", "render", "call")

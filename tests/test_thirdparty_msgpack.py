@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conformance import DTYPES, ROOT, VECTORS_DIR, load_vectors
 
 from rlay.protocol.codec import decode
 from rlay.protocol.framing import FrameReader
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
+from rlay.testing.conformance import DTYPES, ROOT, VECTORS_DIR, load_vectors
 
 THIRDPARTY = ROOT / "tests" / "thirdparty"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -11,8 +11,15 @@ import gymnasium.spaces
 import msgpack
 import numpy as np
 import pytest
-from conformance import (
-    ROOT,
+
+from rlay import spaces
+from rlay.errors import ProtocolError
+from rlay.protocol.codec import Encoder, decode
+from rlay.protocol.connection import Connection, State
+from rlay.protocol.framing import FrameReader
+from rlay.protocol.messages import MESSAGE_TYPES, CallResult, Error, Hello, StepResult
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Kind, Role
+from rlay.testing.conformance import (
     VECTORS_DIR,
     conformance_lines,
     connection_in,
@@ -24,14 +31,6 @@ from conformance import (
     run_conformance,
     same,
 )
-
-from rlay import spaces
-from rlay.errors import ProtocolError
-from rlay.protocol.codec import Encoder, decode
-from rlay.protocol.connection import Connection, State
-from rlay.protocol.framing import FrameReader
-from rlay.protocol.messages import MESSAGE_TYPES, CallResult, Error, Hello, StepResult
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Kind, Role
 
 VECTORS = load_vectors()
 BY_TYPE: dict[str, list[dict]] = {}
@@ -306,7 +305,7 @@ def test_conformance_lines_cover_every_vector():
 
 
 def test_python_runner_passes_every_line():
-    failures = run_conformance([sys.executable, str(ROOT / "tests" / "conformance.py"), "--python-runner"])
+    failures = run_conformance([sys.executable, "-m", "rlay.testing.conformance", "--python-runner"])
     known = [v["name"] for v in BY_TYPE["reject"] if v["name"] in KNOWN_CORE_BUGS]
     unexpected = [f for f in failures if not any(f": {name}: fail" in f for name in known)]
     assert not unexpected, "\n".join(unexpected[:20])

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conformance import conformance_lines, run_conformance
 from conftest import IN_CI, require_tool
 
 import rlay
+from rlay.testing.conformance import conformance_lines, run_conformance
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "c"
@@ -239,9 +239,8 @@ def space_lines() -> list[tuple[str, str]]:
     §12: a descriptor or value travels as a stand-alone body and data section)."""
     import json
 
-    from conformance import VECTORS_DIR, from_json
-
     from rlay.protocol.codec import Encoder
+    from rlay.testing.conformance import VECTORS_DIR, from_json
 
     def enc(value: object) -> str:
         body, chunks, _ = Encoder().encode(from_json(value))

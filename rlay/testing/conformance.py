@@ -6,7 +6,7 @@ Three uses:
 - **Driver for any SDK.** :func:`run_conformance` starts an SDK's runner program and speaks the
   line protocol of §12 with it (one line in, one line out, over stdin/stdout)::
 
-      from conformance import run_conformance  # tests/ is on sys.path for files in tests/
+      from rlay.testing.conformance import run_conformance
       failures = run_conformance(["sdk/c/build/rlay_conformance"], roles=("env",))
       assert not failures, "\\n".join(failures)
 
@@ -15,14 +15,14 @@ Three uses:
   answers ``ok`` or ``fail <why>`` for each line, flushes, and exits 0 at end of input. Lines can
   be long (the largest is about 270 KB): read them with a growing buffer. A runner that dies or
   stalls on a line is restarted for the next one, so one crash costs one vector, not the run.
-- **Python runner.** ``python tests/conformance.py --python-runner`` is that runner for the
+- **Python runner.** ``python -m rlay.testing.conformance --python-runner`` is that runner for the
   Python core (``rlay.protocol``); ``tests/test_vectors.py`` drives it, proving the driver.
 - **Helpers for Python tests.** :func:`load_vectors`, :func:`from_json`, :func:`connection_in`
   (a :class:`~rlay.protocol.connection.Connection` brought to a given role and state by a real
   conversation), :func:`python_reject` and :func:`python_roundtrip`.
 
-Other command-line uses: ``python tests/conformance.py --lines`` prints every line (to feed an
-SDK runner by hand); ``python tests/conformance.py CMD ARGS...`` runs the driver against CMD.
+Other command-line uses: ``python -m rlay.testing.conformance --lines`` prints every line (to feed an
+SDK runner by hand); ``python -m rlay.testing.conformance CMD ARGS...`` runs the driver against CMD.
 """
 
 from __future__ import annotations
@@ -57,8 +57,17 @@ from rlay.protocol.messages import (
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
 
-ROOT = Path(__file__).resolve().parents[1]
-VECTORS_DIR = ROOT / "spec" / "vectors"
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, when rlay is installed from one
+
+
+def _vectors_dir() -> Path:
+    """Where the vectors are: ``$RLAY_VECTORS``, else the copy shipped in the package (in a
+    checkout, ``rlay/testing/vectors`` is a link to ``spec/vectors``, the source of truth)."""
+    override = os.environ.get("RLAY_VECTORS")
+    return Path(override) if override else Path(__file__).resolve().parent / "vectors"
+
+
+VECTORS_DIR = _vectors_dir()
 
 #: §4's dtype names, written out here (not taken from rlay.protocol.wire) so that a wrong entry
 #: there shows up as a vector failure.
@@ -501,7 +510,10 @@ def main(argv: list[str]) -> int:
             print(line)
         return 0
     if not argv or argv[0].startswith("-"):
-        print("usage: conformance.py --python-runner | --lines | CMD [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m rlay.testing.conformance --python-runner | --lines | CMD [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     lines = conformance_lines()
     failures = run_conformance(argv, lines=lines)

@@ -1,0 +1,10 @@
+"""Test kits for people who build on rlay: an SDK author's conformance driver (spec §12) and the
+checks every transport must pass. Nothing here is needed at run time.
+
+- :mod:`rlay.testing.conformance` — the golden vectors as runner lines, and the driver that speaks
+  them to any SDK's runner program: ``python -m rlay.testing.conformance CMD [ARGS...]``.
+"""
+
+from rlay.testing.conformance import conformance_lines, load_vectors, run_conformance
+
+__all__ = ["conformance_lines", "load_vectors", "run_conformance"]
