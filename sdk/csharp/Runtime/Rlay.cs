@@ -104,7 +104,7 @@ namespace Rlay
     }
 
     /// <summary>Types of a received value.</summary>
-    public enum ValueType : byte { Nil = 1, Bool, Int, Float, Str, Bytes, Array, Map, Tensor }
+    public enum ValueKind : byte { Nil = 1, Bool, Int, Float, Str, Bytes, Array, Map, Tensor }
 
     /// <summary>Message kinds of spec section 6.</summary>
     public enum Kind : byte
@@ -185,7 +185,7 @@ namespace Rlay
 
     struct Node
     {
-        public ValueType Type;
+        public ValueKind Type;
         public bool Neg;        // Int: the value is negative (read as long)
         public byte Dtype;      // Tensor
         public byte Ndim;       // Tensor
@@ -257,7 +257,7 @@ namespace Rlay
 
         void SetInt(int at, ulong bits, bool neg)
         {
-            Nodes[at].Type = ValueType.Int; Nodes[at].U = bits; Nodes[at].Neg = neg;
+            Nodes[at].Type = ValueKind.Int; Nodes[at].U = bits; Nodes[at].Neg = neg;
         }
 
         void SetSigned(int at, long v) { SetInt(at, (ulong)v, v < 0); }
@@ -272,8 +272,8 @@ namespace Rlay
             if (b >= 0xa0 && b <= 0xbf) { ReadStr(at, b & 0x1f); return; }
             switch (b)
             {
-                case 0xc0: Nodes[at].Type = ValueType.Nil; return;
-                case 0xc2: case 0xc3: Nodes[at].Type = ValueType.Bool; Nodes[at].U = (ulong)(b - 0xc2); return;
+                case 0xc0: Nodes[at].Type = ValueKind.Nil; return;
+                case 0xc2: case 0xc3: Nodes[at].Type = ValueKind.Bool; Nodes[at].U = (ulong)(b - 0xc2); return;
                 case 0xc4: ReadBin(at, (int)Be(1, "a bin header")); return;
                 case 0xc5: ReadBin(at, (int)Be(2, "a bin header")); return;
                 case 0xc6: ReadBin(at, Len32(Be(4, "a bin header"))); return;
@@ -283,12 +283,12 @@ namespace Rlay
                 case 0xca:
                     {
                         uint bits = (uint)Be(4, "a float 32");
-                        Nodes[at].Type = ValueType.Float;
+                        Nodes[at].Type = ValueKind.Float;
                         Nodes[at].F = BitConverter.ToSingle(BitConverter.GetBytes(bits), 0); // rare: decoders accept, encoders never send
                         return;
                     }
                 case 0xcb:
-                    Nodes[at].Type = ValueType.Float;
+                    Nodes[at].Type = ValueKind.Float;
                     Nodes[at].F = BitConverter.Int64BitsToDouble((long)Be(8, "a float 64"));
                     return;
                 case 0xcc: SetInt(at, Be(1, "a uint 8"), false); return;
@@ -325,13 +325,13 @@ namespace Rlay
         {
             int p = Need(n, "a str of " + n + " bytes");
             if (!Utf8Valid(Buf, p, n)) throw Wire.Err(ErrorCode.Malformed, "a string is not valid UTF-8");
-            Nodes[at].Type = ValueType.Str; Nodes[at].Start = p; Nodes[at].Len = n;
+            Nodes[at].Type = ValueKind.Str; Nodes[at].Start = p; Nodes[at].Len = n;
         }
 
         void ReadBin(int at, int n)
         {
             int p = Need(n, "a bin of " + n + " bytes");
-            Nodes[at].Type = ValueType.Bytes; Nodes[at].Start = p; Nodes[at].Len = n;
+            Nodes[at].Type = ValueKind.Bytes; Nodes[at].Start = p; Nodes[at].Len = n;
         }
 
         void ReadArray(int at, int n, int depth)
@@ -339,7 +339,7 @@ namespace Rlay
             if (depth + 1 > MaxDepth) throw Wire.Err(ErrorCode.TooDeep, "nesting deeper than " + MaxDepth);
             if (n > BodyEnd - pos) throw Wire.Err(ErrorCode.Malformed, "an array of " + n + " items cannot fit in the " + (BodyEnd - pos) + " bytes left");
             int first = Reserve(n);
-            Nodes[at].Type = ValueType.Array; Nodes[at].Start = first; Nodes[at].Len = n;
+            Nodes[at].Type = ValueKind.Array; Nodes[at].Start = first; Nodes[at].Len = n;
             for (int i = 0; i < n; i++) Read(first + i, depth + 1);
         }
 
@@ -348,11 +348,11 @@ namespace Rlay
             if (depth + 1 > MaxDepth) throw Wire.Err(ErrorCode.TooDeep, "nesting deeper than " + MaxDepth);
             if ((long)n * 2 > BodyEnd - pos) throw Wire.Err(ErrorCode.Malformed, "a map of " + n + " pairs cannot fit in the " + (BodyEnd - pos) + " bytes left");
             int first = Reserve(2 * n);
-            Nodes[at].Type = ValueType.Map; Nodes[at].Start = first; Nodes[at].Len = n;
+            Nodes[at].Type = ValueKind.Map; Nodes[at].Start = first; Nodes[at].Len = n;
             for (int i = 0; i < n; i++)
             {
                 Read(first + 2 * i, depth + 1);
-                if (Nodes[first + 2 * i].Type != ValueType.Str)
+                if (Nodes[first + 2 * i].Type != ValueKind.Str)
                     throw Wire.Err(ErrorCode.Malformed, "a map key is a " + Nodes[first + 2 * i].Type + ", not a str");
                 Read(first + 2 * i + 1, depth + 1);
             }
@@ -427,7 +427,7 @@ namespace Rlay
                 for (long i = 0; i < count; i++)
                     if (Buf[DataStart + offset + i] > 1) throw Wire.Err(ErrorCode.BadTensor, "bool tensor holds a byte other than 0 or 1");
             if (DimCount + ndim > Dims.Length) Array.Resize(ref Dims, Math.Max(Dims.Length * 2, DimCount + ndim));
-            Nodes[at].Type = ValueType.Tensor; Nodes[at].Dtype = (byte)code; Nodes[at].Ndim = (byte)ndim;
+            Nodes[at].Type = ValueKind.Tensor; Nodes[at].Dtype = (byte)code; Nodes[at].Ndim = (byte)ndim;
             Nodes[at].Start = DimCount; Nodes[at].Offset = (int)(count == 0 ? 0 : offset); Nodes[at].Count = count;
             for (int i = 0; i < ndim; i++) Dims[DimCount++] = (int)Wire.Rd32(Buf, p + 2 + 4 * i); // > int.MaxValue only in empty tensors
         }
@@ -468,53 +468,53 @@ namespace Rlay
 
         /// <summary>False for the default Value (a field that is absent).</summary>
         public bool Exists { get { return doc != null; } }
-        public ValueType Type { get { return doc == null ? 0 : doc.Nodes[at].Type; } }
-        public bool IsNil { get { return doc == null || doc.Nodes[at].Type == ValueType.Nil; } }
+        public ValueKind Type { get { return doc == null ? 0 : doc.Nodes[at].Type; } }
+        public bool IsNil { get { return doc == null || doc.Nodes[at].Type == ValueKind.Nil; } }
         /// <summary>Int: true if the value is negative (read it with AsLong).</summary>
         public bool IsNegative { get { return doc.Nodes[at].Neg; } }
 
         public bool AsBool()
         {
-            if (Type != ValueType.Bool) throw Mismatch("a bool");
+            if (Type != ValueKind.Bool) throw Mismatch("a bool");
             return doc.Nodes[at].U != 0;
         }
         /// <summary>An int (or a 0-d integer tensor, as a Discrete value may arrive) as a long.</summary>
         public long AsLong()
         {
-            ValueType t = Type;
-            if (t == ValueType.Int)
+            ValueKind t = Type;
+            if (t == ValueKind.Int)
             {
                 if (!doc.Nodes[at].Neg && doc.Nodes[at].U > long.MaxValue) throw Mismatch("an int that fits a long");
                 return (long)doc.Nodes[at].U;
             }
-            if (t == ValueType.Tensor && doc.Nodes[at].Ndim == 0 && Wire.IsInteger(Dtype)) return GetLong(0);
+            if (t == ValueKind.Tensor && doc.Nodes[at].Ndim == 0 && Wire.IsInteger(Dtype)) return GetLong(0);
             throw Mismatch("an int");
         }
         /// <summary>An int's bits as an ulong (for values above long.MaxValue; check IsNegative).</summary>
         public ulong AsULongBits()
         {
-            if (Type != ValueType.Int) throw Mismatch("an int");
+            if (Type != ValueKind.Int) throw Mismatch("an int");
             return doc.Nodes[at].U;
         }
         /// <summary>A float or an int as a double.</summary>
         public double AsDouble()
         {
-            ValueType t = Type;
-            if (t == ValueType.Float) return doc.Nodes[at].F;
-            if (t == ValueType.Int) return doc.Nodes[at].Neg ? (double)(long)doc.Nodes[at].U : (double)doc.Nodes[at].U;
-            if (t == ValueType.Tensor && doc.Nodes[at].Ndim == 0 && Dtype != Dtype.Bool) return GetDouble(0);
+            ValueKind t = Type;
+            if (t == ValueKind.Float) return doc.Nodes[at].F;
+            if (t == ValueKind.Int) return doc.Nodes[at].Neg ? (double)(long)doc.Nodes[at].U : (double)doc.Nodes[at].U;
+            if (t == ValueKind.Tensor && doc.Nodes[at].Ndim == 0 && Dtype != Dtype.Bool) return GetDouble(0);
             throw Mismatch("a number");
         }
         /// <summary>A str (allocates the string).</summary>
         public string AsString()
         {
-            if (Type != ValueType.Str) throw Mismatch("a str");
+            if (Type != ValueKind.Str) throw Mismatch("a str");
             return Encoding.UTF8.GetString(doc.Buf, doc.Nodes[at].Start, doc.Nodes[at].Len);
         }
         /// <summary>A bin's bytes (allocates a copy).</summary>
         public byte[] AsBytes()
         {
-            if (Type != ValueType.Bytes) throw Mismatch("bytes");
+            if (Type != ValueKind.Bytes) throw Mismatch("bytes");
             var r = new byte[doc.Nodes[at].Len];
             Buffer.BlockCopy(doc.Buf, doc.Nodes[at].Start, r, 0, r.Length);
             return r;
@@ -522,7 +522,7 @@ namespace Rlay
         /// <summary>True if this is a str equal to <paramref name="s"/> (compared without allocating).</summary>
         public bool IsString(string s)
         {
-            if (Type != ValueType.Str) return false;
+            if (Type != ValueKind.Str) return false;
             return Utf8Equals(doc.Buf, doc.Nodes[at].Start, doc.Nodes[at].Len, s);
         }
 
@@ -531,7 +531,7 @@ namespace Rlay
         {
             get
             {
-                if (Type == ValueType.Tensor) return (int)doc.Nodes[at].Count;
+                if (Type == ValueKind.Tensor) return (int)doc.Nodes[at].Count;
                 return doc == null ? 0 : doc.Nodes[at].Len;
             }
         }
@@ -540,7 +540,7 @@ namespace Rlay
         {
             get
             {
-                if (Type != ValueType.Array) throw Mismatch("an array");
+                if (Type != ValueKind.Array) throw Mismatch("an array");
                 if ((uint)i >= (uint)doc.Nodes[at].Len) throw new IndexOutOfRangeException("array index " + i + " of " + doc.Nodes[at].Len);
                 return new Value(doc, doc.Nodes[at].Start + i);
             }
@@ -548,7 +548,7 @@ namespace Rlay
         /// <summary>Map: the value under key, or a Value whose Exists is false (no allocation).</summary>
         public Value Get(string key)
         {
-            if (Type != ValueType.Map) return default(Value);
+            if (Type != ValueKind.Map) return default(Value);
             int first = doc.Nodes[at].Start, n = doc.Nodes[at].Len;
             for (int i = 0; i < n; i++)
             {
@@ -557,8 +557,8 @@ namespace Rlay
             }
             return default(Value);
         }
-        public Value KeyAt(int i) { if (Type != ValueType.Map) throw Mismatch("a map"); return new Value(doc, doc.Nodes[at].Start + 2 * i); }
-        public Value ValueAt(int i) { if (Type != ValueType.Map) throw Mismatch("a map"); return new Value(doc, doc.Nodes[at].Start + 2 * i + 1); }
+        public Value KeyAt(int i) { if (Type != ValueKind.Map) throw Mismatch("a map"); return new Value(doc, doc.Nodes[at].Start + 2 * i); }
+        public Value ValueAt(int i) { if (Type != ValueKind.Map) throw Mismatch("a map"); return new Value(doc, doc.Nodes[at].Start + 2 * i + 1); }
 
         // ---- tensors ----
         public Dtype Dtype { get { return (Dtype)doc.Nodes[at].Dtype; } }
@@ -572,21 +572,21 @@ namespace Rlay
         /// <summary>Element i of a tensor (C order) as a double.</summary>
         public double GetDouble(int i)
         {
-            if (Type != ValueType.Tensor) throw Mismatch("a tensor");
+            if (Type != ValueKind.Tensor) throw Mismatch("a tensor");
             if ((uint)i >= (uint)doc.Nodes[at].Count) throw new IndexOutOfRangeException("tensor element " + i + " of " + doc.Nodes[at].Count);
             return ReadDouble(doc.Buf, DataOffset, Dtype, i);
         }
         /// <summary>Element i of an integer or bool tensor as a long (uint64 above long.MaxValue wraps).</summary>
         public long GetLong(int i)
         {
-            if (Type != ValueType.Tensor) throw Mismatch("a tensor");
+            if (Type != ValueKind.Tensor) throw Mismatch("a tensor");
             if ((uint)i >= (uint)doc.Nodes[at].Count) throw new IndexOutOfRangeException("tensor element " + i + " of " + doc.Nodes[at].Count);
             return ReadLong(doc.Buf, DataOffset, Dtype, i);
         }
         /// <summary>Copies a tensor's raw elements into dst (an array of the matching element type).</summary>
         public void CopyTo(Array dst)
         {
-            if (Type != ValueType.Tensor) throw Mismatch("a tensor");
+            if (Type != ValueKind.Tensor) throw Mismatch("a tensor");
             int n = NBytes;
             if (Buffer.ByteLength(dst) < n) throw new ArgumentException("destination holds " + Buffer.ByteLength(dst) + " bytes, the tensor " + n);
             Buffer.BlockCopy(doc.Buf, DataOffset, dst, 0, n);
@@ -657,14 +657,14 @@ namespace Rlay
             switch (Type)
             {
                 case 0: return "no value";
-                case ValueType.Nil: return "nil";
-                case ValueType.Bool: return "bool " + (AsBool() ? "true" : "false");
-                case ValueType.Int: return "int " + (IsNegative ? ((long)doc.Nodes[at].U).ToString() : doc.Nodes[at].U.ToString());
-                case ValueType.Float: return "float " + doc.Nodes[at].F.ToString("R");
-                case ValueType.Str: return "str";
-                case ValueType.Bytes: return "bytes";
-                case ValueType.Array: return "an array of " + Count;
-                case ValueType.Map: return "a map of " + Count;
+                case ValueKind.Nil: return "nil";
+                case ValueKind.Bool: return "bool " + (AsBool() ? "true" : "false");
+                case ValueKind.Int: return "int " + (IsNegative ? ((long)doc.Nodes[at].U).ToString() : doc.Nodes[at].U.ToString());
+                case ValueKind.Float: return "float " + doc.Nodes[at].F.ToString("R");
+                case ValueKind.Str: return "str";
+                case ValueKind.Bytes: return "bytes";
+                case ValueKind.Array: return "an array of " + Count;
+                case ValueKind.Map: return "a map of " + Count;
             }
             var sb = new StringBuilder("a " + Wire.DtypeName(Dtype) + " tensor of shape (");
             for (int i = 0; i < Ndim; i++) sb.Append(i > 0 ? ", " : "").Append(Dim(i));
@@ -940,23 +940,23 @@ namespace Rlay
         {
             switch (v.Type)
             {
-                case ValueType.Nil: PutNil(); break;
-                case ValueType.Bool: PutBool(v.AsBool()); break;
-                case ValueType.Int: if (v.IsNegative) PutInt(v.AsLong()); else PutUInt(v.AsULongBits()); break;
-                case ValueType.Float: PutFloat(v.AsDouble()); break;
-                case ValueType.Str:
+                case ValueKind.Nil: PutNil(); break;
+                case ValueKind.Bool: PutBool(v.AsBool()); break;
+                case ValueKind.Int: if (v.IsNegative) PutInt(v.AsLong()); else PutUInt(v.AsULongBits()); break;
+                case ValueKind.Float: PutFloat(v.AsDouble()); break;
+                case ValueKind.Str:
                     PutStrNode(v);
                     break;
-                case ValueType.Bytes: PutBytesNode(v); break;
-                case ValueType.Array:
+                case ValueKind.Bytes: PutBytesNode(v); break;
+                case ValueKind.Array:
                     PutArray(v.Count);
                     for (int i = 0; i < v.Count; i++) PutValue(v[i]);
                     break;
-                case ValueType.Map:
+                case ValueKind.Map:
                     PutMap(v.Count);
                     for (int i = 0; i < v.Count; i++) { PutValue(v.KeyAt(i)); PutValue(v.ValueAt(i)); }
                     break;
-                case ValueType.Tensor:
+                case ValueKind.Tensor:
                     {
                         int nd = v.Ndim;
                         int[] shape = ShapeScratch(nd);
@@ -1208,19 +1208,19 @@ namespace Rlay
         }
         static long Int(Value v, string where)
         {
-            if (v.Type != ValueType.Int || (!v.IsNegative && v.AsULongBits() > long.MaxValue)) throw Bad(where, "expected an int, got " + v.Describe());
+            if (v.Type != ValueKind.Int || (!v.IsNegative && v.AsULongBits() > long.MaxValue)) throw Bad(where, "expected an int, got " + v.Describe());
             return v.AsLong();
         }
         static Dtype DtypeOf(Value v, string where)
         {
-            if (v.Type != ValueType.Str) throw Bad(where, "dtype must be a str");
+            if (v.Type != ValueKind.Str) throw Bad(where, "dtype must be a str");
             Dtype d = Wire.DtypeByName(v.AsString());
             if (d == 0) throw new RlayException(ErrorCode.UnknownDtype, where + ": unknown dtype '" + v.AsString() + "'");
             return d;
         }
         static int[] Ints(Value v, string where)
         {
-            if (v.Type != ValueType.Array) throw Bad(where, "expected an array of int, got " + v.Describe());
+            if (v.Type != ValueKind.Array) throw Bad(where, "expected an array of int, got " + v.Describe());
             var r = new int[v.Count];
             for (int i = 0; i < r.Length; i++)
             {
@@ -1232,7 +1232,7 @@ namespace Rlay
         }
         static byte[] TensorOf(Value v, Dtype dt, int[] shape, string where, string name)
         {
-            if (v.Type != ValueType.Tensor || v.Dtype != dt || v.Ndim != shape.Length) throw Bad(where, name + " must be a " + Wire.DtypeName(dt) + " tensor of the space's shape, got " + v.Describe());
+            if (v.Type != ValueKind.Tensor || v.Dtype != dt || v.Ndim != shape.Length) throw Bad(where, name + " must be a " + Wire.DtypeName(dt) + " tensor of the space's shape, got " + v.Describe());
             for (int i = 0; i < shape.Length; i++) if (v.Dim(i) != shape[i]) throw Bad(where, name + " has the wrong shape: " + v.Describe());
             var b = new byte[v.NBytes];
             v.CopyTo(b);
@@ -1241,9 +1241,9 @@ namespace Rlay
 
         static Space Read(Value v, string where, int depth)
         {
-            if (v.Type != ValueType.Map) throw Bad(where, "a space is a map, got " + v.Describe());
+            if (v.Type != ValueKind.Map) throw Bad(where, "a space is a map, got " + v.Describe());
             Value kindV = Field(v, "kind", where);
-            if (kindV.Type != ValueType.Str) throw Bad(where, "kind must be a str");
+            if (kindV.Type != ValueKind.Str) throw Bad(where, "kind must be a str");
             string kind = kindV.AsString();
             switch (kind)
             {
@@ -1269,7 +1269,7 @@ namespace Rlay
                     {
                         OnlyFields(v, where, "kind", "nvec", "start");
                         Value nv = v.Get("nvec");
-                        if (nv.Type != ValueType.Tensor || !Wire.IsInteger(nv.Dtype)) throw Bad(where, "nvec must be an integer tensor, got " + nv.Describe());
+                        if (nv.Type != ValueKind.Tensor || !Wire.IsInteger(nv.Dtype)) throw Bad(where, "nvec must be an integer tensor, got " + nv.Describe());
                         var shape = new int[nv.Ndim];
                         for (int i = 0; i < shape.Length; i++) shape[i] = nv.Dim(i);
                         var s = new Space(SpaceKind.MultiDiscrete) { Dtype = nv.Dtype, shape = shape };
@@ -1281,7 +1281,7 @@ namespace Rlay
                     {
                         OnlyFields(v, where, "kind", "n");
                         Value nv = v.Get("n");
-                        if (nv.Type == ValueType.Int)
+                        if (nv.Type == ValueKind.Int)
                         {
                             long n = Int(nv, where);
                             if (n < 0 || n > int.MaxValue) throw Bad(where, "n out of range");
@@ -1295,14 +1295,14 @@ namespace Rlay
                         long lo = Int(v.Get("min_length"), where), hi = Int(v.Get("max_length"), where);
                         if (lo < 0 || lo > hi || hi > int.MaxValue) throw Bad(where, "needs 0 <= min_length <= max_length");
                         Value cs = v.Get("charset");
-                        if (cs.Type != ValueType.Str) throw Bad(where, "charset must be a str");
+                        if (cs.Type != ValueKind.Str) throw Bad(where, "charset must be a str");
                         return Text((int)hi, (int)lo, cs.AsString());
                     }
                 case "dict":
                     {
                         OnlyFields(v, where, "kind", "spaces");
                         Value sp = v.Get("spaces");
-                        if (sp.Type != ValueType.Map) throw Bad(where, "spaces must be a map");
+                        if (sp.Type != ValueKind.Map) throw Bad(where, "spaces must be a map");
                         var s = new Space(SpaceKind.Dict) { keys = new string[sp.Count], subs = new Space[sp.Count] };
                         for (int i = 0; i < sp.Count; i++)
                         {
@@ -1316,7 +1316,7 @@ namespace Rlay
                     {
                         OnlyFields(v, where, "kind", "spaces");
                         Value sp = v.Get("spaces");
-                        if (sp.Type != ValueType.Array) throw Bad(where, "spaces must be an array");
+                        if (sp.Type != ValueKind.Array) throw Bad(where, "spaces must be an array");
                         if (kind == "one_of" && sp.Count < 1) throw Bad(where, "one_of needs at least one space");
                         var s = new Space(kind == "tuple" ? SpaceKind.Tuple : SpaceKind.OneOf) { subs = new Space[sp.Count] };
                         for (int i = 0; i < sp.Count; i++) s.subs[i] = Read(sp[i], where + "[" + i + "]", depth + 1);
@@ -1326,7 +1326,7 @@ namespace Rlay
                     {
                         OnlyFields(v, where, "kind", "space", "stack");
                         Value st = v.Get("stack");
-                        if (st.Type != ValueType.Bool) throw Bad(where, "stack must be a bool");
+                        if (st.Type != ValueKind.Bool) throw Bad(where, "stack must be a bool");
                         return Sequence(Read(v.Get("space"), where + ".space", depth + 1), st.AsBool());
                     }
                 case "graph":
@@ -1357,7 +1357,7 @@ namespace Rlay
 
         bool TensorShape(Value v, Dtype dt, int batch, int[] shp)
         {
-            if (v.Type != ValueType.Tensor || v.Dtype != dt) return false;
+            if (v.Type != ValueKind.Tensor || v.Dtype != dt) return false;
             int lead = batch > 0 ? 1 : 0;
             if (v.Ndim != shp.Length + lead) return false;
             if (lead == 1 && v.Dim(0) != batch) return false;
@@ -1398,8 +1398,8 @@ namespace Rlay
                             return 0;
                         }
                         long a;
-                        if (v.Type == ValueType.Int) { if (!v.IsNegative && v.AsULongBits() > long.MaxValue) { why = "action out of range"; return 1; } a = v.AsLong(); }
-                        else if (v.Type == ValueType.Tensor && v.Ndim == 0 && Wire.IsInteger(v.Dtype)) a = v.GetLong(0);
+                        if (v.Type == ValueKind.Int) { if (!v.IsNegative && v.AsULongBits() > long.MaxValue) { why = "action out of range"; return 1; } a = v.AsLong(); }
+                        else if (v.Type == ValueKind.Tensor && v.Ndim == 0 && Wire.IsInteger(v.Dtype)) a = v.GetLong(0);
                         else return Fail(ref why, "expected an int, got " + v.Describe());
                         if (a < Start || a - Start >= N) { why = a + " is not in Discrete(" + N + ", start=" + Start + ")"; return 1; }
                         return 0;
@@ -1428,7 +1428,7 @@ namespace Rlay
                     }
                 case SpaceKind.Dict:
                     {
-                        if (v.Type != ValueType.Map || v.Count != keys.Length) return Fail(ref why, "expected a map with the keys of the Dict space, got " + v.Describe());
+                        if (v.Type != ValueKind.Map || v.Count != keys.Length) return Fail(ref why, "expected a map with the keys of the Dict space, got " + v.Describe());
                         int worst = 0;
                         for (int i = 0; i < keys.Length; i++)
                         {
@@ -1442,7 +1442,7 @@ namespace Rlay
                     }
                 case SpaceKind.Tuple:
                     {
-                        if (v.Type != ValueType.Array || v.Count != subs.Length) return Fail(ref why, "expected an array of " + subs.Length + " values, got " + v.Describe());
+                        if (v.Type != ValueKind.Array || v.Count != subs.Length) return Fail(ref why, "expected an array of " + subs.Length + " values, got " + v.Describe());
                         int worst = 0;
                         for (int i = 0; i < subs.Length; i++)
                         {
@@ -1457,7 +1457,7 @@ namespace Rlay
             // Text, Sequence, Graph, OneOf: a batch of them is an array of `batch` values (section 10).
             if (batch > 0)
             {
-                if (v.Type != ValueType.Array || v.Count != batch) return Fail(ref why, "expected an array of " + batch + " values, got " + v.Describe());
+                if (v.Type != ValueKind.Array || v.Count != batch) return Fail(ref why, "expected an array of " + batch + " values, got " + v.Describe());
                 int worst = 0;
                 for (int i = 0; i < batch; i++)
                 {
@@ -1472,7 +1472,7 @@ namespace Rlay
             {
                 case SpaceKind.Text:
                     {
-                        if (v.Type != ValueType.Str) return Fail(ref why, "expected a str, got " + v.Describe());
+                        if (v.Type != ValueKind.Str) return Fail(ref why, "expected a str, got " + v.Describe());
                         string s = v.AsString();
                         int len = 0;
                         for (int i = 0; i < s.Length; i++)
@@ -1487,7 +1487,7 @@ namespace Rlay
                     }
                 case SpaceKind.Sequence:
                     {
-                        if (v.Type != ValueType.Array) return Fail(ref why, "expected an array, got " + v.Describe());
+                        if (v.Type != ValueKind.Array) return Fail(ref why, "expected an array, got " + v.Describe());
                         int worst = 0;
                         for (int i = 0; i < v.Count; i++)
                         {
@@ -1500,17 +1500,17 @@ namespace Rlay
                     }
                 case SpaceKind.Graph:
                     {
-                        if (v.Type != ValueType.Map || v.Count != 3) return Fail(ref why, "expected a map of nodes, edges, edge_links, got " + v.Describe());
+                        if (v.Type != ValueKind.Map || v.Count != 3) return Fail(ref why, "expected a map of nodes, edges, edge_links, got " + v.Describe());
                         Value nodes = v.Get("nodes"), edges = v.Get("edges"), links = v.Get("edge_links");
                         if (!nodes.Exists || !edges.Exists || !links.Exists) return Fail(ref why, "a graph value holds nodes, edges and edge_links");
-                        if (nodes.Type != ValueType.Tensor || nodes.Ndim < 1 || nodes.Dtype != nodeSpace.Dtype) return Fail(ref why, "nodes must be a " + Wire.DtypeName(nodeSpace.Dtype) + " tensor, got " + nodes.Describe());
-                        if (!edges.IsNil && (edges.Type != ValueType.Tensor || edges.Ndim < 1 || edgeSpace == null || edges.Dtype != edgeSpace.Dtype)) return Fail(ref why, "edges do not match the edge space: " + edges.Describe());
-                        if (!links.IsNil && (links.Type != ValueType.Tensor || links.Dtype != Dtype.Int64 || links.Ndim != 2 || links.Dim(1) != 2)) return Fail(ref why, "edge_links must be an int64 tensor of shape (m, 2), got " + links.Describe());
+                        if (nodes.Type != ValueKind.Tensor || nodes.Ndim < 1 || nodes.Dtype != nodeSpace.Dtype) return Fail(ref why, "nodes must be a " + Wire.DtypeName(nodeSpace.Dtype) + " tensor, got " + nodes.Describe());
+                        if (!edges.IsNil && (edges.Type != ValueKind.Tensor || edges.Ndim < 1 || edgeSpace == null || edges.Dtype != edgeSpace.Dtype)) return Fail(ref why, "edges do not match the edge space: " + edges.Describe());
+                        if (!links.IsNil && (links.Type != ValueKind.Tensor || links.Dtype != Dtype.Int64 || links.Ndim != 2 || links.Dim(1) != 2)) return Fail(ref why, "edge_links must be an int64 tensor of shape (m, 2), got " + links.Describe());
                         return 0;
                     }
                 case SpaceKind.OneOf:
                     {
-                        if (v.Type != ValueType.Array || v.Count != 2 || v[0].Type != ValueType.Int) return Fail(ref why, "expected [index, value], got " + v.Describe());
+                        if (v.Type != ValueKind.Array || v.Count != 2 || v[0].Type != ValueKind.Int) return Fail(ref why, "expected [index, value], got " + v.Describe());
                         long i = v[0].AsLong();
                         if (v[0].IsNegative || i >= subs.Length) return Fail(ref why, "index " + i + " is not below " + subs.Length);
                         return subs[i].CheckAt(v[1], 0, ref why);
@@ -1758,11 +1758,11 @@ namespace Rlay
         void CheckHelloHead(Value body)
         {
             // Section 7: protocol, version, role, in that order, before any other field.
-            if (body.Type != ValueType.Map) throw new RlayException(ErrorCode.BadField, "HELLO body must be a map");
+            if (body.Type != ValueKind.Map) throw new RlayException(ErrorCode.BadField, "HELLO body must be a map");
             if (!body.Get("protocol").IsString(Wire.Protocol))
                 throw new RlayException(ErrorCode.BadMagic, "the peer's HELLO does not name the protocol 'rlay'");
             Value v = body.Get("version");
-            if (v.Type != ValueType.Int || v.IsNegative || v.AsULongBits() != Wire.Version)
+            if (v.Type != ValueKind.Int || v.IsNegative || v.AsULongBits() != Wire.Version)
                 throw new RlayException(ErrorCode.VersionMismatch, "protocol version mismatch: this side speaks " + Wire.Version + ", peer speaks " + (v.Exists ? v.Describe() : "none"));
             Value r = body.Get("role");
             string mine = IsEnv ? "env" : "agent", peer = IsEnv ? "agent" : "env";
@@ -1800,22 +1800,22 @@ namespace Rlay
 
         static bool TypeOk(char t, Value v)
         {
-            ValueType vt = v.Type;
+            ValueKind vt = v.Type;
             switch (t)
             {
-                case 's': return vt == ValueType.Str;
-                case 'S': return vt == ValueType.Str || vt == ValueType.Nil;
-                case 'i': return vt == ValueType.Int;
-                case 'b': return vt == ValueType.Bool;
-                case 'm': return vt == ValueType.Map;
-                case 'M': return vt == ValueType.Map || vt == ValueType.Nil;
-                case 'a': return vt == ValueType.Array;
-                case 'r': return vt == ValueType.Float || vt == ValueType.Int || (vt == ValueType.Tensor && v.Dtype == Dtype.Float64 && v.Ndim == 1);
-                case 'f': return vt == ValueType.Bool || (vt == ValueType.Tensor && v.Dtype == Dtype.Bool && v.Ndim == 1);
+                case 's': return vt == ValueKind.Str;
+                case 'S': return vt == ValueKind.Str || vt == ValueKind.Nil;
+                case 'i': return vt == ValueKind.Int;
+                case 'b': return vt == ValueKind.Bool;
+                case 'm': return vt == ValueKind.Map;
+                case 'M': return vt == ValueKind.Map || vt == ValueKind.Nil;
+                case 'a': return vt == ValueKind.Array;
+                case 'r': return vt == ValueKind.Float || vt == ValueKind.Int || (vt == ValueKind.Tensor && v.Dtype == Dtype.Float64 && v.Ndim == 1);
+                case 'f': return vt == ValueKind.Bool || (vt == ValueKind.Tensor && v.Dtype == Dtype.Bool && v.Ndim == 1);
                 case 'd':
-                    if (vt == ValueType.Nil || vt == ValueType.Int) return true;
-                    if (vt != ValueType.Array) return false;
-                    for (int i = 0; i < v.Count; i++) if (v[i].Type != ValueType.Nil && v[i].Type != ValueType.Int) return false;
+                    if (vt == ValueKind.Nil || vt == ValueKind.Int) return true;
+                    if (vt != ValueKind.Array) return false;
+                    for (int i = 0; i < v.Count; i++) if (v[i].Type != ValueKind.Nil && v[i].Type != ValueKind.Int) return false;
                     return true;
             }
             return true;
@@ -1825,7 +1825,7 @@ namespace Rlay
         public static void CheckFields(Kind kind, Value body)
         {
             string name = Wire.KindName((int)kind);
-            if (body.Type != ValueType.Map) throw new RlayException(ErrorCode.BadField, name + " body must be a map, got " + body.Describe());
+            if (body.Type != ValueKind.Map) throw new RlayException(ErrorCode.BadField, name + " body must be a map, got " + body.Describe());
             string[] names = Fields[(int)kind];
             string types = Types[(int)kind];
             bool ok = body.Count == names.Length;
@@ -1865,7 +1865,7 @@ namespace Rlay
             {
                 w.PutKey(n);
                 Value v = body.Get(n);
-                if (kind == Kind.StepResult && n == "reward" && v.Type == ValueType.Int) w.PutFloat(v.AsDouble());
+                if (kind == Kind.StepResult && n == "reward" && v.Type == ValueKind.Int) w.PutFloat(v.AsDouble());
                 else w.PutValue(v);
             }
         }
@@ -1919,6 +1919,682 @@ namespace Rlay
             Buffer.BlockCopy(w.Data, 0, o, p + 12, w.DataLen);
             Buffer.BlockCopy(w.Body, 0, o, p + 12 + w.DataLen, w.BodyLen);
             OutLen += total;
+        }
+    }
+}
+
+namespace Rlay
+{
+    // ============================================================================================
+    // The env side over a socket: listen or dial, loop style (Poll) and callback style (Serve)
+
+    /// <summary>What a command asks.</summary>
+    public enum CommandKind { Reset = 16, Step = 17, Render = 18, Close = 19, Call = 20 }
+
+    /// <summary>A command from the agent side. One instance is reused; its Values stay valid until
+    /// the reply is sent.</summary>
+    public sealed class Command
+    {
+        public CommandKind Kind { get; internal set; }
+        /// <summary>RESET: sub-env 0 got a seed (Seed). Per sub-env: Seeded[i], Seeds[i].</summary>
+        public bool HasSeed { get { return Seeded[0]; } }
+        public ulong Seed { get { return Seeds[0]; } }
+        /// <summary>RESET: the options map, or a nil Value for None.</summary>
+        public Value Options { get; internal set; }
+        /// <summary>STEP: the action, already checked against the action space.</summary>
+        public Value Action { get; internal set; }
+        /// <summary>CALL: the function's name, positional and keyword arguments.</summary>
+        public string Name { get; internal set; }
+        public Value Args { get; internal set; }
+        public Value Kwargs { get; internal set; }
+        /// <summary>Per sub-env (NumEnvs entries, also for one env). RESET: Seeded/Seeds; ResetMask
+        /// (all true unless options held "reset_mask"). STEP: Autoreset (the sub-env's episode
+        /// ended at the previous STEP and it was not reset since).</summary>
+        public bool[] Seeded { get; internal set; }
+        public ulong[] Seeds { get; internal set; }
+        public bool[] ResetMask { get; internal set; }
+        public bool[] Autoreset { get; internal set; }
+    }
+
+    /// <summary>Callback style: subclass, then env.Serve(callbacks). An exception thrown here is
+    /// answered as ENV_EXCEPTION (NotSupportedException as NOT_SUPPORTED) and the session goes on.</summary>
+    public abstract class Callbacks
+    {
+        /// <summary>Write env.Obs (and env.Info).</summary>
+        public abstract void Reset(Env env, Command cmd);
+        /// <summary>Write env.Obs (and env.Info); set env.Reward/Terminated/Truncated, or for a batch
+        /// env.Rewards[i], env.Terminations[i], env.Truncations[i].</summary>
+        public abstract void Step(Env env, Command cmd);
+        /// <summary>Write env.Frame (one value).</summary>
+        public virtual void Render(Env env, Command cmd) { throw new NotSupportedException("this env does not render"); }
+        /// <summary>Write env.Result (one value).</summary>
+        public virtual void Call(Env env, Command cmd) { throw new NotSupportedException("this env has no function named '" + cmd.Name + "'"); }
+        public virtual void Close(Env env) { }
+    }
+
+    /// <summary>A unix socket address for the netstandard2.0 socket API (it has no
+    /// UnixDomainSocketEndPoint): sockaddr_un is the family, then the path, NUL-terminated.</summary>
+    public sealed class UnixEndPoint : EndPoint
+    {
+        public readonly string Path;
+        public UnixEndPoint(string path) { Path = path; }
+        public override AddressFamily AddressFamily { get { return AddressFamily.Unix; } }
+        public override SocketAddress Serialize()
+        {
+            byte[] b = Encoding.UTF8.GetBytes(Path);
+            var sa = new SocketAddress(AddressFamily.Unix, 2 + b.Length + 1);
+            for (int i = 0; i < b.Length; i++) sa[2 + i] = b[i];
+            sa[2 + b.Length] = 0;
+            return sa;
+        }
+        public override EndPoint Create(SocketAddress sa)
+        {
+            int n = 0;
+            while (2 + n < sa.Size && sa[2 + n] != 0) n++;
+            var b = new byte[n];
+            for (int i = 0; i < n; i++) b[i] = sa[2 + i];
+            return new UnixEndPoint(Encoding.UTF8.GetString(b));
+        }
+        public override string ToString() { return "unix://" + Path; }
+    }
+
+    /// <summary>The env side of one session (section 1): hosts one env or a batch of NumEnvs.</summary>
+    public sealed class Env : IDisposable
+    {
+        public readonly Space ObservationSpace, ActionSpace;
+        /// <summary>Sub-envs hosted on this connection (section 10); set before Listen/Connect.</summary>
+        public int NumEnvs = 1;
+        public string Name;
+        /// <summary>ENV_INFO.render_mode, e.g. "rgb_array" (null: none).</summary>
+        public string RenderMode;
+        /// <summary>ENV_INFO.metadata: key/value pairs (PutKey, then a value).</summary>
+        public readonly Writer Metadata = new Writer();
+        public int MaxFrameSize = Wire.DefaultMaxFrameSize;
+        /// <summary>How long a dialer keeps trying to reach a listener that is not up yet (ms; -1: forever).</summary>
+        public int ConnectTimeoutMs = 10000;
+
+        /// <summary>The reply's observation (one value), info (key/value pairs), render frame, call result.</summary>
+        public readonly Writer Obs = new Writer(), Info = new Writer(), Frame = new Writer(), Result = new Writer();
+        /// <summary>Callback style, one env: the step's outcome.</summary>
+        public double Reward;
+        public bool Terminated, Truncated;
+        /// <summary>A batch's outcomes (NumEnvs entries; allocated by Listen/Connect).</summary>
+        public double[] Rewards;
+        public bool[] Terminations, Truncations;
+
+        /// <summary>True once the session has ended; Error is null for an orderly end.</summary>
+        public bool IsOver { get; private set; }
+        public RlayException Error { get; private set; }
+        /// <summary>The address listened on (port 0 resolved), or dialled.</summary>
+        public string Address { get; private set; }
+        /// <summary>True between the handshake and the end of the session.</summary>
+        public bool IsReady { get { return conn != null && !IsOver && conn.State != State.Hello && conn.State != State.Describe; } }
+        /// <summary>A command is waiting for its reply.</summary>
+        public bool ReplyOwed { get { return owed != 0; } }
+
+        Socket listener, sock;
+        EndPoint target;
+        bool dialing;
+        long dialDeadline, nextDial;
+        Connection conn;
+        readonly Command cmd = new Command();
+        CommandKind owed;
+        bool everReset;
+        bool[] ended;
+        readonly Writer frame = new Writer();
+        readonly System.Diagnostics.Stopwatch clock = System.Diagnostics.Stopwatch.StartNew();
+
+        public Env(Space observationSpace, Space actionSpace)
+        {
+            if (!BitConverter.IsLittleEndian) throw new RlayException(ErrorCode.Usage, "rlay-csharp needs a little-endian host");
+            ObservationSpace = observationSpace ?? throw new ArgumentNullException("observationSpace");
+            ActionSpace = actionSpace ?? throw new ArgumentNullException("actionSpace");
+        }
+
+        // ---- connecting ----
+
+        static EndPoint Parse(string address, out bool unix)
+        {
+            unix = false;
+            if (address == null) throw new RlayException(ErrorCode.Address, "no address (expected tcp://HOST:PORT or unix:///path)");
+            if (address.StartsWith("unix://", StringComparison.Ordinal))
+            {
+                string path = address.Substring(7);
+                if (path.Length == 0 || path[0] != '/') throw new RlayException(ErrorCode.Address, "a unix address needs an absolute path: unix:///path, got '" + address + "'");
+                unix = true;
+                return new UnixEndPoint(path);
+            }
+            if (address.StartsWith("tcp://", StringComparison.Ordinal))
+            {
+                string rest = address.Substring(6);
+                int colon = rest.LastIndexOf(':');
+                if (colon <= 0) throw new RlayException(ErrorCode.Address, "a tcp address is tcp://HOST:PORT, got '" + address + "'");
+                string host = rest.Substring(0, colon);
+                if (host.StartsWith("[") && host.EndsWith("]")) host = host.Substring(1, host.Length - 2);
+                if (!int.TryParse(rest.Substring(colon + 1), out int port) || port < 0 || port > 65535)
+                    throw new RlayException(ErrorCode.Address, "bad port in '" + address + "'");
+                IPAddress ip;
+                if (host == "localhost") ip = IPAddress.Loopback;
+                else if (!IPAddress.TryParse(host, out ip))
+                {
+                    try { ip = Dns.GetHostAddresses(host)[0]; }
+                    catch (Exception e) { throw new RlayException(ErrorCode.Address, "cannot resolve '" + host + "': " + e.Message); }
+                }
+                return new IPEndPoint(ip, port);
+            }
+            throw new RlayException(ErrorCode.Address, "unknown address scheme in '" + address + "' (expected tcp://HOST:PORT or unix:///path)");
+        }
+
+        void Prepare()
+        {
+            if (conn != null || listener != null || dialing) throw new RlayException(ErrorCode.Usage, "this Env already listens or dials; one Env serves one session");
+            if (NumEnvs < 1) throw new RlayException(ErrorCode.Usage, "NumEnvs must be >= 1");
+            if (!Metadata.Complete) throw new RlayException(ErrorCode.Usage, "Metadata is incomplete: a container still expects items");
+            int n = NumEnvs;
+            Rewards = new double[n]; Terminations = new bool[n]; Truncations = new bool[n];
+            ended = new bool[n];
+            cmd.Seeded = new bool[n]; cmd.Seeds = new ulong[n]; cmd.ResetMask = new bool[n]; cmd.Autoreset = new bool[n];
+        }
+
+        /// <summary>Listens at address (port 0: any free port; see Address) for the agent to dial
+        /// (Python rlay.ClientEnv). Returns at once; Poll accepts the connection.</summary>
+        public void Listen(string address)
+        {
+            Prepare();
+            EndPoint ep = Parse(address, out bool unix);
+            var s = new Socket(ep.AddressFamily, SocketType.Stream, unix ? ProtocolType.Unspecified : ProtocolType.Tcp);
+            try
+            {
+                try { s.Bind(ep); }
+                catch (SocketException e) when (unix && e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+                {
+                    // A stale socket file from a dead process: nobody accepts on it, so it can go.
+                    using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+                    {
+                        try { probe.Connect(ep); throw new RlayException(ErrorCode.Address, "'" + address + "' is in use by a live listener"); }
+                        catch (SocketException) { System.IO.File.Delete(((UnixEndPoint)ep).Path); }
+                    }
+                    s.Bind(ep);
+                }
+                s.Listen(1);
+            }
+            catch (SocketException e)
+            {
+                s.Close();
+                throw new RlayException(ErrorCode.Address, "cannot listen at '" + address + "': " + e.Message);
+            }
+            listener = s;
+            Address = unix ? address : "tcp://" + Host(((IPEndPoint)s.LocalEndPoint).Address) + ":" + ((IPEndPoint)s.LocalEndPoint).Port;
+        }
+        static string Host(IPAddress ip) { return ip.AddressFamily == AddressFamily.InterNetworkV6 ? "[" + ip + "]" : ip.ToString(); }
+
+        /// <summary>Dials the agent that listens at address (Python rlay.ServerEnv). Returns at once;
+        /// Poll connects, retrying a refused connection for ConnectTimeoutMs.</summary>
+        public void Connect(string address)
+        {
+            Prepare();
+            target = Parse(address, out bool _);
+            Address = address;
+            dialing = true;
+            dialDeadline = ConnectTimeoutMs < 0 ? long.MaxValue : clock.ElapsedMilliseconds + ConnectTimeoutMs;
+            nextDial = 0;
+        }
+
+        /// <summary>The launcher's variables (RLAY_ADDRESS, RLAY_MODE = listen | dial; unset: listen),
+        /// unless address/mode are given. A listener prints "RLAY_LISTENING address" on stdout.</summary>
+        public void Start(string address = null, string mode = null)
+        {
+            address = address ?? Environment.GetEnvironmentVariable("RLAY_ADDRESS");
+            mode = mode ?? Environment.GetEnvironmentVariable("RLAY_MODE") ?? "listen";
+            if (address == null) throw new RlayException(ErrorCode.Address, "no address: pass one or set RLAY_ADDRESS");
+            if (mode == "dial") Connect(address);
+            else if (mode == "listen")
+            {
+                Listen(address);
+                Console.Out.WriteLine("RLAY_LISTENING " + Address);
+                Console.Out.Flush();
+            }
+            else throw new RlayException(ErrorCode.Usage, "RLAY_MODE must be 'listen' or 'dial', got '" + mode + "'");
+        }
+
+        bool TryOpen(int waitMs)
+        {
+            if (listener != null)
+            {
+                if (!listener.Poll(waitMs < 0 ? -1 : waitMs * 1000, SelectMode.SelectRead)) return false;
+                sock = listener.Accept();
+                listener.Close();
+                listener = null;
+            }
+            else if (dialing)
+            {
+                long now = clock.ElapsedMilliseconds;
+                if (now < nextDial)
+                {
+                    int w = (int)Math.Min(nextDial - now, waitMs < 0 ? int.MaxValue : waitMs);
+                    if (w > 0) System.Threading.Thread.Sleep(w);
+                    if (clock.ElapsedMilliseconds < nextDial) return false;
+                }
+                var s = new Socket(target.AddressFamily, SocketType.Stream, target is UnixEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
+                try { s.Connect(target); }   // loopback: at once, accepted or refused
+                catch (SocketException e)
+                {
+                    s.Close();
+                    if (clock.ElapsedMilliseconds >= dialDeadline)
+                        throw new RlayException(ErrorCode.Io, "cannot connect to '" + Address + "': " + e.Message);
+                    nextDial = clock.ElapsedMilliseconds + 100;
+                    return false;
+                }
+                dialing = false;
+                sock = s;
+            }
+            else return false;
+            if (sock.AddressFamily != AddressFamily.Unix) sock.NoDelay = true;
+            sock.Blocking = false;
+            conn = new Connection(true) { MaxFrameSize = MaxFrameSize };
+            Flush();
+            return true;
+        }
+
+        // ---- the loop ----
+
+        long Deadline(int timeoutMs) { return timeoutMs < 0 ? long.MaxValue : clock.ElapsedMilliseconds + timeoutMs; }
+        int Left(long deadline)
+        {
+            if (deadline == long.MaxValue) return -1;
+            return (int)Math.Max(0, deadline - clock.ElapsedMilliseconds);
+        }
+
+        /// <summary>The next command, or null if none is ready within timeoutMs (0: never blocks;
+        /// -1: waits until a command or the end of the session). Null while a reply is owed, and
+        /// once IsOver. Accepting, dialling and the handshake happen in here.</summary>
+        public Command Poll(int timeoutMs = 0)
+        {
+            if (IsOver || owed != 0) return null;
+            if (conn == null && listener == null && !dialing) throw new RlayException(ErrorCode.Usage, "call Listen, Connect or Start before Poll");
+            long deadline = Deadline(timeoutMs);
+            try
+            {
+                while (true)
+                {
+                    if (conn == null)
+                    {
+                        if (!TryOpen(Left(deadline)))
+                        {
+                            if (Left(deadline) == 0) return null;
+                            continue;
+                        }
+                    }
+                    conn.Compact();
+                    while (conn.Next())
+                    {
+                        Command c = Handle();
+                        if (c != null) return c;
+                        if (IsOver) return null;
+                    }
+                    if (!Read(Left(deadline)))
+                    {
+                        if (IsOver || Left(deadline) == 0) return null;
+                    }
+                }
+            }
+            catch (RlayException e)
+            {
+                Finish(e);
+                return null;
+            }
+            catch (SocketException e)
+            {
+                Finish(new RlayException(ErrorCode.Io, "socket error: " + e.Message));
+                return null;
+            }
+        }
+
+        /// <summary>Reads what is there (waiting up to waitMs); false if nothing came.</summary>
+        bool Read(int waitMs)
+        {
+            if (!sock.Poll(waitMs < 0 ? -1 : waitMs * 1000, SelectMode.SelectRead)) return false;
+            int room = conn.RecvRoom;
+            int n = sock.Receive(conn.RecvBuffer, conn.RecvEnd, room, SocketFlags.None, out SocketError err);
+            if (err == SocketError.WouldBlock) return false;
+            if (err == SocketError.ConnectionReset) n = 0;
+            else if (err != SocketError.Success) throw new RlayException(ErrorCode.Io, "receive failed: " + err);
+            if (n == 0)
+            {
+                conn.FeedEof();
+                // Section 8: the end of the stream is orderly after CLOSE, and for an env side in idle.
+                if (conn.State == State.Closed || conn.State == State.Idle) Finish(null);
+                else Finish(new RlayException(ErrorCode.PeerClosed, "connection closed by peer during the handshake (state '" + conn.State.ToString().ToLowerInvariant() + "')"));
+                return false;
+            }
+            conn.Received(n);
+            return true;
+        }
+
+        void Flush()
+        {
+            int off = 0;
+            while (off < conn.OutLen)
+            {
+                int n = sock.Send(conn.Out, off, conn.OutLen - off, SocketFlags.None, out SocketError err);
+                if (err == SocketError.WouldBlock) { sock.Poll(100000, SelectMode.SelectWrite); continue; }
+                if (err != SocketError.Success)
+                {
+                    conn.OutLen = 0;
+                    throw new RlayException(err == SocketError.ConnectionReset || err == SocketError.Shutdown ? ErrorCode.PeerClosed : ErrorCode.Io, "send failed: " + err);
+                }
+                off += n;
+            }
+            conn.OutLen = 0;
+        }
+
+        void Finish(RlayException e)
+        {
+            if (IsOver) return;
+            IsOver = true;
+            Error = e;
+            if (sock != null)
+            {
+                try { if (conn != null && conn.OutLen > 0) Flush(); } catch (Exception) { }
+                try { sock.Shutdown(SocketShutdown.Both); } catch (Exception) { }
+                sock.Close();
+                sock = null;
+            }
+            if (listener != null) { listener.Close(); listener = null; }
+            owed = 0;
+        }
+
+        Command Handle()
+        {
+            Value body = conn.Body;
+            switch (conn.LastKind)
+            {
+                case Kind.Hello: SendEnvInfo(); return null;
+                case Kind.Error:
+                    {
+                        // The agent sends only fatal ERRORs (section 8): the session is over.
+                        string m = body.Get("message").AsString();
+                        Finish(new RlayException((ErrorCode)body.Get("code").AsLong(), "the agent side ended the session: " + m, true));
+                        return null;
+                    }
+                case Kind.Reset: return OnReset(body);
+                case Kind.Step: return OnStep(body);
+                case Kind.Render: cmd.Kind = CommandKind.Render; owed = CommandKind.Render; return cmd;
+                case Kind.Close: cmd.Kind = CommandKind.Close; owed = CommandKind.Close; return cmd;
+                case Kind.Call:
+                    cmd.Kind = CommandKind.Call;
+                    cmd.Name = body.Get("name").AsString();
+                    cmd.Args = body.Get("args");
+                    cmd.Kwargs = body.Get("kwargs");
+                    owed = CommandKind.Call;
+                    return cmd;
+            }
+            throw new RlayException(ErrorCode.Internal, "unhandled message " + conn.LastKind);
+        }
+
+        void SendEnvInfo()
+        {
+            var w = frame;
+            w.Clear();
+            w.PutMap(6);
+            w.PutKey("observation_space"); ObservationSpace.Write(w);
+            w.PutKey("action_space"); ActionSpace.Write(w);
+            w.PutKey("num_envs"); w.PutInt(NumEnvs);
+            w.PutKey("metadata"); w.PutMap(Metadata.TopLevelItems / 2); w.Append(Metadata);
+            w.PutKey("render_mode"); if (RenderMode == null) w.PutNil(); else w.PutStr(RenderMode);
+            w.PutKey("name"); if (Name == null) w.PutNil(); else w.PutStr(Name);
+            conn.Send(Kind.EnvInfo, w);
+            Flush();
+        }
+
+        Command OnReset(Value body)
+        {
+            int n = NumEnvs;
+            Value seed = body.Get("seed"), options = body.Get("options");
+            for (int i = 0; i < n; i++) { cmd.Seeded[i] = false; cmd.Seeds[i] = 0; cmd.ResetMask[i] = true; }
+            if (seed.Type == ValueKind.Int)
+            {
+                if (seed.IsNegative) Fatal(ErrorCode.BadField, "RESET.seed must be >= 0, got " + seed.AsLong());
+                for (int i = 0; i < n; i++) { cmd.Seeded[i] = true; cmd.Seeds[i] = seed.AsULongBits() + (ulong)i; }
+            }
+            else if (seed.Type == ValueKind.Array)
+            {
+                if (seed.Count != n) Fatal(ErrorCode.BadField, "RESET.seed is an array of " + seed.Count + " seeds for " + n + " sub-envs");
+                for (int i = 0; i < n; i++)
+                {
+                    Value s = seed[i];
+                    if (s.IsNil) continue;
+                    if (s.IsNegative) Fatal(ErrorCode.BadField, "RESET.seed[" + i + "] must be >= 0");
+                    cmd.Seeded[i] = true; cmd.Seeds[i] = s.AsULongBits();
+                }
+            }
+            Value mask = options.Get("reset_mask");
+            if (mask.Exists)
+            {
+                if (mask.Type != ValueKind.Tensor || mask.Dtype != Dtype.Bool || mask.Ndim != 1 || mask.Dim(0) != n)
+                    Fatal(ErrorCode.BadField, "RESET.options['reset_mask'] must be a bool tensor of shape (" + n + ",), got " + mask.Describe());
+                for (int i = 0; i < n; i++) cmd.ResetMask[i] = mask.GetLong(i) != 0;
+            }
+            for (int i = 0; i < n; i++) if (cmd.ResetMask[i]) ended[i] = false;
+            cmd.Kind = CommandKind.Reset;
+            cmd.Options = options;
+            everReset = true;
+            owed = CommandKind.Reset;
+            return cmd;
+        }
+
+        Command OnStep(Value body)
+        {
+            Value action = body.Get("action");
+            owed = CommandKind.Step;
+            if (!everReset)
+            {
+                ReplyError(ErrorCode.ResetNeeded, "step() called before reset()");
+                return null;
+            }
+            int r = ActionSpace.Check(action, NumEnvs > 1 ? NumEnvs : 0, out string why);
+            if (r < 0) Fatal(ErrorCode.BadValue, "the action does not match the action space: " + why);
+            if (r > 0)
+            {
+                ReplyError(ErrorCode.InvalidAction, "the action is outside the action space: " + why);
+                return null;
+            }
+            for (int i = 0; i < NumEnvs; i++) cmd.Autoreset[i] = ended[i];
+            cmd.Kind = CommandKind.Step;
+            cmd.Action = action;
+            return cmd;
+        }
+
+        void Fatal(ErrorCode code, string message)
+        {
+            conn.QueueFatal(code, message);
+            throw new RlayException(code, message);
+        }
+
+        // ---- replies ----
+
+        void Owe(CommandKind k, string what)
+        {
+            if (IsOver) throw new RlayException(ErrorCode.Usage, what + ": the session is over" + (Error != null ? " (" + Error.Message + ")" : ""));
+            if (owed != k) throw new RlayException(ErrorCode.Usage, what + ": " + (owed == 0 ? "no command is waiting for a reply" : "the command waiting is " + owed));
+        }
+
+        void One(Writer w, string what)
+        {
+            if (w.TopLevelItems != 1 || !w.Complete)
+                throw new RlayException(ErrorCode.Usage, what + " must hold exactly one complete value (it holds " + w.TopLevelItems + (w.Complete ? "" : ", incomplete") + ")");
+        }
+        void Pairs(Writer w)
+        {
+            if (w.TopLevelItems % 2 != 0 || !w.Complete) throw new RlayException(ErrorCode.Usage, "Info must hold key/value pairs (PutKey, then a value)");
+        }
+
+        void Send(Kind kind)
+        {
+            owed = 0;
+            Obs.Clear(); Info.Clear(); Frame.Clear(); Result.Clear();
+            try
+            {
+                conn.Send(kind, frame);
+                Flush();
+            }
+            catch (RlayException e) when (e.Code != ErrorCode.Usage) { Finish(e); }
+            catch (SocketException e) { Finish(new RlayException(ErrorCode.Io, "socket error: " + e.Message)); }
+            if (kind == Kind.CloseResult) Finish(null);
+        }
+
+        /// <summary>Answers RESET with Obs and Info.</summary>
+        public void ReplyReset()
+        {
+            Owe(CommandKind.Reset, "ReplyReset");
+            One(Obs, "Obs"); Pairs(Info);
+            var w = frame;
+            w.Clear();
+            w.PutMap(2);
+            w.PutKey("obs"); w.Append(Obs);
+            w.PutKey("info"); w.PutMap(Info.TopLevelItems / 2); w.Append(Info);
+            Send(Kind.ResetResult);
+        }
+
+        /// <summary>Answers STEP of one env with Obs, Info and these.</summary>
+        public void ReplyStep(double reward, bool terminated, bool truncated)
+        {
+            Owe(CommandKind.Step, "ReplyStep");
+            if (NumEnvs > 1) throw new RlayException(ErrorCode.Usage, "a batch of " + NumEnvs + " answers STEP with ReplyStepBatch");
+            One(Obs, "Obs"); Pairs(Info);
+            var w = frame;
+            w.Clear();
+            w.PutMap(5);
+            w.PutKey("obs"); w.Append(Obs);
+            w.PutKey("reward"); w.PutFloat(reward);
+            w.PutKey("terminated"); w.PutBool(terminated);
+            w.PutKey("truncated"); w.PutBool(truncated);
+            w.PutKey("info"); w.PutMap(Info.TopLevelItems / 2); w.Append(Info);
+            ended[0] = terminated || truncated;
+            Send(Kind.StepResult);
+        }
+
+        /// <summary>Answers STEP of a batch with Obs (batched), Info, Rewards, Terminations, Truncations.</summary>
+        public void ReplyStepBatch()
+        {
+            Owe(CommandKind.Step, "ReplyStepBatch");
+            One(Obs, "Obs"); Pairs(Info);
+            var w = frame;
+            w.Clear();
+            w.PutMap(5);
+            w.PutKey("obs"); w.Append(Obs);
+            w.PutKey("reward"); w.PutTensor(Rewards);
+            w.PutKey("terminated"); w.PutTensor(Terminations);
+            w.PutKey("truncated"); w.PutTensor(Truncations);
+            w.PutKey("info"); w.PutMap(Info.TopLevelItems / 2); w.Append(Info);
+            for (int i = 0; i < NumEnvs; i++) ended[i] = Terminations[i] || Truncations[i];
+            Send(Kind.StepResult);
+        }
+
+        /// <summary>Answers RENDER with Frame (one value; nil if nothing was written).</summary>
+        public void ReplyRender()
+        {
+            Owe(CommandKind.Render, "ReplyRender");
+            var w = frame;
+            w.Clear();
+            w.PutMap(1);
+            w.PutKey("frame");
+            if (Frame.TopLevelItems == 0) w.PutNil(); else { One(Frame, "Frame"); w.Append(Frame); }
+            Send(Kind.RenderResult);
+        }
+
+        /// <summary>Answers CALL with Result (one value; nil if nothing was written).</summary>
+        public void ReplyCall()
+        {
+            Owe(CommandKind.Call, "ReplyCall");
+            var w = frame;
+            w.Clear();
+            w.PutMap(1);
+            w.PutKey("value");
+            if (Result.TopLevelItems == 0) w.PutNil(); else { One(Result, "Result"); w.Append(Result); }
+            Send(Kind.CallResult);
+        }
+
+        /// <summary>Answers CLOSE; the session then ends (IsOver, Error null).</summary>
+        public void ReplyClose()
+        {
+            Owe(CommandKind.Close, "ReplyClose");
+            frame.Clear();
+            frame.PutMap(0);
+            Send(Kind.CloseResult);
+        }
+
+        /// <summary>Answers the command waiting with an ERROR (section 11). Not fatal: the session goes on.</summary>
+        public void ReplyError(ErrorCode code, string message, string remoteType = null, string traceback = null, bool fatal = false)
+        {
+            if (owed == 0) throw new RlayException(ErrorCode.Usage, "ReplyError: no command is waiting for a reply");
+            frame.Clear();
+            Connection.WriteError(frame, (int)code, message, fatal, remoteType, traceback);
+            bool wasClose = owed == CommandKind.Close;
+            owed = 0;
+            Obs.Clear(); Info.Clear(); Frame.Clear(); Result.Clear();
+            try { conn.Send(Kind.Error, frame, fatal); Flush(); }
+            catch (RlayException e) { Finish(e); }
+            catch (SocketException e) { Finish(new RlayException(ErrorCode.Io, "socket error: " + e.Message)); }
+            if (fatal || wasClose) Finish(fatal ? new RlayException(code, message) : null);
+        }
+
+        /// <summary>Answers the command waiting with ENV_EXCEPTION: the exception's type and stack trace.</summary>
+        public void ReplyException(Exception e)
+        {
+            if (e is NotSupportedException) ReplyError(ErrorCode.NotSupported, e.Message);
+            else ReplyError(ErrorCode.EnvException, e.Message, e.GetType().Name, e.ToString());
+        }
+
+        /// <summary>The default answer: CLOSE_RESULT for CLOSE, NOT_SUPPORTED for anything else.</summary>
+        public void ReplyDefault(Command c)
+        {
+            if (c.Kind == CommandKind.Close) ReplyClose();
+            else if (c.Kind == CommandKind.Call) ReplyError(ErrorCode.NotSupported, "this env has no function named '" + c.Name + "'");
+            else ReplyError(ErrorCode.NotSupported, "this env does not answer " + c.Kind.ToString().ToUpperInvariant());
+        }
+
+        /// <summary>Callback style: serves the session until it ends. Returns Error (null: orderly).</summary>
+        public RlayException Serve(Callbacks callbacks, int pollMs = -1)
+        {
+            while (!IsOver)
+            {
+                Command c = Poll(pollMs);
+                if (c == null) continue;
+                try
+                {
+                    switch (c.Kind)
+                    {
+                        case CommandKind.Reset: callbacks.Reset(this, c); ReplyReset(); break;
+                        case CommandKind.Step:
+                            Reward = 0; Terminated = false; Truncated = false;
+                            for (int i = 0; i < NumEnvs; i++) { Rewards[i] = 0; Terminations[i] = false; Truncations[i] = false; }
+                            callbacks.Step(this, c);
+                            if (NumEnvs > 1) ReplyStepBatch(); else ReplyStep(Reward, Terminated, Truncated);
+                            break;
+                        case CommandKind.Render: callbacks.Render(this, c); ReplyRender(); break;
+                        case CommandKind.Call: callbacks.Call(this, c); ReplyCall(); break;
+                        case CommandKind.Close: callbacks.Close(this); ReplyClose(); break;
+                    }
+                }
+                catch (Exception e)
+                {
+                    if (owed != 0 && !IsOver) ReplyException(e);
+                    else throw;
+                }
+            }
+            return Error;
+        }
+
+        /// <summary>Ends the session: a live peer is told SHUTTING_DOWN (a fatal ERROR).</summary>
+        public void Dispose()
+        {
+            if (IsOver) return;
+            if (conn != null && sock != null && conn.State != State.Closed)
+            {
+                try { conn.QueueFatal(ErrorCode.ShuttingDown, "the env side is shutting down"); Flush(); } catch (Exception) { }
+            }
+            Finish(null);
         }
     }
 }
