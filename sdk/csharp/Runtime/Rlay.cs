@@ -323,14 +323,14 @@ namespace Rlay
 
         void ReadStr(int at, int n)
         {
-            int p = Need(n, "a str of " + n + " bytes");
+            int p = Need(n, "a str");
             if (!Utf8Valid(Buf, p, n)) throw Wire.Err(ErrorCode.Malformed, "a string is not valid UTF-8");
             Nodes[at].Type = ValueKind.Str; Nodes[at].Start = p; Nodes[at].Len = n;
         }
 
         void ReadBin(int at, int n)
         {
-            int p = Need(n, "a bin of " + n + " bytes");
+            int p = Need(n, "a bin");
             Nodes[at].Type = ValueKind.Bytes; Nodes[at].Start = p; Nodes[at].Len = n;
         }
 
@@ -388,7 +388,7 @@ namespace Rlay
         void ReadExt(int at, int n)
         {
             int type = (sbyte)Buf[Need(1, "an ext type")];
-            int p = Need(n, "an ext payload of " + n + " bytes");
+            int p = Need(n, "an ext payload");
             if (type != 1) throw Wire.Err(ErrorCode.Malformed, "MessagePack ext type " + type + " is not allowed (only 1, the tensor)");
             // Section 4, in the order the spec lists the checks.
             if (n < 6) throw Wire.Err(ErrorCode.BadTensor, "tensor descriptor of " + n + " bytes, need at least 6");
