@@ -2033,6 +2033,7 @@ namespace Rlay
         public bool ReplyOwed { get { return owed != 0; } }
 
         Socket listener, sock;
+        string listenPath;
         EndPoint target;
         bool dialing;
         long dialDeadline, nextDial;
@@ -2124,6 +2125,7 @@ namespace Rlay
                 throw new RlayException(ErrorCode.Address, "cannot listen at '" + address + "': " + e.Message);
             }
             listener = s;
+            if (unix) listenPath = ((UnixEndPoint)ep).Path;
             Address = unix ? address : "tcp://" + Host(((IPEndPoint)s.LocalEndPoint).Address) + ":" + ((IPEndPoint)s.LocalEndPoint).Port;
         }
         static string Host(IPAddress ip) { return ip.AddressFamily == AddressFamily.InterNetworkV6 ? "[" + ip + "]" : ip.ToString(); }
@@ -2161,10 +2163,12 @@ namespace Rlay
         {
             if (listener != null)
             {
-                if (!listener.Poll(waitMs < 0 ? -1 : waitMs * 1000, SelectMode.SelectRead)) return false;
+                if (!listener.Poll(Micro(waitMs), SelectMode.SelectRead)) return false;
                 sock = listener.Accept();
                 listener.Close();
                 listener = null;
+                // One session per Env: the socket file has done its job (no stale file is left).
+                if (listenPath != null) { try { System.IO.File.Delete(listenPath); } catch (Exception) { } }
             }
             else if (dialing)
             {
@@ -2197,6 +2201,8 @@ namespace Rlay
         }
 
         // ---- the loop ----
+
+        static int Micro(int ms) { return ms < 0 ? -1 : (int)Math.Min(ms * 1000L, int.MaxValue); }
 
         long Deadline(int timeoutMs) { return timeoutMs < 0 ? long.MaxValue : clock.ElapsedMilliseconds + timeoutMs; }
         int Left(long deadline)
@@ -2253,7 +2259,7 @@ namespace Rlay
         /// <summary>Reads what is there (waiting up to waitMs); false if nothing came.</summary>
         bool Read(int waitMs)
         {
-            if (!sock.Poll(waitMs < 0 ? -1 : waitMs * 1000, SelectMode.SelectRead)) return false;
+            if (!sock.Poll(Micro(waitMs), SelectMode.SelectRead)) return false;
             int room = conn.RecvRoom;
             int n = sock.Receive(conn.RecvBuffer, conn.RecvEnd, room, SocketFlags.None, out SocketError err);
             if (err == SocketError.WouldBlock) return false;
