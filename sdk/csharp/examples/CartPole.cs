@@ -17,7 +17,7 @@
 // reward 0 and terminated/truncated false; its action is ignored.
 //
 // Usage: cartpole --listen ADDRESS | --connect ADDRESS | (neither: RLAY_MODE, RLAY_ADDRESS)
-//                 [--num-envs N] [--render-mode rgb_array]
+//                 [--num-envs N] [--render-mode rgb_array] [--connect-timeout SECONDS]
 using System;
 using Rlay;
 
@@ -284,7 +284,7 @@ static class Program
     static int Usage(string why)
     {
         Console.Error.WriteLine("cartpole: " + why);
-        Console.Error.WriteLine("usage: cartpole [--listen|--connect [ADDRESS]] [--num-envs N] [--render-mode rgb_array]");
+        Console.Error.WriteLine("usage: cartpole [--listen|--connect [ADDRESS]] [--num-envs N] [--render-mode rgb_array] [--connect-timeout SECONDS]");
         return 2;
     }
 
@@ -292,6 +292,7 @@ static class Program
     {
         string address = null, mode = null, renderMode = null;
         int n = 1;
+        double connectTimeout = 10;
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--listen" || args[i] == "--connect")
@@ -304,6 +305,11 @@ static class Program
                 if (!int.TryParse(args[++i], out n) || n < 1 || n > 65536) return Usage("--num-envs takes a number in 1..65536");
             }
             else if (args[i] == "--render-mode" && i + 1 < args.Length) renderMode = args[++i];
+            else if (args[i] == "--connect-timeout" && i + 1 < args.Length)
+            {
+                if (!double.TryParse(args[++i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out connectTimeout))
+                    return Usage("--connect-timeout takes seconds");
+            }
             else return Usage("unknown argument '" + args[i] + "'");
         }
         if (renderMode != null && renderMode != "rgb_array") return Usage("render mode '" + renderMode + "' is not offered (only rgb_array)");
@@ -316,6 +322,7 @@ static class Program
         env.Name = "CartPole-v1";
         env.NumEnvs = n;
         env.RenderMode = renderMode;
+        env.ConnectTimeoutMs = connectTimeout < 0 ? -1 : (int)(connectTimeout * 1000);
         env.Metadata.PutKey("render_modes"); env.Metadata.PutArray(1); env.Metadata.PutStr("rgb_array");
         env.Metadata.PutKey("render_fps"); env.Metadata.PutInt(50);
         if (n > 1) { env.Metadata.PutKey("autoreset_mode"); env.Metadata.PutStr("next_step"); }

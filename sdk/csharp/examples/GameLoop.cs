@@ -9,7 +9,8 @@
 // The game: a cart on a line, pushed left (0), right (2) or not (1); obs float32 [x, v];
 // reward -|x|; the episode ends when |x| > 10 (terminated) or after 200 steps (truncated).
 // CALL "boom" throws (an exception in game code: answered as ENV_EXCEPTION, the game goes on);
-// CALL "allocated" returns the bytes this thread has allocated so far (the no-allocation check).
+// CALL "allocated" returns the bytes this thread has allocated so far (the no-allocation check);
+// CALL "quit" quits the game with the call outstanding (the trainer gets SHUTTING_DOWN).
 //
 // Usage: game_loop --listen [ADDRESS] | --connect [ADDRESS]   (default: $RLAY_ADDRESS)
 using System;
@@ -64,6 +65,7 @@ static class GameLoop
                             break;
                         case CommandKind.Call:
                             if (cmd.Name == "boom") Boom(3);
+                            if (cmd.Name == "quit") { env.Dispose(); break; }
                             if (cmd.Name == "allocated")
                             {
                                 env.Result.PutInt(GC.GetAllocatedBytesForCurrentThread());
