@@ -180,6 +180,14 @@ namespace Rlay
         }
     }
 
+    /// <summary>A float's bits without allocating (BitConverter.SingleToInt32Bits is not in netstandard2.0).</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit)]
+    struct FloatBits
+    {
+        [System.Runtime.InteropServices.FieldOffset(0)] public float F;
+        [System.Runtime.InteropServices.FieldOffset(0)] public uint U;
+    }
+
     // ============================================================================================
     // Received values: a flat, reusable array of nodes over the received frame (no allocation)
 
@@ -284,7 +292,7 @@ namespace Rlay
                     {
                         uint bits = (uint)Be(4, "a float 32");
                         Nodes[at].Type = ValueKind.Float;
-                        Nodes[at].F = BitConverter.ToSingle(BitConverter.GetBytes(bits), 0); // rare: decoders accept, encoders never send
+                        Nodes[at].F = new FloatBits { U = bits }.F;   // widened exactly (section 5)
                         return;
                     }
                 case 0xcb:
@@ -883,7 +891,7 @@ namespace Rlay
                 case Dtype.Int64: Le(b, p, (ulong)(long)v, 8); break;
                 case Dtype.UInt64: Le(b, p, (ulong)v, 8); break;
                 case Dtype.Float16: Le(b, p, DoubleToHalf(v), 2); break;
-                case Dtype.Float32: Le(b, p, (uint)BitConverter.ToInt32(BitConverter.GetBytes((float)v), 0), 4); break;
+                case Dtype.Float32: Le(b, p, new FloatBits { F = (float)v }.U, 4); break;
                 default: Le(b, p, (ulong)BitConverter.DoubleToInt64Bits(v), 8); break;
             }
         }
@@ -2090,7 +2098,8 @@ namespace Rlay
         {
             if (conn != null || listener != null || dialing) throw new RlayException(ErrorCode.Usage, "this Env already listens or dials; one Env serves one session");
             if (NumEnvs < 1) throw new RlayException(ErrorCode.Usage, "NumEnvs must be >= 1");
-            if (!Metadata.Complete) throw new RlayException(ErrorCode.Usage, "Metadata is incomplete: a container still expects items");
+            if (!Metadata.Complete || Metadata.TopLevelItems % 2 != 0)
+                throw new RlayException(ErrorCode.Usage, "Metadata must hold complete key/value pairs (PutKey, then a value)");
             int n = NumEnvs;
             Rewards = new double[n]; Terminations = new bool[n]; Truncations = new bool[n];
             ended = new bool[n];

@@ -138,6 +138,10 @@ static class UnitTests
         Check(!v.Get("missing").Exists && v.Get("missing").IsNil, "a missing key");
         Check(Throws(() => v.Get("s").AsLong()) == ErrorCode.Usage, "a str is not an int");
         Check(t.Describe() == "a int64 tensor of shape (2, 1)", "describe: " + t.Describe());
+        // PutScalar: a 0-d tensor (a NumPy scalar on the Python side), float32 rounded from the double
+        var sc = new Writer();
+        sc.PutScalar(Dtype.Float32, 0.1);
+        Check(DataHex(sc) == "cdcccc3d" && BodyHex(sc) == "c706010b0000000000", "PutScalar float32: " + DataHex(sc) + " " + BodyHex(sc));
         // a 0-d integer tensor reads as an int (a Discrete value may arrive so)
         var z = new Writer();
         z.PutTensor(Dtype.Int32, new[] { 7 }, new int[0]);
