@@ -456,3 +456,29 @@ def test_a_batch_names_the_sub_env_of_a_bad_action(build: Path) -> None:
         assert "sub-env 3: 5 is not in Discrete(2, start=0)" in str(cause), cause
     finally:
         env.close()
+
+
+def test_the_sample_started_before_the_trainer_keeps_dialling(build: Path) -> None:
+    """Play pressed first: the sample dials a port where nothing listens yet (refused, retried
+    every 100 ms without blocking its frames), and is served once the trainer listens there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    game_proc = subprocess.Popen(
+        mono(build, "sample_host.exe"), env={**os.environ, "RLAY_ADDRESS": address}, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(1.0)
+        assert game_proc.poll() is None, "the sample gave up instead of dialling again"
+        env = rlay.ServerEnv(address, accept_timeout=30)
+        try:
+            obs, _ = env.reset()
+            assert obs.tolist() == [0.0, 0.0]
+            assert env.step(2)[0][1] > 0
+        finally:
+            env.close()
+        assert game_proc.wait(30) == 0
+    finally:
+        game_proc.kill()
+        game_proc.wait()

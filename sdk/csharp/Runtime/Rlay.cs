@@ -2040,7 +2040,7 @@ namespace Rlay
         /// <summary>A command is waiting for its reply.</summary>
         public bool ReplyOwed { get { return owed != 0; } }
 
-        Socket listener, sock;
+        Socket listener, sock, dialSock;
         string listenPath;
         EndPoint target;
         bool dialing;
@@ -2181,25 +2181,32 @@ namespace Rlay
             }
             else if (dialing)
             {
-                long now = clock.ElapsedMilliseconds;
-                if (now < nextDial)
+                // A non-blocking connect: Poll never waits on the network longer than it was told.
+                if (dialSock == null)
                 {
-                    int w = (int)Math.Min(nextDial - now, waitMs < 0 ? int.MaxValue : waitMs);
-                    if (w > 0) System.Threading.Thread.Sleep(w);
-                    if (clock.ElapsedMilliseconds < nextDial) return false;
+                    long now = clock.ElapsedMilliseconds;
+                    if (now < nextDial)
+                    {
+                        int w = (int)Math.Min(nextDial - now, waitMs < 0 ? int.MaxValue : waitMs);
+                        if (w > 0) System.Threading.Thread.Sleep(w);
+                        if (clock.ElapsedMilliseconds < nextDial) return false;
+                    }
+                    dialSock = new Socket(target.AddressFamily, SocketType.Stream, target is UnixEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
+                    dialSock.Blocking = false;
+                    try { dialSock.Connect(target); }
+                    catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock || e.SocketErrorCode == SocketError.InProgress || e.SocketErrorCode == SocketError.AlreadyInProgress) { }
+                    catch (SocketException e) { return DialFailed(e.Message); }
                 }
-                var s = new Socket(target.AddressFamily, SocketType.Stream, target is UnixEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
-                try { s.Connect(target); }   // loopback: at once, accepted or refused
-                catch (SocketException e)
+                if (!dialSock.Poll(Micro(waitMs), SelectMode.SelectWrite) && !dialSock.Poll(0, SelectMode.SelectError))
                 {
-                    s.Close();
-                    if (clock.ElapsedMilliseconds >= dialDeadline)
-                        throw new RlayException(ErrorCode.Io, "cannot connect to '" + Address + "': " + e.Message);
-                    nextDial = clock.ElapsedMilliseconds + 100;
+                    if (clock.ElapsedMilliseconds >= dialDeadline) return DialFailed("timed out");
                     return false;
                 }
+                int soError = (int)dialSock.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error);
+                if (soError != 0) return DialFailed(new SocketException(soError).Message);
                 dialing = false;
-                sock = s;
+                sock = dialSock;
+                dialSock = null;
             }
             else return false;
             if (sock.AddressFamily != AddressFamily.Unix) sock.NoDelay = true;
@@ -2207,6 +2214,17 @@ namespace Rlay
             conn = new Connection(true) { MaxFrameSize = MaxFrameSize };
             Flush();
             return true;
+        }
+
+        /// <summary>A refused dial is retried every 100 ms until ConnectTimeoutMs has passed.</summary>
+        bool DialFailed(string why)
+        {
+            dialSock.Close();
+            dialSock = null;
+            if (clock.ElapsedMilliseconds >= dialDeadline)
+                throw new RlayException(ErrorCode.Io, "cannot connect to '" + Address + "': " + why);
+            nextDial = clock.ElapsedMilliseconds + 100;
+            return false;
         }
 
         // ---- the loop ----
@@ -2316,6 +2334,7 @@ namespace Rlay
                 sock = null;
             }
             if (listener != null) { listener.Close(); listener = null; }
+            if (dialSock != null) { dialSock.Close(); dialSock = null; }
             owed = 0;
         }
 
