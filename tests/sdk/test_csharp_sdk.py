@@ -125,19 +125,39 @@ def test_runner_answers_one_line_per_line(build: Path) -> None:
         assert got.startswith(want), f"{line[:80]}: answered {got!r}, expected {want!r}..."
 
 
+def space_value_frames() -> list[str]:
+    """Each wire value of spaces.json (and each descriptor) as a CALL_RESULT frame, in hex: fuzz
+    seeds that reach Space.Read and Space.Check."""
+    out = []
+    for vec in json.loads((VECTORS_DIR / "spaces.json").read_text())["vectors"]:
+        if vec["type"] != "space":
+            continue
+        for body, data in [(vec["bytes"], vec["data"])] + [(v["body"], v["data"]) for v in vec["values"]]:
+            raw = bytes.fromhex("81a576616c7565" + body)
+            out.append(
+                (
+                    struct.pack("<2sBBII", b"RL", 36, 0, len(data) // 2, len(raw)) + bytes.fromhex(data) + raw
+                ).hex()
+            )
+    return out
+
+
 def test_fuzz_the_decoder(build: Path) -> None:
-    """Mutants of every vector frame, decoded stand-alone and by receivers in random roles and
-    states: only RlayException escapes, accepted frames re-encode idempotently. Bounded:
-    FUZZ_ITERATIONS (default 20 000, a few seconds)."""
+    """Mutants of every vector frame and space value, decoded stand-alone and by receivers in
+    random roles and states, their values read as descriptors and checked against a catalogue of
+    spaces: only RlayException escapes, Space.Check never throws, accepted frames re-encode
+    idempotently. Bounded: FUZZ_ITERATIONS (default 20 000, a few seconds)."""
     iterations = os.environ.get("FUZZ_ITERATIONS", "20000")
-    seeds = "".join(line + "\n" for _, line in conformance_lines())
+    seeds = "".join(line + "\n" for _, line in conformance_lines()) + "".join(
+        f + "\n" for f in space_value_frames()
+    )
     proc = subprocess.run(
         mono(build, "fuzz.exe", iterations, "7"), input=seeds, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"{iterations} inputs fuzzed" in proc.stdout and "0 failures" in proc.stdout, proc.stdout
     accepted = int(proc.stdout.split(" frames accepted")[0].split()[-1])
-    assert accepted > 100, proc.stdout  # the mutants reach the message checks, not only the header
+    assert accepted > 100, proc.stdout  # the mutants reach the message and space checks
 
 
 # -- loop style: a game that answers a STEP over several frames ------------------------------------

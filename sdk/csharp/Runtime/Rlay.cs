@@ -1415,8 +1415,7 @@ namespace Rlay
                 case SpaceKind.MultiDiscrete:
                     {
                         if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
-                        int n = Math.Max(1, low.Length / 8 * 8 / Wire.ItemSize(Dtype));
-                        n = low.Length / Wire.ItemSize(Dtype);
+                        int n = low.Length / Wire.ItemSize(Dtype);
                         for (int i = 0; i < v.Count; i++)
                         {
                             long x = v.GetLong(i), st = Value.ReadLong(high, 0, Dtype, i % n), nv = Value.ReadLong(low, 0, Dtype, i % n);
@@ -1519,9 +1518,8 @@ namespace Rlay
                 case SpaceKind.OneOf:
                     {
                         if (v.Type != ValueKind.Array || v.Count != 2 || v[0].Type != ValueKind.Int) return Fail(ref why, "expected [index, value], got " + v.Describe());
-                        long i = v[0].AsLong();
-                        if (v[0].IsNegative || i >= subs.Length) return Fail(ref why, "index " + i + " is not below " + subs.Length);
-                        return subs[i].CheckAt(v[1], 0, ref why);
+                        if (v[0].IsNegative || v[0].AsULongBits() >= (ulong)subs.Length) return Fail(ref why, "index " + v[0].Describe() + " is not below " + subs.Length);
+                        return subs[(int)v[0].AsULongBits()].CheckAt(v[1], 0, ref why);
                     }
             }
             return Fail(ref why, "unknown space");

@@ -1,7 +1,9 @@
 // A bounded fuzz of the decoder: mutates golden-vector frames and feeds each mutant to a
 // stand-alone decode and to a receiver in a random role and state. Nothing may escape but the
 // SDK's own RlayException; an accepted frame must re-encode canonically to bytes that decode and
-// re-encode to themselves (idempotence).
+// re-encode to themselves (idempotence). Every field value of an accepted frame is also read as a
+// space descriptor (only RlayException may escape) and checked against a catalogue of spaces
+// (Space.Check runs on hostile actions: it must never throw).
 //   mono fuzz.exe ITERATIONS [SEED] < lines     (lines: "roundtrip HEX ..." / "reject HEX ..." / bare hex)
 using System;
 using System.Collections.Generic;
@@ -11,6 +13,39 @@ using Rlay;
 static class Fuzz
 {
     static readonly string[] States = { "hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed" };
+
+    static readonly Space[] Catalogue =
+    {
+        Space.Box(Dtype.Float32, new[] { 4 }, -1, 1),
+        Space.Box(Dtype.Int64, new[] { 2, 2 }, double.NegativeInfinity, double.PositiveInfinity),
+        Space.Box(Dtype.UInt64, new[] { 1 }, 0, double.PositiveInfinity),
+        Space.Discrete(2),
+        Space.Discrete(5, -2),
+        Space.MultiDiscrete(new long[] { 3, 4 }),
+        Space.MultiBinary(3),
+        Space.MultiBinary(new[] { 2, 2 }),
+        Space.Text(5, 0, "abc"),
+        Space.Dict(new[] { "a", "b" }, new[] { Space.Discrete(3), Space.Box(Dtype.Float64, new[] { 1 }, 0, 1) }),
+        Space.Tuple(Space.Discrete(2), Space.Text(3)),
+        Space.Sequence(Space.Discrete(4), true),
+        Space.Graph(Space.Box(Dtype.Float32, new[] { 3 }, 0, 1), Space.Discrete(2)),
+        Space.OneOf(Space.Discrete(2), Space.Box(Dtype.Int16, new[] { 1 }, -5, 5)),
+    };
+
+    static void Spaces(Value body)
+    {
+        for (int i = 0; i < body.Count; i++)
+        {
+            Value v = body.ValueAt(i);
+            try { Space.Read(v).Write(new Writer()); }
+            catch (RlayException) { }
+            foreach (Space s in Catalogue)
+            {
+                s.Check(v, 0, out string why);
+                s.Check(v, 3, out why);
+            }
+        }
+    }
 
     static byte[] Unhex(string s)
     {
@@ -88,6 +123,7 @@ static class Fuzz
                     while (c.NextStandalone())
                     {
                         accepted++;
+                        Spaces(c.Body);
                         w.Clear();
                         Connection.Recode(c.LastKind, c.Body, w);
                         var o = new Connection(true) { OutLen = 0 };
