@@ -502,3 +502,38 @@ def test_the_sample_started_before_the_trainer_keeps_dialling(build: Path) -> No
     finally:
         game_proc.kill()
         game_proc.wait()
+
+
+def manual_example() -> str:
+    """The example of Rlay.cs's top comment, as a program (it listens at $RLAY_ADDRESS)."""
+    text = (SDK / "Runtime" / "Rlay.cs").read_text()
+    block = text.split("// EXAMPLE", 1)[1].split("\n//\n", 1)[1].split("\n//\n// MODEL", 1)[0]
+    code = "\n".join(line[7:] for line in block.splitlines())
+    assert '"tcp://127.0.0.1:5555"' in code
+    code = code.replace('"tcp://127.0.0.1:5555"', 'System.Environment.GetEnvironmentVariable("RLAY_ADDRESS")')
+    return f"static class Manual {{\n    static void Main() {{\n{code}\n    }}\n}}\n"
+
+
+def test_the_manuals_example_compiles_and_serves_python(build: Path, tmp_path: Path) -> None:
+    (tmp_path / "Manual.cs").write_text(manual_example())
+    exe = tmp_path / "manual.exe"
+    cmd = [
+        "mcs",
+        "-langversion:7.2",
+        "-nologo",
+        "-warnaserror",
+        f"-out:{exe}",
+        str(SDK / "Runtime" / "Rlay.cs"),
+    ]
+    proc = subprocess.run([*cmd, str(tmp_path / "Manual.cs")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = rlay.ClientEnv(launch=["mono", str(exe)], connect_timeout=60)
+    try:
+        obs, _ = env.reset()
+        assert obs.tolist() == [0.0]
+        for _ in range(5):
+            obs, reward, terminated, truncated, _ = env.step(1)
+        assert obs.tolist() == [5.0] and reward == 1.0 and terminated and not truncated
+        assert env.step(np.int64(0))[0].tolist() == [4.0]
+    finally:
+        env.close()

@@ -6,7 +6,7 @@
 //
 //     var env = new Rlay.Env(Rlay.Space.Box(Rlay.Dtype.Float32, new[] { 1 }, -10, 10),
 //                            Rlay.Space.Discrete(2));
-//     env.Listen("tcp://127.0.0.1:5555");
+//     env.Start("tcp://127.0.0.1:5555");   // listens (or dials if RLAY_MODE=dial); prints RLAY_LISTENING
 //     float[] pos = new float[1];
 //     while (!env.IsOver) {
 //         Rlay.Command cmd = env.Poll(-1);          // a game passes 0 from Update(): never blocks
@@ -21,7 +21,8 @@
 // MODEL (spec/protocol.md). The agent side (Python) sends commands; the env side answers each with
 // exactly one reply. Env.Listen waits for the agent to dial (Python rlay.ClientEnv); Env.Connect
 // dials an agent that listens (Python rlay.ServerEnv); Env.Start uses the launcher's variables
-// RLAY_ADDRESS / RLAY_MODE. All three return at once: Poll(timeoutMs) accepts or connects, does
+// RLAY_ADDRESS / RLAY_MODE (a listener it starts prints "RLAY_LISTENING <address>", the signal
+// rlay's launcher waits for). All three return at once: Poll(timeoutMs) accepts or connects, does
 // the handshake (section 7) and reads, and never blocks longer than timeoutMs (0: not at all, -1:
 // until a command). It returns a Command, or null when none is ready; IsOver turns true when the
 // session has ended (Error is then null for an orderly end, else why). Answer each command with
