@@ -537,3 +537,42 @@ def test_the_manuals_example_compiles_and_serves_python(build: Path, tmp_path: P
         assert env.step(np.int64(0))[0].tolist() == [4.0]
     finally:
         env.close()
+
+
+def test_many_agents_in_one_scene_as_a_vector_env(build: Path) -> None:
+    """Samples~/ManyCarts: 3 carts of one scene are the 3 sub-envs of one session (ServerVectorEnv),
+    with next-step autoreset, against the same float32 physics computed here."""
+    n, dt, limit = 3, np.float32(0.02), np.float32(5)
+    env = rlay.ServerVectorEnv(launch=mono(build, "sample_host.exe", "squad", str(n)), accept_timeout=60)
+    try:
+        assert env.num_envs == n
+        obs, _ = env.reset(seed=0)
+        start = np.array([[i, 0] for i in range(n)], dtype=np.float32)
+        assert obs.tobytes() == start.tobytes()
+        x, v = start[:, 0].copy(), np.zeros(n, dtype=np.float32)
+        steps, pending = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
+        rng = np.random.default_rng(1)
+        ends = 0
+        for t in range(60):
+            actions = np.where(rng.random(n) < 0.8, 2, rng.integers(0, 3, n))
+            want_r, want_te, want_tr = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+            for i in range(n):
+                if pending[i]:  # next-step autoreset: back to the start, reward 0, flags false
+                    x[i], v[i], steps[i] = start[i, 0], 0, 0
+                    continue
+                for _ in range(2):
+                    v[i] = np.float32(v[i] + np.float32(np.float32(actions[i] - 1) * np.float32(10)) * dt)
+                    x[i] = np.float32(x[i] + v[i] * dt)
+                steps[i] += 1
+                want_r[i] = -abs(float(x[i]))
+                want_te[i] = abs(x[i]) > limit
+                want_tr[i] = steps[i] >= 500
+            obs, rewards, terminated, truncated, _ = env.step(actions)
+            assert obs.tobytes() == np.stack([x, v], axis=1).tobytes(), (t, obs, x, v)
+            assert rewards.tobytes() == want_r.tobytes(), (t, rewards, want_r)
+            assert np.array_equal(terminated, want_te) and np.array_equal(truncated, want_tr), t
+            pending = want_te | want_tr
+            ends += int(pending.sum())
+        assert ends >= 3, ends
+    finally:
+        env.close()
