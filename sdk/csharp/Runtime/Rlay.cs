@@ -983,10 +983,7 @@ namespace Rlay
         void PutBytesNode(Value v) { v.StrBytes(out byte[] b, out int p, out int n); PutBytes(b, p, n); }
     }
 
-}
 
-namespace Rlay
-{
     // ============================================================================================
     // Spaces (section 9)
 
@@ -1535,10 +1532,7 @@ namespace Rlay
             return sb.Append(")").ToString();
         }
     }
-}
 
-namespace Rlay
-{
     // ============================================================================================
     // The protocol core without I/O (sections 2, 6-8): bytes in, messages out; messages in, bytes out
 
@@ -1928,10 +1922,7 @@ namespace Rlay
             OutLen += total;
         }
     }
-}
 
-namespace Rlay
-{
     // ============================================================================================
     // The env side over a socket: listen or dial, loop style (Poll) and callback style (Serve)
 
