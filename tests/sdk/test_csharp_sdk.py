@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -576,3 +577,22 @@ def test_many_agents_in_one_scene_as_a_vector_env(build: Path) -> None:
         assert ends >= 3, ends
     finally:
         env.close()
+
+
+@pytest.mark.parametrize(
+    "server,flags",
+    [
+        (False, ["--listen", "{address}", "--num-envs", "3"]),
+        (True, ["--connect", "{address}", "--num-envs", "2", "--render-mode", "rgb_array"]),
+    ],
+    ids=["batch-listens", "batch-dials-render"],
+)
+def test_rlay_check_passes_on_batches(build: Path, server: bool, flags: list[str]) -> None:
+    """rlay check's batched checks (spaces, flags, autoreset, determinism, a bad action naming
+    its sub-env, render) on the C# CartPole, both directions."""
+    cmd = [sys.executable, "-m", "rlay.cli", "check", *(["--server"] if server else []), "--"]
+    proc = subprocess.run(
+        [*cmd, *mono(build, "cartpole.exe"), *flags], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "batched sub-envs" in proc.stdout
