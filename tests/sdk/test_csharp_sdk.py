@@ -233,7 +233,7 @@ def test_unity_sample_plays_against_stub_physics(build: Path) -> None:
     over 2 physics steps per action with time frozen between decisions, answers -|x|."""
     env = rlay.ServerEnv(launch=mono(build, "sample_host.exe"), accept_timeout=60)
     try:
-        assert env.action_space.n == 3 and env.observation_space.shape == (2,)
+        assert env.action_space == gym.spaces.Discrete(3) and env.observation_space.shape == (2,)
         obs, _ = env.reset()
         assert obs.tolist() == [0.0, 0.0]
         x, v = np.float32(0), np.float32(0)
@@ -439,8 +439,8 @@ def test_a_batch_takes_seed_arrays_and_partial_resets(build: Path) -> None:
     )
     try:
         assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
-        got, want = env.reset(seed=[4, 5, 6]), ref.reset(seed=[4, 5, 6])
-        assert got[0].tobytes() == want[0].tobytes()
+        obs, want_obs = env.reset(seed=[4, 5, 6])[0], ref.reset(seed=[4, 5, 6])[0]
+        assert obs.tobytes() == want_obs.tobytes()
         rng = np.random.default_rng(3)
         for step in range(200):
             actions = rng.integers(0, 2, n)
@@ -453,9 +453,8 @@ def test_a_batch_takes_seed_arrays_and_partial_resets(build: Path) -> None:
         else:
             pytest.fail("no sub-env ended alone")
         seeds = [None if not e else 100 + i for i, e in enumerate(ended)]
-        got = env.reset(seed=seeds, options={"reset_mask": ended})
-        want = ref.reset(seed=seeds, options={"reset_mask": ended})
-        assert got[0].tobytes() == want[0].tobytes()
+        obs = env.reset(seed=seeds, options={"reset_mask": ended})[0]
+        assert obs.tobytes() == ref.reset(seed=seeds, options={"reset_mask": ended})[0].tobytes()
         actions = rng.integers(0, 2, n)
         got, want = env.step(actions), ref.step(actions)
         assert got[0].tobytes() == want[0].tobytes() and np.all(got[1][ended] == 1.0)
