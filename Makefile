@@ -53,6 +53,13 @@ train: setup
 	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
 	$(PY) examples/train_cartpole.py
 
+## train-csharp: the same PPO on the C# SDK's CartPole (sdk/csharp, mcs + mono) until solved.
+.PHONY: train-csharp
+train-csharp: setup
+	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
+	$(MAKE) -s -C sdk/csharp build/cartpole.exe
+	$(PY) examples/train_cartpole.py --program sdk/csharp/bin/cartpole
+
 ## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
 fuzz: setup
 	$(PY) -m pip install -q 'atheris>=2.3'
