@@ -375,7 +375,7 @@ class W:
 			if not W.field_ok(f[1], v):
 				return [BAD_FIELD, "%s.%s must be %s, got %s" % [name, f[0], f[1], W.describe(v)]]
 			if f[1] == "reward" and typeof(v) == TYPE_INT:
-				v = float(v)  # §5: an int is accepted where a float is due, and is that float
+				v = v * 1.0  # §5: an int is accepted where a float is due, and is that float
 			out[f[0]] = v
 		if kind == ENV_INFO and out["num_envs"] is int and out["num_envs"] < 1:
 			return [BAD_FIELD, "ENV_INFO.num_envs must be >= 1, got %d" % out["num_envs"]]
@@ -422,7 +422,7 @@ static func tensor(dtype_name: String, shape: Array, values) -> Tensor:
 			5, 9: s.put_64(v.bits if v is U64 else int(v))
 			10: s.put_16(_float_to_half(float(v)))
 			11: s.put_float(float(v))
-			12: s.put_double(float(v))
+			12: s.put_double(v * 1.0)
 	return Tensor.new(code, shape.duplicate(), s.data_array)
 
 
