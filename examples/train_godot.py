@@ -85,7 +85,8 @@ def sb3_vec_env(venv: Any) -> Any:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--timesteps", type=int, default=300_000, help="budget (stops earlier at --target)")
     parser.add_argument("--engines", type=int, default=4, help="headless Godot engines")
     parser.add_argument("--target", type=float, default=10.0, help="mean return of the last 20 episodes")
@@ -143,7 +144,7 @@ def main() -> int:
         verbose=0,
         device="cpu",
     )
-    print(f"PPO on Puck (Godot RigidBody2D) through rlay: budget {args.timesteps} steps, target {args.target}")
+    print(f"PPO on Puck (Godot RigidBody2D) through rlay: budget {args.timesteps}, target {args.target}")
     curve = Curve()
     t0 = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=curve)
@@ -152,7 +153,8 @@ def main() -> int:
     mean_train = float(np.mean(curve.returns)) if curve.returns else float("nan")
     print(
         f"training: {model.num_timesteps} steps, {train_time:.1f} s "
-        f"({model.num_timesteps / train_time:.0f} steps/s), mean return of the last 20 episodes {mean_train:.2f}"
+        f"({model.num_timesteps / train_time:.0f} steps/s), "
+        f"mean return of the last 20 episodes {mean_train:.2f}"
     )
 
     # Evaluation on fresh engines, deterministic policy, 20 episodes.
@@ -171,7 +173,7 @@ def main() -> int:
             acc[i] = 0.0
     env.close()
     mean_eval = float(np.mean(returns[:20]))
-    print(f"evaluation: 20 episodes on fresh engines, mean return {mean_eval:.2f}, target reached {reached}/20")
+    print(f"evaluation: 20 episodes on fresh engines, mean return {mean_eval:.2f}, reached {reached}/20")
     ok = mean_eval >= args.target
     print("RESULT:", "learned" if ok else "not learned", f"(target {args.target})")
     return 0 if ok else 1
