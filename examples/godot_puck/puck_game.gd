@@ -11,7 +11,6 @@
 # and answers a STEP only after the physics has run STEP_TICKS ticks with the chosen thrust.
 extends Node2D
 
-const RlayEnv = preload("res://addons/rlay/rlay_env.gd")
 const Spaces = preload("res://addons/rlay/spaces.gd")
 const Rlay = preload("res://addons/rlay/rlay.gd")
 
@@ -24,7 +23,7 @@ const STEP_TICKS := 4
 const MAX_STEPS := 200
 const DIRS := [Vector2.ZERO, Vector2.LEFT, Vector2.RIGHT, Vector2.UP, Vector2.DOWN]
 
-var env: Node
+onready var env: Node = $RlayEnv  # a Node with addons/rlay/rlay_env.gd attached (main.tscn)
 var puck: RigidBody2D
 var target := Vector2.ZERO
 var rng := RandomNumberGenerator.new()
@@ -37,12 +36,12 @@ var reaches := 0
 func _ready() -> void:
 	rng.randomize()
 	_build_arena()
-	env = RlayEnv.new()
 	env.observation_space = Spaces.box(-4.0, 4.0, [8], "float32")
 	env.action_space = Spaces.discrete(5)
 	env.metadata = {"render_modes": [], "physics_ticks_per_step": STEP_TICKS}
 	env.env_name = "Puck (Godot RigidBody2D)"
-	add_child(env)
+	# No handler: loop style (_physics_process below polls). The node connects once every _ready
+	# has run: to RLAY_ADDRESS / --connect ADDR if given, else it dials tcp://127.0.0.1:5555.
 
 
 func _build_arena() -> void:

@@ -66,6 +66,7 @@ var _dialing := false
 var _ever_reset := false
 var _ended := false
 var _started := false
+var _configured := false
 
 
 class EnvError:
@@ -85,16 +86,25 @@ static func error(type_name: String, message: String, fatal: bool = false) -> En
 
 
 func _ready() -> void:
+	if not _configured:
+		configure()
+	# Deferred: a child's _ready runs before its parent's, and the parent (the game) sets the
+	# spaces and the handler in its own _ready. Deferred calls run once every _ready has.
+	call_deferred("_auto_start")
+
+
+func _auto_start() -> void:
 	if not _started:
 		var why := start()
 		if why != "":
 			_end(false, why)
 
 
-# Decide the address and mode (exported values, then `--listen/--connect/--num-envs` after `--`,
-# then RLAY_ADDRESS / RLAY_MODE), then listen or dial. Returns "" or why it cannot.
-func start() -> String:
-	_started = true
+# Decide the address, mode and num_envs: exported values, then `--listen/--connect/--num-envs`
+# after `--` on the command line, then RLAY_ADDRESS / RLAY_MODE. Done in _ready, so that the game's
+# own _ready (which runs after its children's) can read num_envs.
+func configure() -> void:
+	_configured = true
 	var args := OS.get_cmdline_args()
 	var i := 0
 	while i < args.size():
@@ -120,10 +130,17 @@ func start() -> String:
 			mode = "dial"
 	if mode == "":
 		mode = "listen"
+
+
+# Listen or dial (configure() first if not done). Returns "" or why it cannot.
+func start() -> String:
+	_started = true
+	if not _configured:
+		configure()
 	if num_envs < 1:
 		return "num_envs must be >= 1, got %d" % num_envs
 	if observation_space.empty() or action_space.empty():
-		return "set observation_space and action_space before the node enters the tree"
+		return "set observation_space and action_space (in the game's _ready at the latest) before the node connects"
 	var hp := _parse(address)
 	if hp.size() == 0:
 		return "cannot use the address %s: the Godot addon speaks tcp://HOST:PORT only (Godot 3 has no unix sockets)" % address
