@@ -98,7 +98,7 @@ program = sys.argv[1]
 client = rlay.ClientEnv(launch=[program, "--listen", "{address}"], connect_timeout=60)
 server = rlay.ServerEnv(launch=[program, "--connect", "{address}"], accept_timeout=60)
 client.reset(seed=0); server.reset(seed=0)
-print("PIDS", client._process.pid, server._process.pid, flush=True)
+print("PIDS", client.process.pid, server.process.pid, flush=True)
 time.sleep(60)
 """
 
