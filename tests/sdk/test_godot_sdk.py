@@ -171,7 +171,7 @@ import sys, time, rlay
 launch = sys.argv[1:]
 env = rlay.make_vec(launch, 3, server=True, address="tcp://127.0.0.1:0", accept_timeout=60)
 env.reset(seed=0)
-print("PIDS", *[p.pid for p in env._processes], flush=True)
+print("PIDS", *[p.pid for p in env.processes], flush=True)
 time.sleep(60)
 """
 
