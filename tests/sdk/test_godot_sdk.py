@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,9 @@ from conftest import require_tool
 from harness import wait_gone
 
 import rlay
+from rlay.protocol.connection import Connection
+from rlay.protocol.messages import Reset, Step
+from rlay.protocol.wire import ErrorCode, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "godot"
@@ -117,6 +121,47 @@ def test_script_errors_are_env_exception_replies(godot: str) -> None:
         assert obs["text"] == "a"
     finally:
         env.close()
+
+
+def test_a_malformed_action_is_a_fatal_bad_value_and_the_engine_exits() -> None:
+    """An action of the wrong structure (a str for Discrete(2): rlay's Python side never sends
+    one, so this test speaks the protocol itself) is answered with a fatal BAD_VALUE naming the
+    problem, and the engine exits 1 with the message on stderr."""
+    proc = subprocess.Popen(
+        [str(SDK / "bin" / "cartpole"), "--listen", "tcp://127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = next(ln for ln in proc.stdout if ln.startswith("RLAY_LISTENING "))
+        host, port = line.split("//")[1].strip().rsplit(":", 1)
+        conn = Connection(Role.AGENT)
+        replies: list[Any] = []
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+
+            def exchange(until: int) -> None:
+                for buf in conn.data_to_send():
+                    sock.sendall(bytes(buf))
+                while len(replies) < until:
+                    conn.receive_data(sock.recv(65536))
+                    while (m := conn.next_event()) is not None:
+                        replies.append(m)
+
+            exchange(2)  # HELLO, ENV_INFO
+            conn.send(Reset(None, None))
+            exchange(3)
+            conn.send(Step("left"))
+            exchange(4)
+        error = replies[3]
+        assert error.code == ErrorCode.BAD_VALUE and error.fatal, error
+        assert "expected an int" in error.message
+        assert proc.wait(15) == 1
+        assert "BAD_VALUE" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_unix_address_is_refused_with_a_clear_message(godot: str) -> None:

@@ -289,8 +289,9 @@ func _on_message(m) -> void:
 			var why: String = conn.send(Rlay.ENV_INFO, info)
 			if why != "":
 				_end(false, "cannot send ENV_INFO: " + why)
-		Rlay.ERROR:
-			pass  # a fatal ERROR from the agent: the state is closed, pump() ends the session
+		Rlay.ERROR:  # a fatal ERROR from the agent side: the session is over
+			_end(false, "the agent side sent a fatal ERROR: %s: %s" % [
+				Rlay.ERROR_NAMES.get(m.body["code"], str(m.body["code"])), str(m.body["message"])])
 		Rlay.CLOSE:
 			if handler != null and handler.has_method("rlay_close"):
 				handler.rlay_close()
@@ -421,6 +422,8 @@ func _answer_error(code: int, message: String, fatal: bool, remote_type) -> void
 	command = null
 	command_action = null
 	_flush()
+	if fatal:
+		_end(false, "%s: %s" % [Rlay.ERROR_NAMES.get(code, str(code)), message])
 
 
 # ---- replies (loop style) ----------------------------------------------------------------------
