@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import require_tool
@@ -207,6 +208,32 @@ def test_puck_episodes_through_make_vec_over_three_engines(godot: str) -> None:
             assert not terminated.any()
             assert truncated.all() == (step == 200), step
         assert all(n >= 1 for n in env.call("reaches"))  # a CALL answered by each engine
+    finally:
+        env.close()
+
+
+def test_puck_with_many_agents_in_one_scene(godot: str) -> None:
+    """`--num-envs 3`: three arenas in one scene, one physics world, one connection (spec §10);
+    two such engines through make_vec make 6 sub-envs. Every puck reaches its target, and the
+    step after that is the next-step autoreset (reward 0, new episode)."""
+    launch = [*puck(godot), "--", "--num-envs", "3"]
+    env = rlay.make_vec(launch, 2, server=True, address="tcp://127.0.0.1:0", accept_timeout=60)
+    try:
+        assert env.num_envs == 6 and env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+        obs, _ = env.reset(seed=3)
+        assert obs.shape == (6, 8) and len({row.tobytes() for row in obs}) == 6
+        reached = np.zeros(6, bool)
+        autoreset_seen = np.zeros(6, bool)
+        for _ in range(150):
+            before = reached.copy()
+            obs, reward, terminated, truncated, _ = env.step(heuristic(obs))
+            assert not truncated.any()
+            autoreset_seen |= before & (reward == 0.0) & ~terminated
+            reached |= terminated
+            if autoreset_seen.all():
+                break
+        assert reached.all() and autoreset_seen.all(), (reached, autoreset_seen)
+        assert all(n >= 1 for n in env.call("reaches"))  # one value per sub-env
     finally:
         env.close()
 
