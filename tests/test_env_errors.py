@@ -432,3 +432,51 @@ def test_loop_style_game_example(direction: str, sock_dir: str) -> None:
     finally:
         env.close()
     assert proc.wait(10) == 0
+
+
+def test_a_reply_value_outside_its_space_ends_the_session(address: str) -> None:
+    """BAD_VALUE (spec §11, codes 1-15 are fatal): an env side answering RESET with a float64
+    (4,) tensor for its float32 Box(4) gets a fatal ERROR naming the problem, its connection is
+    closed, and the agent side sends nothing more."""
+    from rlay.protocol.messages import EnvInfo, Reset, ResetResult
+    from rlay.spaces import describe
+
+    listener = listen(address)
+    received: list[Any] = []
+
+    def env_side() -> None:
+        stream = listener.accept(5)
+        conn = Connection(Role.ENV)
+        box = describe(TrivialEnv().observation_space)  # a float32 Box(4)
+        stream.send(conn.data_to_send(), 5)
+        while (event := conn.next_event()) is None:
+            conn.receive_data(stream.recv(5))
+        conn.send(EnvInfo(box, {"kind": "discrete", "n": 2, "start": 0, "dtype": "int64"}, 1, {}, None, None))
+        stream.send(conn.data_to_send(), 5)
+        while True:
+            data = stream.recv(5)
+            if not data:
+                break
+            conn.receive_data(data)
+            while (event := conn.next_event()) is not None:
+                received.append(event)
+                if type(event) is Reset:
+                    conn.send(ResetResult(np.zeros(4, np.float64), {}))
+                    stream.send(conn.data_to_send(), 5)
+        stream.close()
+
+    thread = threading.Thread(target=env_side, daemon=True)
+    thread.start()
+    env = rlay.ClientEnv(str(listener.address))
+    with pytest.raises(ProtocolError) as info:
+        env.reset()
+    assert info.value.code == ErrorCode.BAD_VALUE and "float64" in str(info.value)
+    with pytest.raises(ConnectionClosed, match="broke the protocol"):
+        env.step(0)
+    thread.join(5)
+    assert not thread.is_alive(), "the agent side did not close the connection"
+    kinds = [type(m).__name__ for m in received]
+    assert kinds == ["Reset", "Error"], kinds
+    assert received[-1].fatal and received[-1].code == ErrorCode.BAD_VALUE
+    env.close()
+    listener.close()
