@@ -12,6 +12,9 @@
 #
 # rlay, loop style: the game's own _physics_process asks the RlayEnv node for the next command
 # and answers a STEP only after the physics has run STEP_TICKS ticks with the chosen thrusts.
+# Between steps the physics is switched off (Physics2DServer.set_active): the engine keeps
+# ticking while Python thinks, and a coasting puck would otherwise move a number of ticks that
+# depends on Python's latency; frozen, the same seed and actions give the same episode.
 extends Node2D
 
 const Spaces = preload("res://addons/rlay/spaces.gd")
@@ -42,6 +45,7 @@ func _ready() -> void:
 	if env.num_envs > 1:
 		env.metadata["autoreset_mode"] = "next_step"
 	env.env_name = "Puck (Godot RigidBody2D)"
+	Physics2DServer.set_active(false)  # on only during a STEP's ticks
 	# No handler: loop style (_physics_process below polls). The node connects once every _ready
 	# has run: to RLAY_ADDRESS / --connect ADDR if given, else it dials tcp://127.0.0.1:5555.
 
@@ -112,6 +116,7 @@ func _physics_process(_delta: float) -> void:
 				var a: Dictionary = arenas[i]
 				a.puck.applied_force = Vector2.ZERO if a.done else DIRS[actions[i]] * THRUST
 			ticks_left = STEP_TICKS
+			Physics2DServer.set_active(true)  # the physics steps after each _physics_process
 		Rlay.CALL:
 			if cmd.body["name"] == "reaches":
 				var counts := []  # §10: a CALL answers one value per sub-env
@@ -135,8 +140,11 @@ func _reset_one(a: Dictionary, seed_value) -> void:
 	var rid: RID = a.puck.get_rid()
 	Physics2DServer.body_set_state(rid, Physics2DServer.BODY_STATE_TRANSFORM, Transform2D(0, start))
 	Physics2DServer.body_set_state(rid, Physics2DServer.BODY_STATE_LINEAR_VELOCITY, Vector2.ZERO)
+	Physics2DServer.body_set_state(rid, Physics2DServer.BODY_STATE_ANGULAR_VELOCITY, 0.0)
 	a.puck.position = start
+	a.puck.rotation = 0.0
 	a.puck.linear_velocity = Vector2.ZERO
+	a.puck.angular_velocity = 0.0
 	a.puck.applied_force = Vector2.ZERO
 	a.steps = 0
 	a.last = start.distance_to(a.target)
@@ -162,6 +170,7 @@ func _reset(cmd) -> void:
 
 
 func _finish_step() -> void:
+	Physics2DServer.set_active(false)
 	var obs := []
 	var rewards := []
 	var terms := []

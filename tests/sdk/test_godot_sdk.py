@@ -238,6 +238,17 @@ def test_puck_with_many_agents_in_one_scene(godot: str) -> None:
         env.close()
 
 
+@pytest.mark.parametrize("agents", ["1", "3"])
+def test_rlay_check_passes_on_puck(godot: str, agents: str) -> None:
+    """`rlay check` on the game as it dials in (one puck, and three in one scene): spaces,
+    check_env, observations inside the space, seeded determinism (the physics is frozen between
+    steps), replies to bad commands."""
+    launch = [*puck(godot), "--", "--connect", "{address}", "--num-envs", agents]
+    cmd = [sys.executable, "-m", "rlay.cli", "check", "--server", "tcp://127.0.0.1:0", "--", *launch]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 KILLED = """
 import sys, time, rlay
 launch = sys.argv[1:]
