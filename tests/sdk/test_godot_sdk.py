@@ -67,12 +67,15 @@ def same(got: Any, want: Any) -> bool:
 
 def test_every_space_kind_round_trips(godot: str) -> None:
     """Actions sampled from a Dict of box (float32 with ±inf, uint8), discrete with a start,
-    multi_discrete, multi_binary, text and a tuple come back as observations, bit for bit."""
+    multi_discrete, multi_binary, text, a tuple, a sequence and a one_of come back as
+    observations, bit for bit."""
     env = rlay.ClientEnv("tcp://127.0.0.1:0", launch=echo(godot, "--listen", "{address}"), connect_timeout=60)
     try:
         space = env.observation_space
         assert space == env.action_space
-        assert list(space) == ["box", "grid", "discrete", "multi_discrete", "multi_binary", "text", "tuple"]
+        kinds = ["box", "grid", "discrete", "multi_discrete", "multi_binary", "text", "tuple"]
+        kinds += ["sequence", "one_of"]
+        assert list(space) == kinds
         obs, _ = env.reset(seed=0)
         assert space.contains(obs)
         env.action_space.seed(0)

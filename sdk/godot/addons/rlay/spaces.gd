@@ -3,9 +3,9 @@
 #     const Spaces = preload("res://addons/rlay/spaces.gd")
 #     var obs_space = Spaces.box(-1.0, 1.0, [4], "float32")
 #
-# Supported for values: box, discrete, multi_discrete, multi_binary, text, dict, tuple (nested).
-# sequence, graph and one_of descriptors can be sent (they are plain maps), but this file does not
-# convert or check their values: the game passes the wire value itself (see README).
+# Supported for values: box, discrete, multi_discrete, multi_binary, text, dict, tuple, sequence,
+# one_of (nested). graph descriptors can be sent (they are plain maps), but this file does not
+# convert or check graph values: the game passes the wire value itself (see README).
 extends Reference
 
 const Rlay = preload("res://addons/rlay/rlay.gd")
@@ -68,6 +68,14 @@ static func dict(spaces: Dictionary) -> Dictionary:
 
 static func tuple(spaces: Array) -> Dictionary:
 	return {"kind": "tuple", "spaces": spaces}
+
+
+static func sequence(space: Dictionary, stack: bool = false) -> Dictionary:
+	return {"kind": "sequence", "space": space, "stack": stack}
+
+
+static func one_of(spaces: Array) -> Dictionary:
+	return {"kind": "one_of", "spaces": spaces}
 
 
 # ---- shapes ------------------------------------------------------------------------------------
@@ -146,7 +154,25 @@ static func to_wire(space: Dictionary, v, where: String = "obs") -> Array:
 					return r2
 				out2.append(r2[1])
 			return [true, out2]
-	return [true, v]  # sequence, graph, one_of: the game gives the wire value itself
+		"sequence":
+			if typeof(v) != TYPE_ARRAY:
+				return [false, "%s: expected an Array (any length), got %s" % [where, Rlay.W.describe(v)]]
+			var out3 := []
+			for i in range(v.size()):
+				var r3 := to_wire(space["space"], v[i], "%s[%d]" % [where, i])
+				if not r3[0]:
+					return r3
+				out3.append(r3[1])
+			return [true, out3]
+		"one_of":
+			var subs2: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != 2 or typeof(v[0]) != TYPE_INT or v[0] < 0 or v[0] >= subs2.size():
+				return [false, "%s: expected [index, value] with an index below %d, got %s" % [where, subs2.size(), Rlay.W.describe(v)]]
+			var r4 := to_wire(subs2[v[0]], v[1], "%s[%d]" % [where, v[0]])
+			if not r4[0]:
+				return r4
+			return [true, [v[0], r4[1]]]
+	return [true, v]  # graph: the game gives the wire value itself
 
 
 static func _flatten(v) -> Array:
@@ -236,6 +262,26 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 					return r2
 				out2.append(r2[1])
 			return [0, out2]
+		"sequence":
+			if typeof(v) != TYPE_ARRAY:
+				return [Rlay.BAD_VALUE, "%s: expected an array, got %s" % [where, Rlay.W.describe(v)]]
+			var out3 := []
+			for i in range(v.size()):
+				var r3 := from_wire(space["space"], v[i], "%s[%d]" % [where, i])
+				if r3[0] != 0:
+					return r3
+				out3.append(r3[1])
+			return [0, out3]
+		"one_of":
+			var subs2: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != 2 or typeof(v[0]) != TYPE_INT:
+				return [Rlay.BAD_VALUE, "%s: expected [index, value], got %s" % [where, Rlay.W.describe(v)]]
+			if v[0] < 0 or v[0] >= subs2.size():
+				return [Rlay.BAD_VALUE, "%s: index %d outside the %d sub-spaces" % [where, v[0], subs2.size()]]
+			var r4 := from_wire(subs2[v[0]], v[1], "%s[%d]" % [where, v[0]])
+			if r4[0] != 0:
+				return r4
+			return [0, [v[0], r4[1]]]
 	return [0, v]
 
 
