@@ -60,6 +60,12 @@ train-csharp: setup
 	$(MAKE) -s -C sdk/csharp build/cartpole.exe
 	$(PY) examples/train_cartpole.py --program sdk/csharp/bin/cartpole
 
+## train-godot: PPO learns Puck, a Godot 3 game (RigidBody2D physics), over 4 headless engines.
+.PHONY: train-godot
+train-godot: setup
+	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
+	$(PY) examples/train_godot.py
+
 ## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
 fuzz: setup
 	$(PY) -m pip install -q 'atheris>=2.3'

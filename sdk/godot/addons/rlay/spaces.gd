@@ -1,0 +1,413 @@
+# Spaces (spec §9) for the rlay Godot addon: descriptor builders, Godot values <-> wire values,
+# bounds checks for actions, and the §10 batching of values for N sub-envs.
+#     const Spaces = preload("res://addons/rlay/spaces.gd")
+#     var obs_space = Spaces.box(-1.0, 1.0, [4], "float32")
+#
+# Supported for values: box, discrete, multi_discrete, multi_binary, text, dict, tuple, sequence,
+# one_of (nested). graph descriptors can be sent (they are plain maps), but this file does not
+# convert or check graph values: the game passes the wire value itself (see README).
+extends Reference
+
+const Rlay = preload("res://addons/rlay/rlay.gd")
+
+
+# ---- descriptors (maps in the canonical field order of §9) ------------------------------------
+
+# low/high: a number (the same bound everywhere) or an Array of numbers (per element, C order).
+# Floats may be INF / -INF.
+static func box(low, high, shape: Array, dtype: String = "float32") -> Dictionary:
+	return {"kind": "box", "dtype": dtype, "shape": shape.duplicate(),
+		"low": _bound(low, shape, dtype), "high": _bound(high, shape, dtype)}
+
+
+static func _bound(v, shape: Array, dtype: String):
+	if typeof(v) == TYPE_OBJECT:
+		return v
+	if typeof(v) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
+		return Rlay.tensor(dtype, shape, v)
+	return Rlay.tensor_filled(dtype, shape, v)
+
+
+static func discrete(n: int, start: int = 0, dtype: String = "int64") -> Dictionary:
+	return {"kind": "discrete", "n": n, "start": start, "dtype": dtype}
+
+
+static func multi_discrete(nvec: Array, start = null, dtype: String = "int64") -> Dictionary:
+	var s = start
+	if s == null:
+		s = []
+		for _i in nvec:
+			s.append(0)
+	return {"kind": "multi_discrete", "nvec": Rlay.tensor(dtype, [nvec.size()], nvec),
+		"start": Rlay.tensor(dtype, [nvec.size()], s)}
+
+
+static func multi_binary(n) -> Dictionary:
+	return {"kind": "multi_binary", "n": n}
+
+
+# charset: the allowed characters (sorted and de-duplicated here, as §9 wants).
+static func text(max_length: int, min_length: int = 1, charset: String = "") -> Dictionary:
+	if charset == "":
+		charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	var codes := []
+	for i in range(charset.length()):
+		var c := charset.ord_at(i)
+		if not c in codes:
+			codes.append(c)
+	codes.sort()
+	var s := ""
+	for c in codes:
+		s += char(c)
+	return {"kind": "text", "min_length": min_length, "max_length": max_length, "charset": s}
+
+
+static func dict(spaces: Dictionary) -> Dictionary:
+	return {"kind": "dict", "spaces": spaces}
+
+
+static func tuple(spaces: Array) -> Dictionary:
+	return {"kind": "tuple", "spaces": spaces}
+
+
+static func sequence(space: Dictionary, stack: bool = false) -> Dictionary:
+	return {"kind": "sequence", "space": space, "stack": stack}
+
+
+static func one_of(spaces: Array) -> Dictionary:
+	return {"kind": "one_of", "spaces": spaces}
+
+
+# ---- shapes ------------------------------------------------------------------------------------
+
+static func _shape_of(space: Dictionary) -> Array:
+	match space["kind"]:
+		"box":
+			return space["shape"]
+		"multi_discrete":
+			return space["nvec"].shape
+		"multi_binary":
+			var n = space["n"]
+			return n if typeof(n) == TYPE_ARRAY else [n]
+	return []
+
+
+static func _count(shape: Array) -> int:
+	var n := 1
+	for d in shape:
+		n *= d
+	return n
+
+
+# ---- Godot value -> wire value -----------------------------------------------------------------
+
+# Turns what the game gives (an Array of numbers for a box, an int for a discrete, a Dictionary
+# for a dict ...) into the wire value of `space`. Returns [true, value] or [false, why].
+static func to_wire(space: Dictionary, v, where: String = "obs") -> Array:
+	var kind: String = space["kind"]
+	match kind:
+		"box", "multi_discrete", "multi_binary":
+			var dtype: String = space["dtype"] if kind == "box" else ("int8" if kind == "multi_binary" else space["nvec"].dtype_name())
+			var shape := _shape_of(space)
+			if typeof(v) == TYPE_OBJECT and v is Rlay.Tensor:
+				if v.dtype_name() != dtype or v.shape != shape:
+					return [false, "%s: expected a %s%s tensor, got %s%s" % [where, dtype, str(shape), v.dtype_name(), str(v.shape)]]
+				return [true, v]
+			if not typeof(v) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
+				return [false, "%s: expected an Array of %d numbers (or an Rlay.Tensor), got %s" % [where, _count(shape), Rlay.W.describe(v)]]
+			var flat := _flatten(v)
+			if flat.size() != _count(shape):
+				return [false, "%s: expected %d numbers for shape %s, got %d" % [where, _count(shape), str(shape), flat.size()]]
+			return [true, Rlay.tensor(dtype, shape, flat)]
+		"discrete":
+			if typeof(v) == TYPE_INT:
+				return [true, v]
+			if typeof(v) == TYPE_REAL and v == floor(v):
+				return [true, int(v)]
+			return [false, "%s: expected an int, got %s" % [where, Rlay.W.describe(v)]]
+		"text":
+			if typeof(v) == TYPE_STRING:
+				return [true, v]
+			return [false, "%s: expected a String, got %s" % [where, Rlay.W.describe(v)]]
+		"dict":
+			if typeof(v) != TYPE_DICTIONARY:
+				return [false, "%s: expected a Dictionary, got %s" % [where, Rlay.W.describe(v)]]
+			var out := {}
+			for k in space["spaces"]:
+				if not v.has(k):
+					return [false, "%s: missing key %s" % [where, k]]
+				var r := to_wire(space["spaces"][k], v[k], "%s[%s]" % [where, k])
+				if not r[0]:
+					return r
+				out[k] = r[1]
+			if v.size() != out.size():
+				return [false, "%s: keys %s, expected %s" % [where, str(v.keys()), str(space["spaces"].keys())]]
+			return [true, out]
+		"tuple":
+			var subs: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != subs.size():
+				return [false, "%s: expected an Array of %d values, got %s" % [where, subs.size(), Rlay.W.describe(v)]]
+			var out2 := []
+			for i in range(subs.size()):
+				var r2 := to_wire(subs[i], v[i], "%s[%d]" % [where, i])
+				if not r2[0]:
+					return r2
+				out2.append(r2[1])
+			return [true, out2]
+		"sequence":
+			if typeof(v) != TYPE_ARRAY:
+				return [false, "%s: expected an Array (any length), got %s" % [where, Rlay.W.describe(v)]]
+			var out3 := []
+			for i in range(v.size()):
+				var r3 := to_wire(space["space"], v[i], "%s[%d]" % [where, i])
+				if not r3[0]:
+					return r3
+				out3.append(r3[1])
+			return [true, out3]
+		"one_of":
+			var subs2: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != 2 or typeof(v[0]) != TYPE_INT or v[0] < 0 or v[0] >= subs2.size():
+				return [false, "%s: expected [index, value] with an index below %d, got %s" % [where, subs2.size(), Rlay.W.describe(v)]]
+			var r4 := to_wire(subs2[v[0]], v[1], "%s[%d]" % [where, v[0]])
+			if not r4[0]:
+				return r4
+			return [true, [v[0], r4[1]]]
+	return [true, v]  # graph: the game gives the wire value itself
+
+
+static func _flatten(v) -> Array:
+	var out := []
+	for x in v:
+		if typeof(x) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
+			out += _flatten(x)
+		else:
+			out.append(x)
+	return out
+
+
+# ---- wire value -> Godot value, with checks ----------------------------------------------------
+
+# The action as the game gets it: box -> Rlay.Tensor (.to_array() for a flat Array),
+# discrete -> int, multi_discrete / multi_binary -> Array of int, text -> String,
+# dict -> Dictionary, tuple -> Array. Returns [0, value] or [code, why] with code BAD_VALUE
+# (the structure is wrong: fatal) or INVALID_ACTION (outside the space: the session goes on).
+static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
+	var kind: String = space["kind"]
+	match kind:
+		"box", "multi_discrete", "multi_binary":
+			var dtype: String = space["dtype"] if kind == "box" else ("int8" if kind == "multi_binary" else space["nvec"].dtype_name())
+			var shape := _shape_of(space)
+			if not (typeof(v) == TYPE_OBJECT and v is Rlay.Tensor) or v.dtype_name() != dtype or v.shape != shape:
+				return [Rlay.BAD_VALUE, "%s: expected a %s%s tensor, got %s" % [where, dtype, str(shape), Rlay.W.describe(v)]]
+			var xs: Array = v.to_array()
+			if kind == "box":
+				var lo: Array = space["low"].to_array()
+				var hi: Array = space["high"].to_array()
+				for i in range(xs.size()):
+					if not (xs[i] >= lo[i] and xs[i] <= hi[i]):
+						return [Rlay.INVALID_ACTION, "%s: element %d = %s is outside [%s, %s]" % [where, i, str(xs[i]), str(lo[i]), str(hi[i])]]
+				return [0, v]
+			if kind == "multi_binary":
+				for i in range(xs.size()):
+					if xs[i] != 0 and xs[i] != 1:
+						return [Rlay.INVALID_ACTION, "%s: element %d = %d is not 0 or 1" % [where, i, xs[i]]]
+				return [0, xs]
+			var nvec: Array = space["nvec"].to_array()
+			var st: Array = space["start"].to_array()
+			for i in range(xs.size()):
+				if xs[i] < st[i] or xs[i] >= st[i] + nvec[i]:
+					return [Rlay.INVALID_ACTION, "%s: element %d = %d is outside [%d, %d)" % [where, i, xs[i], st[i], st[i] + nvec[i]]]
+			return [0, xs]
+		"discrete":
+			var a = v
+			if typeof(v) == TYPE_OBJECT and v is Rlay.Tensor and v.shape.size() == 0 and v.dtype >= Rlay.DT_INT8 and v.dtype <= Rlay.DT_UINT64:
+				a = v.to_array()[0]
+			if typeof(a) == TYPE_OBJECT and a is Rlay.U64:
+				return [Rlay.INVALID_ACTION, "%s: %s is outside the space" % [where, str(a)]]
+			if typeof(a) != TYPE_INT:
+				return [Rlay.BAD_VALUE, "%s: expected an int, got %s" % [where, Rlay.W.describe(v)]]
+			var start: int = space["start"]
+			if a < start or a >= start + space["n"]:
+				return [Rlay.INVALID_ACTION, "%s: %d is outside [%d, %d)" % [where, a, start, start + space["n"]]]
+			return [0, a]
+		"text":
+			if typeof(v) != TYPE_STRING:
+				return [Rlay.BAD_VALUE, "%s: expected a str, got %s" % [where, Rlay.W.describe(v)]]
+			if v.length() < space["min_length"] or v.length() > space["max_length"]:
+				return [Rlay.INVALID_ACTION, "%s: length %d outside [%d, %d]" % [where, v.length(), space["min_length"], space["max_length"]]]
+			for i in range(v.length()):
+				if space["charset"].find(v[i]) < 0:
+					return [Rlay.INVALID_ACTION, "%s: character %s is not in the charset" % [where, v[i]]]
+			return [0, v]
+		"dict":
+			if typeof(v) != TYPE_DICTIONARY or v.size() != space["spaces"].size():
+				return [Rlay.BAD_VALUE, "%s: expected a map with keys %s, got %s" % [where, str(space["spaces"].keys()), Rlay.W.describe(v)]]
+			var out := {}
+			for k in space["spaces"]:
+				if not v.has(k):
+					return [Rlay.BAD_VALUE, "%s: missing key %s" % [where, k]]
+				var r := from_wire(space["spaces"][k], v[k], "%s[%s]" % [where, k])
+				if r[0] != 0:
+					return r
+				out[k] = r[1]
+			return [0, out]
+		"tuple":
+			var subs: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != subs.size():
+				return [Rlay.BAD_VALUE, "%s: expected an array of %d values, got %s" % [where, subs.size(), Rlay.W.describe(v)]]
+			var out2 := []
+			for i in range(subs.size()):
+				var r2 := from_wire(subs[i], v[i], "%s[%d]" % [where, i])
+				if r2[0] != 0:
+					return r2
+				out2.append(r2[1])
+			return [0, out2]
+		"sequence":
+			if typeof(v) != TYPE_ARRAY:
+				return [Rlay.BAD_VALUE, "%s: expected an array, got %s" % [where, Rlay.W.describe(v)]]
+			var out3 := []
+			for i in range(v.size()):
+				var r3 := from_wire(space["space"], v[i], "%s[%d]" % [where, i])
+				if r3[0] != 0:
+					return r3
+				out3.append(r3[1])
+			return [0, out3]
+		"one_of":
+			var subs2: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != 2 or typeof(v[0]) != TYPE_INT:
+				return [Rlay.BAD_VALUE, "%s: expected [index, value], got %s" % [where, Rlay.W.describe(v)]]
+			if v[0] < 0 or v[0] >= subs2.size():
+				return [Rlay.BAD_VALUE, "%s: index %d outside the %d sub-spaces" % [where, v[0], subs2.size()]]
+			var r4 := from_wire(subs2[v[0]], v[1], "%s[%d]" % [where, v[0]])
+			if r4[0] != 0:
+				return r4
+			return [0, [v[0], r4[1]]]
+	return [0, v]
+
+
+# ---- §10 batching: N values of `space` <-> one value of batch_space(space, N) ------------------
+
+# Stacks N wire values (each already made by to_wire).
+static func stack(space: Dictionary, values: Array):
+	var kind: String = space["kind"]
+	match kind:
+		"box", "multi_discrete", "multi_binary":
+			var first = values[0]
+			var data := PoolByteArray()
+			for t in values:
+				data.append_array(t.data)
+			return Rlay.Tensor.new(first.dtype, [values.size()] + first.shape, data)
+		"discrete":
+			return Rlay.tensor(space["dtype"], [values.size()], values)
+		"dict":
+			var out := {}
+			for k in space["spaces"]:
+				var col := []
+				for v in values:
+					col.append(v[k])
+				out[k] = stack(space["spaces"][k], col)
+			return out
+		"tuple":
+			var out2 := []
+			var subs: Array = space["spaces"]
+			for i in range(subs.size()):
+				var col2 := []
+				for v in values:
+					col2.append(v[i])
+				out2.append(stack(subs[i], col2))
+			return out2
+	return values  # text, sequence, graph, one_of: a tuple of N values
+
+
+# Splits one batched wire value into N wire values of `space`, or returns a String (why not).
+static func unstack(space: Dictionary, v, n: int):
+	var kind: String = space["kind"]
+	match kind:
+		"box", "multi_discrete", "multi_binary", "discrete":
+			if not (typeof(v) == TYPE_OBJECT and v is Rlay.Tensor) or v.shape.size() < 1 or v.shape[0] != n:
+				return "expected a tensor with a leading dimension of %d, got %s" % [n, Rlay.W.describe(v)]
+			var inner: Array = v.shape.slice(1, v.shape.size() - 1) if v.shape.size() > 1 else []
+			var per: int = v.data.size() / n
+			var out := []
+			for i in range(n):
+				var bytes := PoolByteArray() if per == 0 else v.data.subarray(i * per, (i + 1) * per - 1)
+				var t := Rlay.Tensor.new(v.dtype, inner.duplicate(), bytes)
+				out.append(t.to_array()[0] if kind == "discrete" else t)
+			return out
+		"dict":
+			if typeof(v) != TYPE_DICTIONARY:
+				return "expected a map, got %s" % Rlay.W.describe(v)
+			var cols := {}
+			for k in space["spaces"]:
+				if not v.has(k):
+					return "missing key %s" % k
+				var c = unstack(space["spaces"][k], v[k], n)
+				if typeof(c) == TYPE_STRING:
+					return c
+				cols[k] = c
+			var out2 := []
+			for i in range(n):
+				var d := {}
+				for k in cols:
+					d[k] = cols[k][i]
+				out2.append(d)
+			return out2
+		"tuple":
+			var subs: Array = space["spaces"]
+			if typeof(v) != TYPE_ARRAY or v.size() != subs.size():
+				return "expected an array of %d, got %s" % [subs.size(), Rlay.W.describe(v)]
+			var cols2 := []
+			for j in range(subs.size()):
+				var c2 = unstack(subs[j], v[j], n)
+				if typeof(c2) == TYPE_STRING:
+					return c2
+				cols2.append(c2)
+			var out3 := []
+			for i in range(n):
+				var row := []
+				for j in range(subs.size()):
+					row.append(cols2[j][i])
+				out3.append(row)
+			return out3
+	if typeof(v) != TYPE_ARRAY or v.size() != n:
+		return "expected an array of %d values, got %s" % [n, Rlay.W.describe(v)]
+	return v
+
+
+# Gymnasium's vector info: each key -> N entries, "_key" -> bool tensor (N,) of who set it.
+static func stack_infos(infos: Array) -> Dictionary:
+	var n := infos.size()
+	var keys := []
+	for info in infos:
+		for k in info:
+			if not k in keys:
+				keys.append(k)
+	var out := {}
+	for k in keys:
+		var col := []
+		var mask := []
+		var kind := -1
+		for info in infos:
+			var has: bool = info.has(k)
+			mask.append(has)
+			col.append(info[k] if has else null)
+			if has:
+				var t := typeof(info[k])
+				kind = t if kind == -1 or kind == t else -2
+		match kind:
+			TYPE_BOOL:
+				for i in range(n):
+					col[i] = col[i] if mask[i] else false
+				out[k] = Rlay.tensor("bool", [n], col)
+			TYPE_INT:
+				for i in range(n):
+					col[i] = col[i] if mask[i] else 0
+				out[k] = Rlay.tensor("int64", [n], col)
+			TYPE_REAL:
+				for i in range(n):
+					col[i] = col[i] if mask[i] else 0.0
+				out[k] = Rlay.tensor("float64", [n], col)
+			_:
+				out[k] = col
+		out["_" + k] = Rlay.tensor("bool", [n], mask)
+	return out
