@@ -114,7 +114,8 @@ class EnvSession:
         wire_obs = observation_space if num_envs == 1 else batched(observation_space, num_envs)
         wire_act = action_space if num_envs == 1 else batched(action_space, num_envs)
         self._wire_action_space = wire_act
-        self._obs_codec = SpaceCodec(wire_obs)
+        # §9: an observation outside its space is the env code's error (ENV_EXCEPTION): never rounded.
+        self._obs_codec = SpaceCodec(wire_obs, "observation", exact=True)
         self._act_codec = SpaceCodec(wire_act)
         self._check_actions = check_actions
         self._contains = (
@@ -199,6 +200,10 @@ class EnvSession:
     def _command(self, message: Any) -> Command | None:
         t = type(message)
         if t is Step:
+            try:  # §8: structure (BAD_VALUE, fatal), then RESET_NEEDED, then bounds
+                action = self._act_codec.from_wire(message.action)
+            except ProtocolError as exc:
+                self._fail(exc)
             if not self._was_reset:
                 self._send(
                     Error(
@@ -210,10 +215,6 @@ class EnvSession:
                     )
                 )
                 return None
-            try:
-                action = self._act_codec.from_wire(message.action)
-            except ProtocolError as exc:
-                self._fail(exc)
             if self._check_actions and not self._contains(action):
                 self._send(
                     Error(
