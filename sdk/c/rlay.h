@@ -448,8 +448,9 @@ struct rlay_ctx {
     /* sub-envs (section 10), and their per-sub-env arrays, allocated by rlay__prepare */
     uint32_t nenv;
     uint64_t *b_seeds; double *b_rew;
-    unsigned char *b_bytes;   /* seeded | reset_mask | ended | flags (2n) | terminations | truncations */
-    unsigned char *b_seeded, *b_mask, *b_ended, *b_flags, *b_term, *b_trunc;
+    unsigned char *b_bytes;   /* seeded | reset_mask | ended | flags (2n) | terminations | truncations | was_reset */
+    unsigned char *b_seeded, *b_mask, *b_ended, *b_flags, *b_term, *b_trunc, *b_was_reset;
+    uint32_t nreset;          /* sub-envs reset at least once: STEP is RESET_NEEDED until all were */
     char *name, *render_mode;
     rlay_w *w_obs_space, *w_act_space, *w_meta, *w_obs, *w_info, *w_val, *w_body;
     unsigned char *hello, *envinfo; size_t hello_len, envinfo_len;
@@ -1635,6 +1636,52 @@ static int rlay__check_fields(rlay_ctx *c, int kind, const rlay_value *b, const 
     return 0;
 }
 
+/* Section 10: the fields of a received message against num_envs (n): RESET's seed and reset_mask,
+   STEP_RESULT's reward and flags (plain with one env, (n,) tensors with n), CALL_RESULT's value
+   and RENDER_RESULT's frame (arrays of n). Every fault is BAD_FIELD. */
+static int rlay__check_batch(rlay_ctx *c, int kind, const rlay_value **f) {
+    uint32_t n = c->nenv, j;
+    char d[200];
+    int i;
+    if (kind == RLAY_RESET) {
+        const rlay_value *seed = f[0], *m;
+        if (seed->type == RLAY_T_INT) {
+            if (seed->neg) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed must be >= 0, got %lld", (long long)seed->v.i);
+            if (seed->v.u > UINT64_MAX - (n - 1))
+                return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed %llu: the seed of sub-env %u (seed + %u) would exceed 2^64 - 1",
+                                 (unsigned long long)seed->v.u, n - 1, n - 1);
+        } else if (seed->type == RLAY_T_ARRAY) {
+            if (n == 1) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array, but num_envs is 1");
+            if (seed->len != n) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array of %u seeds; expected one per sub-env (%u)", seed->len, n);
+            for (j = 0; j < n; j++)
+                if (seed->v.items[j].type == RLAY_T_INT && seed->v.items[j].neg)
+                    return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed[%u] must be >= 0, got %lld", j, (long long)seed->v.items[j].v.i);
+        }
+        m = n > 1 ? rlay_map_get(f[1], "reset_mask") : NULL;
+        if (m && (m->type != RLAY_T_TENSOR || m->v.t->dtype != RLAY_DT_BOOL || m->v.t->ndim != 1 || m->v.t->shape[0] != n))
+            return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.options.reset_mask must be a bool tensor of shape (%u,), got %s", n,
+                             rlay__describe(m, d, sizeof d));
+    } else if (kind == RLAY_STEP_RESULT) {
+        for (i = 1; i <= 3; i++) {
+            const rlay_value *v = f[i];
+            int dt = i == 1 ? RLAY_DT_FLOAT64 : RLAY_DT_BOOL;
+            if (n == 1 && v->type == RLAY_T_TENSOR)
+                return rlay__err(c, RLAY_E_BAD_FIELD, "STEP_RESULT.%s must be a %s (num_envs is 1), got %s",
+                                 i == 1 ? "reward" : i == 2 ? "terminated" : "truncated", i == 1 ? "float" : "bool", rlay__describe(v, d, sizeof d));
+            if (n > 1 && (v->type != RLAY_T_TENSOR || v->v.t->dtype != dt || v->v.t->ndim != 1 || v->v.t->shape[0] != n))
+                return rlay__err(c, RLAY_E_BAD_FIELD, "STEP_RESULT.%s must be a %s tensor of shape (%u,) (num_envs is %u), got %s",
+                                 i == 1 ? "reward" : i == 2 ? "terminated" : "truncated", i == 1 ? "float64" : "bool", n, n,
+                                 rlay__describe(v, d, sizeof d));
+        }
+    } else if (n > 1 && (kind == RLAY_CALL_RESULT || (kind == RLAY_RENDER_RESULT && f[0]->type != RLAY_T_NIL))) {
+        if (f[0]->type != RLAY_T_ARRAY || f[0]->len != n)
+            return rlay__err(c, RLAY_E_BAD_FIELD, "%s must be %san array of %u values (num_envs is %u), got %s",
+                             kind == RLAY_CALL_RESULT ? "CALL_RESULT.value" : "RENDER_RESULT.frame",
+                             kind == RLAY_CALL_RESULT ? "" : "nil or ", n, n, rlay__describe(f[0], d, sizeof d));
+    }
+    return 0;
+}
+
 /* The state table of spec section 8, for a message received from `sender`; -1: not allowed. */
 static int rlay__next_state(int state, int kind, int sender, int fatal) {
     if (state == RLAY__S_CLOSED) return -1;
@@ -1705,13 +1752,15 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
     if (kind == RLAY_ERROR) {
         if (rlay__check_fields(c, kind, root, fields)) return c->err;
         if (standalone) return 0;
-        next = rlay__next_state(c->state, kind, sender, fields[2]->v.b);
+        /* section 11: a code 1-15 is fatal whatever the flag says */
+        next = rlay__next_state(c->state, kind, sender, fields[2]->v.b || fields[0]->v.u <= RLAY_E_BAD_VALUE);
         if (next < 0) return rlay__unexpected(c, kind);
         c->state = next;
         return 0;
     }
     if (!standalone && (next = rlay__next_state(c->state, kind, sender, 0)) < 0) return rlay__unexpected(c, kind);
     if (rlay__check_fields(c, kind, root, fields)) return c->err;
+    if (!standalone && rlay__check_batch(c, kind, fields)) return c->err;
     if (!standalone) c->state = next;
     return 0;
 }
@@ -1770,6 +1819,8 @@ static void rlay__rx_eof(rlay_ctx *c) {
         if (c->rneed) rlay__err(c, RLAY_E_TRUNCATED, "the stream ended inside a %s frame (%lu of %lu bytes)",
                                 rlay__kind_name(c->rkind), (unsigned long)c->rhave, (unsigned long)c->rneed);
         else rlay__err(c, RLAY_E_TRUNCATED, "the stream ended inside a frame header (%lu of 12 bytes)", (unsigned long)c->rhave);
+    } else if (c->role == RLAY__ENV && c->state == RLAY__S_IDLE) {
+        c->state = RLAY__S_CLOSED;   /* section 8: an agent that ends the stream between commands ends the session */
     } else if (c->state != RLAY__S_CLOSED) {
         rlay__err(c, RLAY_E_PEER_CLOSED, "connection closed by peer in state %s%s", rlay__state_names[c->state],
                   c->state == RLAY__S_HELLO ? " (during the handshake)" : c->state == RLAY__S_IDLE ? " (between commands)" : "");
@@ -2075,10 +2126,11 @@ static int rlay__prepare(rlay_ctx *c) {
     c->obs_sp = f[0]; c->act_sp = f[1];
     n = c->nenv;   /* the per-sub-env arrays, once: nothing is allocated per step */
     if (!(c->b_seeds = (uint64_t *)calloc(n, sizeof *c->b_seeds)) || !(c->b_rew = (double *)calloc(n, sizeof *c->b_rew)) ||
-        !(c->b_bytes = (unsigned char *)calloc(n, 7)))
+        !(c->b_bytes = (unsigned char *)calloc(n, 8)))
         return rlay__err(c, RLAY_E_NOMEM, "out of memory for the arrays of %lu sub-envs", (unsigned long)n);
     c->b_seeded = c->b_bytes; c->b_mask = c->b_bytes + n; c->b_ended = c->b_bytes + 2 * n;
     c->b_flags = c->b_bytes + 3 * n; c->b_term = c->b_bytes + 5 * n; c->b_trunc = c->b_bytes + 6 * n;
+    c->b_was_reset = c->b_bytes + 7 * n;
     return 0;
 }
 
@@ -2342,7 +2394,9 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
             else rlay__err(c, RLAY_E_BAD_VALUE, "the action does not match batch_space(action_space, %u): %s", n, c->vmsg);
             return -1;
         }
-        if (!c->has_reset) return rlay__auto_reply(c, RLAY_E_RESET_NEEDED, "step() before the first reset()");
+        if (!c->has_reset)
+            return rlay__auto_reply(c, RLAY_E_RESET_NEEDED, c->nenv == 1 ? "step() before the first reset()"
+                                    : "step() before every sub-env was reset once (a reset_mask left some out)");
         if (oob) {
             if (n == 1) snprintf(msg, sizeof msg, "the action is outside action_space: %s", c->vmsg);
             else snprintf(msg, sizeof msg, "the action of sub-env %u is outside action_space: %s", which, c->vmsg);
@@ -2500,8 +2554,12 @@ int rlay_reply_reset(rlay_ctx *c) {
     rlay__e_str(b, "obs"); rlay__splice(b, c->w_obs);
     rlay__e_str(b, "info"); rlay__splice(b, c->w_info);
     if (rlay__finish(c, RLAY_RESET_RESULT, RLAY__S_IDLE)) return c->err;
-    c->has_reset = 1;
-    for (i = 0; i < c->nenv; i++) if (c->b_mask[i]) c->b_ended[i] = 0;
+    for (i = 0; i < c->nenv; i++)
+        if (c->b_mask[i]) {
+            c->b_ended[i] = 0;
+            if (!c->b_was_reset[i]) { c->b_was_reset[i] = 1; c->nreset++; }
+        }
+    c->has_reset = c->nreset == c->nenv;   /* section 10: a partial first reset leaves STEP RESET_NEEDED */
     return 0;
 }
 int rlay_reply_step(rlay_ctx *c, double reward, int terminated, int truncated) {
@@ -2877,18 +2935,23 @@ int rlay__conform_roundtrip(rlay_ctx *c, const unsigned char *frame, size_t n) {
 }
 /* Feeds a stream that then ends to a receiver playing `role` in `state` (-1: stand-alone);
    returns the error it fails with (0 if none). */
-int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state);
-int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state) {
+int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state, uint32_t num_envs);
+int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state, uint32_t num_envs) {
     const rlay_value *f[8];
+    uint32_t saved;
     rlay__conform_reset(c, role, state < 0 ? RLAY__S_CLOSED : state);   /* stand-alone: EOF is orderly */
+    saved = c->nenv;
+    c->nenv = num_envs;   /* the num_envs of the ENV_INFO this receiver was brought past */
     rlay__feed(c, p, n);
     for (;;) {
         int r = rlay__rx_frame(c);
-        if (r < 0) return c->err;
-        if (r == 0) { rlay__rx_eof(c); return c->err; }
-        if (rlay__rx_message(c, state < 0, f)) return c->err;
+        if (r < 0) break;
+        if (r == 0) { rlay__rx_eof(c); break; }
+        if (rlay__rx_message(c, state < 0, f)) break;
         rlay__rx_consume(c);
     }
+    c->nenv = saved;
+    return c->err;
 }
 
 #ifdef __cplusplus

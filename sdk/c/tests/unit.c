@@ -804,8 +804,8 @@ int main(void) {
     }
 
     /* a stream of one byte, even a wrong one, is TRUNCATED (spec section 2) */
-    CHECK(rlay__conform_reject(C, (const unsigned char *)"X", 1, RLAY__ENV, -1) == RLAY_E_TRUNCATED);
-    CHECK(rlay__conform_reject(C, (const unsigned char *)"XY", 2, RLAY__ENV, -1) == RLAY_E_BAD_MAGIC);
+    CHECK(rlay__conform_reject(C, (const unsigned char *)"X", 1, RLAY__ENV, -1, 1) == RLAY_E_TRUNCATED);
+    CHECK(rlay__conform_reject(C, (const unsigned char *)"XY", 2, RLAY__ENV, -1, 1) == RLAY_E_BAD_MAGIC);
     /* our own ENV_INFO is checked like a peer's: a bad metadata.autoreset_mode is refused */
     {
         rlay_ctx *e = rlay_new();
