@@ -408,6 +408,10 @@ def _build_discrete(desc: dict[str, Any], where: str, depth: int) -> gym.Space[A
                 f"{where}.{name}",
                 f"expected an int in the {dt.name} range [{info.min}, {info.max}], actual {v}",
             )
+    if start + n - 1 > info.max:  # §9: every value of the space fits its dtype
+        raise _bad_space(
+            where, f"the last value start + n - 1 = {start + n - 1} is above the {dt.name} maximum {info.max}"
+        )
     return Discrete(n, start=start, dtype=dt)
 
 

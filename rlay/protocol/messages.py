@@ -208,8 +208,14 @@ class EnvInfo(Message):
     def from_body(cls, body: Any) -> Message:
         msg = super().from_body(body)
         assert isinstance(msg, EnvInfo)
-        if msg.num_envs < 1:
+        if not 1 <= msg.num_envs <= 0x7FFFFFFF:
             raise ProtocolError(ErrorCode.BAD_FIELD, f"ENV_INFO.num_envs must be >= 1, got {msg.num_envs}")
+        # §6: a space field that is a map but not a valid descriptor is BAD_SPACE (or
+        # UNKNOWN_DTYPE); the receiver finds out here, not when it first uses the space.
+        from rlay.spaces import from_descriptor  # the spaces layer sits above this module
+
+        from_descriptor(msg.observation_space, "observation_space")
+        from_descriptor(msg.action_space, "action_space")
         return msg
 
 

@@ -1231,8 +1231,19 @@ static int rlay__check_space(rlay_ctx *c, const rlay_value *sp, const char *wher
         {
             rlay__wint n, st;
             n.neg = 0; n.u = f[1]->v.u; st.neg = f[2]->neg; st.u = f[2]->v.u;
+            rlay__wint last;   /* section 9: the last value, start + n - 1, fits the dtype too */
+            uint64_t k = n.u - 1;
             if (!rlay__fits(n, dt) || !rlay__fits(st, dt))
                 return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete n and start must fit its dtype %s", where, rlay__dt[dt].name);
+            if (!st.neg) {
+                if (st.u > UINT64_MAX - k) return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete start + n - 1 is above 2^64 - 1", where);
+                last.neg = 0; last.u = st.u + k;
+            } else {
+                uint64_t m = (uint64_t)0 - st.u;   /* |start| */
+                if (k < m) { last.neg = 1; last.u = (uint64_t)0 - (m - k); } else { last.neg = 0; last.u = k - m; }
+            }
+            if (!rlay__fits(last, dt))
+                return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete start + n - 1 must fit its dtype %s", where, rlay__dt[dt].name);
         }
         return 0;
     case RLAY__SP_MULTI_DISCRETE: {
@@ -1430,9 +1441,14 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
         for (i = 0; i < 2; i++) {
             const rlay_value *g[6], *x = part[i];
             int gk, gdt; uint32_t gd[RLAY_MAX_NDIM + 1];
-            if (i == 1 && (x->type == RLAY_T_NIL || (f[2]->type == RLAY_T_NIL && x->type == RLAY_T_TENSOR && x->v.t->count == 0)))
-                continue;   /* no edges: nil, or an empty tensor (section 9) */
-            if (i == 1 && f[2]->type == RLAY_T_NIL) return rlay__vfail(c, "Graph: edges must be nil or empty without an edge space");
+            if (i == 1 && f[2]->type == RLAY_T_NIL) {   /* section 9: no edge space, no edges */
+                if (x->type != RLAY_T_NIL || part[2]->type != RLAY_T_NIL)
+                    return rlay__vfail(c, "Graph: edges and edge_links must both be nil without an edge space, actual %s", rlay__describe(x->type != RLAY_T_NIL ? x : part[2], d, sizeof d));
+                continue;
+            }
+            if (i == 1 && (x->type == RLAY_T_NIL) != (part[2]->type == RLAY_T_NIL))
+                return rlay__vfail(c, "Graph: edges and edge_links must be both nil or both tensors");
+            if (i == 1 && x->type == RLAY_T_NIL) continue;   /* a graph without edges */
             gk = rlay__sp_get(NULL, f[1 + i], g, "");
             if (gk == RLAY__SP_BOX) { gdt = rlay__dtype_from_name(g[1]->v.s, g[1]->len); rlay__shape_of(g[2], &ndim, gd + 1); }
             else { gdt = rlay__dtype_from_name(g[3]->v.s, g[3]->len); ndim = 0; }
@@ -1444,7 +1460,9 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
             uint32_t ld[2];
             ld[0] = part[1]->type == RLAY_T_TENSOR && part[1]->v.t->ndim ? part[1]->v.t->shape[0] : 0;   /* m edges */
             ld[1] = 2;
-            if (rlay__tensor_like(c, part[2], RLAY_DT_INT64, 2, ld, "Graph edge_links")) return -1;
+            /* int64, or int32 as Gymnasium's own Graph.sample() makes them (section 9) */
+            if (rlay__tensor_like(c, part[2], part[2]->type == RLAY_T_TENSOR && part[2]->v.t->dtype == RLAY_DT_INT32 ? RLAY_DT_INT32 : RLAY_DT_INT64,
+                                  2, ld, "Graph edge_links")) return -1;
         }
         return 0; }
     default:
