@@ -907,11 +907,12 @@ int main(void) {
            (rlay_put_array(w, 2), rlay_put_int(w, 5), rlay_put_str(w, "x")), -1, 1);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 2, 2), 0, 0);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, -1), 0, 0);
-    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 0), 0, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 0), -1, 0); /* one nil, one tensor */
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 0, 0), 0, 0);   /* no edges, as tensors */
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 2), -1, 0);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 2, 1), -1, 0);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, -1, -1), 0, 0);
-    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 0, -1), 0, 0); /* empty edges */
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 0, -1), -1, 0); /* no edge space: nil only */
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 2, 2), -1, 0);
     VCHECK((rlay_space_sequence(w, 0), rlay_space_discrete(w, 2, 0)), (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_int(w, 0)), 0, 0);
     VCHECK((rlay_space_one_of(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 3, "a")),
