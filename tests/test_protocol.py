@@ -466,3 +466,125 @@ def test_receive_data_after_eof_is_a_usage_error():
     env.receive_eof()
     with pytest.raises(UsageError):
         env.receive_data(b"RL")
+
+
+# -- §13: decode amplification (issue 15) --------------------------------------------------------
+
+# Run in a fresh interpreter so that its peak RSS says what the hostile frames cost. Each case
+# feeds one 8 MiB frame to a Connection and reports the error, the seconds it took and the growth
+# of the peak RSS (and of the current RSS afterwards) over the baseline taken before any frame.
+_HOSTILE = r"""
+import gc, json, resource, struct, sys, time
+from rlay.errors import ProtocolError
+from rlay.protocol.connection import Connection
+from rlay.protocol.framing import pack_header
+from rlay.protocol.messages import EnvInfo
+from rlay.protocol.wire import Role
+
+SIZE = 8 << 20
+SPACE = {"kind": "discrete", "n": 2, "start": 0, "dtype": "int64"}
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def env_in_idle():
+    agent, env = Connection(Role.AGENT), Connection(Role.ENV)
+    for b in agent.data_to_send(): env.receive_data(b)
+    for b in env.data_to_send(): agent.receive_data(b)
+    env.next_event(); agent.next_event()
+    env.send(EnvInfo(SPACE, SPACE, 1, {}, None, None)); env.data_to_send()
+    return env
+
+def pairs(key, n):  # {key: [[[]], [[]], ...]}: n two-byte arrays in one array32
+    k = key.encode()
+    return b"\x81" + bytes([0xA0 | len(k)]) + k + b"\xdd" + struct.pack(">I", n) + b"\x91\x90" * n
+
+def chunked(key):  # {key: [[[[]] x 1000] x k]}: no single header declares much
+    chunk = b"\xdc" + struct.pack(">H", 1000) + b"\x91\x90" * 1000
+    k = (SIZE - 16) // len(chunk)
+    return b"\x81\xa6" + key.encode() + b"\xdd" + struct.pack(">I", k) + chunk * k
+
+def fresh_env(**kwargs):
+    conn = Connection(Role.ENV, **kwargs); conn.data_to_send(); return conn
+
+cases = {
+    "HELLO of [[]] (handshake limit)": (fresh_env, 1, pairs("protocol", (SIZE - 16) // 2)),
+    "HELLO of [[]] (handshake limit raised: max_values)": (
+        lambda: fresh_env(max_handshake_frame_size=64 << 20),
+        1,
+        pairs("protocol", (SIZE - 16) // 2),
+    ),
+    "STEP action of [[]] elements": (env_in_idle, 17, pairs("action", (SIZE - 16) // 2)),
+    "STEP action of chunks of [[]]": (env_in_idle, 17, chunked("action")),
+    "STEP action of nils": (
+        env_in_idle, 17, b"\x81\xa6action\xdd" + struct.pack(">I", SIZE - 16) + b"\xc0" * (SIZE - 16)
+    ),
+}
+frames = {name: pack_header(kind, 0, len(body)) + body for name, (_, kind, body) in cases.items()}
+conns = {name: make() for name, (make, _, _) in cases.items()}
+base_peak, base_rss = peak(), rss()
+out = {}
+for name, stream in frames.items():
+    conn = conns[name]
+    t0 = time.perf_counter()
+    try:
+        conn.receive_data(stream)
+        while conn.next_event() is not None:
+            pass
+        code = None
+    except ProtocolError as exc:
+        code = exc.code.name
+    queued = b"".join(bytes(b) for b in conn.data_to_send())
+    gc.collect()  # a raised exception's traceback is a cycle: collect it before reading the RSS
+    out[name] = {
+        "code": code, "seconds": time.perf_counter() - t0, "peak": peak() - base_peak,
+        "rss": rss() - base_rss, "fatal_error_queued": queued[2:3] == b"\x30", "state": conn.state.value,
+    }
+print(json.dumps(out))
+"""
+
+
+def test_hostile_frames_cost_little_memory_and_time() -> None:
+    """Issue 15: one 8 MiB frame of 4 million ``[[]]`` (a HELLO, or a STEP after the handshake)
+    used to cost +900 MiB and 6 s. §13's limits refuse each with a fatal FRAME_TOO_LARGE, growing
+    the peak RSS by less than 64 MiB and taking less than 2 s."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _HOSTILE], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)
+    assert len(results) == 5
+    mib = 1 << 20
+    for name, r in results.items():
+        assert r["code"] == "FRAME_TOO_LARGE", (name, r)
+        assert r["fatal_error_queued"] and r["state"] == "closed", (name, r)
+        assert r["seconds"] < 2.0, (name, r)
+        assert r["peak"] < 64 * mib, (name, f"peak RSS grew by {r['peak'] / mib:.1f} MiB")
+        assert r["rss"] < 64 * mib, (name, f"RSS stayed {r['rss'] / mib:.1f} MiB above the baseline")
+
+
+def test_max_values_counts_at_each_container_header() -> None:
+    """§3/§13: the count starts at 1, each header adds what it declares (a map 2 per entry)."""
+    from rlay.protocol.codec import check_structure
+
+    body = b"\x81\xa5value\x93\x90\x80\xc0"  # {"value": [[], {}, nil]}: 1 + 2 + 3 = 6 values
+    check_structure(body, max_values=6)
+    with pytest.raises(ProtocolError) as info:
+        check_structure(body, max_values=5)
+    assert info.value.code is ErrorCode.FRAME_TOO_LARGE and "more than 5 values" in info.value.detail
+    assert decode(body, max_values=6) == {"value": [[], {}, None]}
+    with pytest.raises(ProtocolError) as info:
+        decode(body, max_values=5)
+    assert info.value.code is ErrorCode.FRAME_TOO_LARGE
+    deep = b"\x81\xa5value" + b"\x91" * 70 + b"\x90"  # depth before the count (§3's order)
+    with pytest.raises(ProtocolError) as info:
+        decode(deep, max_values=100)
+    assert info.value.code is ErrorCode.TOO_DEEP

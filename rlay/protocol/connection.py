@@ -37,6 +37,8 @@ from rlay.protocol.messages import (
 from rlay.protocol.wire import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_HANDSHAKE_FRAME_SIZE,
+    DEFAULT_MAX_VALUES,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
     ErrorCode,
@@ -219,13 +221,17 @@ class Connection:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
         version: int = PROTOCOL_VERSION,
+        max_handshake_frame_size: int = DEFAULT_MAX_HANDSHAKE_FRAME_SIZE,
+        max_values: int = DEFAULT_MAX_VALUES,
     ) -> None:
         self.role = role
         self.state = State.HELLO
         self.max_depth = max_depth
+        self.max_values = max_values
         self.version = version
         self.peer_hello: Hello | None = None
-        self._reader = FrameReader(max_frame_size)
+        # §13: until the peer's HELLO is in, a frame is at most max_handshake_frame_size.
+        self._reader = FrameReader(max_frame_size, max_handshake_frame_size)
         self._encoder = Encoder()
         self._out: list[Buffer] = []
         self._eof = False
@@ -347,7 +353,7 @@ class Connection:
                 message = fast.step.decode(data, body)
         value: Any = None
         if message is None:
-            value = decode(body, data, max_depth=self.max_depth)
+            value = decode(body, data, max_depth=self.max_depth, max_values=self.max_values)
         state = self.state
         sender = SENDER[cls.KIND]
         if sender is not None and sender is self.role:

@@ -14,7 +14,7 @@ Three uses:
   [NUM_ENVS]``, where ROLE and STATE are both ``-`` for a stand-alone decode (no state machine)
   and NUM_ENVS (default 1) is the ``num_envs`` of the ENV_INFO the receiver was brought past. A runner
   answers ``ok`` or ``fail <why>`` for each line, flushes, and exits 0 at end of input. Lines can
-  be long (the largest is about 270 KB): read them with a growing buffer. A runner that dies or
+  be long (the largest is about 530 KB): read them with a growing buffer. A runner that dies or
   stalls on a line is restarted for the next one, so one crash costs one vector, not the run.
 - **Python runner.** ``python -m rlay.testing.conformance --python-runner`` is that runner for the
   Python core (``rlay.protocol``); ``tests/test_vectors.py`` drives it, proving the driver.

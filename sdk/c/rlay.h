@@ -70,7 +70,9 @@
 
    LIMITS. One session per context. The host must be little-endian (tensor bytes are used in
    place). Decoding treats all input as hostile: every length is checked before use, frames above
-   rlay_set_max_frame_size (default 64 MiB) are refused on their header. Nothing is allocated per
+   rlay_set_max_frame_size (default 64 MiB) are refused on their header, and so is a first frame
+   (the agent's HELLO) above 64 KiB; a body declaring more than rlay_set_max_values values
+   (default 262144) is refused at the container header that passes the limit (spec section 13). Nothing is allocated per
    step once the buffers have grown to the largest frame (per-sub-env arrays: at rlay_listen /
    rlay_connect).
 */
@@ -94,6 +96,8 @@ extern "C" {
 #define RLAY_MAX_NDIM 32
 #define RLAY_MAX_DEPTH 64
 #define RLAY_DEFAULT_MAX_FRAME_SIZE 67108864u
+#define RLAY_DEFAULT_MAX_VALUES 262144u          /* section 13 */
+#define RLAY_MAX_HANDSHAKE_FRAME_SIZE 65536u     /* section 13: the first frame received */
 
 /* Error codes: 1..37 are spec section 11; negative ones are local and never sent. */
 enum {
@@ -192,6 +196,7 @@ const char *rlay_errmsg(const rlay_ctx *c);
 const char *rlay_strerror(int code);    /* "FRAME_TOO_LARGE: ..." */
 const char *rlay_error_name(int code);  /* "FRAME_TOO_LARGE" */
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes);
+void rlay_set_max_values(rlay_ctx *c, uint32_t values);          /* section 13, default 262144 */
 void rlay_set_name(rlay_ctx *c, const char *name);               /* ENV_INFO.name */
 void rlay_set_render_mode(rlay_ctx *c, const char *render_mode); /* e.g. "rgb_array" */
 rlay_w *rlay_observation_space(rlay_ctx *c);   /* write exactly one space */
@@ -444,7 +449,7 @@ struct rlay_ctx {
     int err, err_from_peer;
     char errmsg[512];
     int role, state, phase, has_reset, pending;
-    uint32_t max_frame;
+    uint32_t max_frame, max_values;
     /* sub-envs (section 10), and their per-sub-env arrays, allocated by rlay__prepare */
     uint32_t nenv;
     uint64_t *b_seeds; double *b_rew;
@@ -1038,6 +1043,9 @@ static int rlay__dec_val(rlay__dec *s, size_t idx, int depth) {
         if (items > (uint64_t)(s->n - s->pos))
             return rlay__err(c, RLAY_E_MALFORMED, "%s at body byte %lu declares %llu items, but only %lu bytes remain",
                              kind == 4 ? "map" : "array", (unsigned long)at, (unsigned long long)items, (unsigned long)(s->n - s->pos));
+        if (s->d->nn + items > c->max_values)   /* section 13: the values a body declares, counted at each header */
+            return rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "the body declares more than max_values %u values (%s at body byte %lu)",
+                             c->max_values, kind == 4 ? "map" : "array", (unsigned long)at);
         if (RLAY__GROW(c, s->d->nodes, s->d->ncap, s->d->nn + (size_t)items)) return c->err;
         first = s->d->nn; s->d->nn += (size_t)items;
         v = &s->d->nodes[idx];
@@ -1814,6 +1822,11 @@ static int rlay__rx_frame(rlay_ctx *c) {
     if (h[3]) { rlay__err(c, RLAY_E_BAD_HEADER, "frame flags are 0x%02x; version 1 requires 0", h[3]); return -1; }
     if (c->rblen == 0) { rlay__err(c, RLAY_E_BAD_HEADER, "frame body_len is 0; a body is at least one byte"); return -1; }
     total = (uint64_t)c->rdlen + c->rblen;
+    if (c->state == RLAY__S_HELLO && total > RLAY_MAX_HANDSHAKE_FRAME_SIZE && total <= c->max_frame) {   /* section 13 */
+        rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "first frame of %llu bytes (data %u + body %u) exceeds max_handshake_frame_size %u: "
+                  "the peer's HELLO is limited before the handshake", (unsigned long long)total, c->rdlen, c->rblen, RLAY_MAX_HANDSHAKE_FRAME_SIZE);
+        return -1;
+    }
     if (total > c->max_frame) {
         rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "frame of %llu bytes (data %u + body %u) exceeds max_frame_size %u",
                   (unsigned long long)total, c->rdlen, c->rblen, c->max_frame);
@@ -1994,6 +2007,7 @@ rlay_ctx *rlay_new(void) {
     if (!c) return NULL;
     c->fd = c->lfd = RLAY__NOSOCK;
     c->max_frame = RLAY_DEFAULT_MAX_FRAME_SIZE;
+    c->max_values = RLAY_DEFAULT_MAX_VALUES;
     c->nenv = 1;
     c->w_obs_space = rlay__w_new(c, 1, 0, 1);
     c->w_act_space = rlay__w_new(c, 1, 0, 1);
@@ -2023,6 +2037,7 @@ void rlay_free(rlay_ctx *c) {
     free(c);
 }
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes) { if (c && !c->err) c->max_frame = bytes < 64 ? 64 : bytes; }
+void rlay_set_max_values(rlay_ctx *c, uint32_t values) { if (c && !c->err) c->max_values = values < 1024 ? 1024 : values; }
 static void rlay__set_str(rlay_ctx *c, char **dst, const char *s, const char *what) {
     size_t n;
     if (!c || c->err) return;

@@ -113,6 +113,8 @@ ERRORS = {
 }
 
 MAX_FRAME = 64 * 1024 * 1024  # §2 default max_frame_size
+MAX_HANDSHAKE_FRAME = 64 * 1024  # §13 default max_handshake_frame_size
+MAX_VALUES = 256 * 1024  # §13 default max_values
 STATES = ("hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed")
 
 # ------------------------------------------------------------------------------------------------
@@ -1175,6 +1177,24 @@ def gen_reject_values() -> Vectors:
     value("timestamp ext (-1), 32-bit", b"\xd6\xff\x00\x00\x00\x01", "MALFORMED")
     value("timestamp ext (-1), 96-bit", b"\xc7\x0c\xff" + bytes(11) + b"\x01", "MALFORMED")
 
+    # §13 max_values: the body map counts 1, {"value": …} adds 2 (a key and a value), an array
+    # of n adds n. 262141 nils reach the limit exactly; one more passes it at the array header.
+    n_ok = MAX_VALUES - 3
+    at_limit = b"\x81\xa5value\xdd" + struct.pack(">I", n_ok) + b"\xc0" * n_ok
+    v.reject(
+        f"max_values: {n_ok} nils in one array (the body declares exactly {MAX_VALUES} values), "
+        "then the stream ends inside a frame",
+        raw_frame(KIND["CALL_RESULT"], at_limit) + b"RL\x24",
+        "TRUNCATED",
+    )
+    past = b"\x81\xa5value\xdd" + struct.pack(">I", n_ok + 1) + b"\xc0" * (n_ok + 1)
+    body(f"max_values: {n_ok + 1} nils in one array ({MAX_VALUES + 1} values)", past, "FRAME_TOO_LARGE")
+    # Counted at each header: 1 + 2 + 2 (an array of two) + 131071 + 131071 = 262147 > 262144,
+    # passed at the second inner header although no single header declares that much.
+    half = MAX_VALUES // 2 - 1
+    nested = b"\x81\xa5value\x92" + (b"\xdd" + struct.pack(">I", half) + b"\x90" * half) * 2
+    body("max_values: passed at the second of two arrays of 131071 empty arrays", nested, "FRAME_TOO_LARGE")
+
     # Depth: the body map is depth 1 (§3).
     value("nesting depth 65 (arrays)", pack(_nested(64))[0], "TOO_DEEP")
     value("nesting depth 65 (maps and arrays)", pack(_nested_maps(64))[0], "TOO_DEEP")
@@ -1541,6 +1561,58 @@ def gen_reject_states() -> Vectors:
         "BAD_FIELD",
     )
     hs("a valid head but sdk is an int", "agent", hello("env", sdk=1), "BAD_FIELD")
+
+    # §13: the first frame a side receives is at most max_handshake_frame_size (64 KiB), checked
+    # on its header; later frames (ENV_INFO, commands, replies) have the full max_frame_size.
+    def head(kind: str, data_len: int, body_len: int) -> bytes:
+        return header(KIND[kind], data_len, body_len)
+
+    big = MAX_HANDSHAKE_FRAME
+    for role, peer_kind, state in (
+        ("env", "HELLO", "hello"),
+        ("agent", "HELLO", "hello"),
+        ("agent", "ERROR", "hello"),
+    ):
+        v.reject(
+            f"handshake limit: {role} in hello receives a {peer_kind} header of {big + 1} bytes",
+            head(peer_kind, 0, big + 1),
+            "FRAME_TOO_LARGE",
+            role,
+            state,
+        )
+    v.reject(
+        f"handshake limit: env in hello receives a HELLO header of data {big} + body 1",
+        head("HELLO", big, 1),
+        "FRAME_TOO_LARGE",
+        "env",
+        "hello",
+    )
+    v.reject(
+        f"handshake limit: env in hello accepts a HELLO header of exactly {big} bytes (then the stream ends)",
+        head("HELLO", 0, big),
+        "TRUNCATED",
+        "env",
+        "hello",
+    )
+    v.reject(
+        "after the handshake: agent in describe accepts an ENV_INFO header of 16 MiB (then the stream ends)",
+        head("ENV_INFO", 8 << 20, 8 << 20),
+        "TRUNCATED",
+        "agent",
+        "describe",
+    )
+    v.reject(
+        "after the handshake: env in idle accepts a STEP header of 1 MiB (then the stream ends)",
+        head("STEP", 0, 1 << 20),
+        "TRUNCATED",
+        "env",
+        "idle",
+    )
+    v.reject(
+        f"stand-alone: a HELLO header of {big + 1} bytes is within max_frame_size (then the stream ends)",
+        head("HELLO", 0, big + 1),
+        "TRUNCATED",
+    )
     hs("a body that is an array (HELLO is a map in every version)", "env", ["rlay", 1, "agent"], "BAD_FIELD")
     hs("role is an int", "env", {**hello("agent"), "role": 2}, "ROLE_CONFLICT")
     hs("no role field", "agent", {k: x for k, x in hello("env").items() if k != "role"}, "ROLE_CONFLICT")
