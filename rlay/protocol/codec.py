@@ -209,20 +209,23 @@ def _structure_table() -> list[tuple[int, ...]]:
     for b, k in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8), (0xD0, 1), (0xD1, 2), (0xD2, 4), (0xD3, 8)):
         table[b] = (0, 1 + k)
     for b, k in ((0xD4, 1), (0xD5, 2), (0xD6, 4), (0xD7, 8), (0xD8, 16)):
-        table[b] = (0, 2 + k)
+        table[b] = (3, 0, 1 + k)  # fixext: no length field, the type and k payload bytes
     table[0xDC], table[0xDD] = (2, 2, 1), (2, 4, 1)
     table[0xDE], table[0xDF] = (2, 2, 2), (2, 4, 2)
     return table
 
 
 _STRUCTURE = _structure_table()
+#: §3: what one tensor counts toward max_values (it costs a receiver far more than a scalar).
+TENSOR_WEIGHT = 8
 
 
 def check_structure(body: bytes, max_values: int, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     """§13: walk the body's headers (nothing is built) and raise ``FRAME_TOO_LARGE`` once the
     values it declares pass ``max_values``, ``TOO_DEEP`` once containers nest deeper than
     ``max_depth``. Every container's count is added when its header is read: the body map counts
-    1, an array of n n, a map of n entries 2n. The walk stops quietly at anything else that is
+    1, an array of n n, a map of n entries 2n; a tensor adds 7 more when it is read (8 in all).
+    The walk stops quietly at anything else that is
     wrong (the decoder then names it), and after at most ``max_values`` steps, so its cost is
     bounded whatever the body's size."""
     table = _STRUCTURE
@@ -243,9 +246,13 @@ def check_structure(body: bytes, max_values: int, max_depth: int = DEFAULT_MAX_D
             pos += entry[1]
             continue
         if what == 3:
-            k = entry[1]
-            length = int.from_bytes(body[pos + 1 : pos + 1 + k], "big")
-            pos += 1 + k + entry[2] + length
+            k, extra = entry[1], entry[2]
+            length = int.from_bytes(body[pos + 1 : pos + 1 + k], "big") if k else 0
+            if extra and pos + 1 + k < end and body[pos + 1 + k] == TENSOR_EXT:
+                count += TENSOR_WEIGHT - 1  # §3: a tensor counts as 8 values
+                if count > max_values:
+                    raise _too_many(max_values, pos)
+            pos += 1 + k + extra + length
             continue
         if what == 4:
             return
@@ -264,12 +271,15 @@ def check_structure(body: bytes, max_values: int, max_depth: int = DEFAULT_MAX_D
             return  # the decoder reports the declared length as MALFORMED
         count += items
         if count > max_values:
-            raise _reject(
-                ErrorCode.FRAME_TOO_LARGE,
-                f"the body declares more than {max_values} values (a container at body byte "
-                f"{pos}); limit max_values (§13)",
-            )
+            raise _too_many(max_values, pos)
         remaining.append(items)
+
+
+def _too_many(max_values: int, pos: int) -> ProtocolError:
+    return _reject(
+        ErrorCode.FRAME_TOO_LARGE,
+        f"the body declares more than {max_values} values (at body byte {pos}); limit max_values (§13)",
+    )
 
 
 def decode(

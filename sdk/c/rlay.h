@@ -1033,6 +1033,9 @@ static int rlay__dec_val(rlay__dec *s, size_t idx, int depth) {
             return rlay__err(c, RLAY_E_MALFORMED, "ext type %d at body byte %lu is not allowed (only 1, tensor)%s",
                              type, (unsigned long)at, type == -1 ? "; the timestamp ext is not part of rlay" : "");
         s->pos += (size_t)len;
+        if (s->d->nn + 7 * ((uint64_t)s->d->nt + 1) > c->max_values)   /* section 3: a tensor counts as 8 values */
+            return rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "the body declares more than max_values %u values (a tensor at body byte %lu)",
+                             c->max_values, (unsigned long)at);
         return rlay__dec_tensor(s, idx, p + s->pos - len, (uint32_t)len, at);
     }
     {   /* array or map */
@@ -1043,7 +1046,7 @@ static int rlay__dec_val(rlay__dec *s, size_t idx, int depth) {
         if (items > (uint64_t)(s->n - s->pos))
             return rlay__err(c, RLAY_E_MALFORMED, "%s at body byte %lu declares %llu items, but only %lu bytes remain",
                              kind == 4 ? "map" : "array", (unsigned long)at, (unsigned long long)items, (unsigned long)(s->n - s->pos));
-        if (s->d->nn + items > c->max_values)   /* section 13: the values a body declares, counted at each header */
+        if (s->d->nn + items + 7 * (uint64_t)s->d->nt > c->max_values)   /* section 3: the values a body declares */
             return rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "the body declares more than max_values %u values (%s at body byte %lu)",
                              c->max_values, kind == 4 ? "map" : "array", (unsigned long)at);
         if (RLAY__GROW(c, s->d->nodes, s->d->ncap, s->d->nn + (size_t)items)) return c->err;

@@ -1194,6 +1194,18 @@ def gen_reject_values() -> Vectors:
     half = MAX_VALUES // 2 - 1
     nested = b"\x81\xa5value\x92" + (b"\xdd" + struct.pack(">I", half) + b"\x90" * half) * 2
     body("max_values: passed at the second of two arrays of 131071 empty arrays", nested, "FRAME_TOO_LARGE")
+    # A tensor counts 8: 3 + 8 x 32767 = 262139 values fit, 3 + 8 x 32768 = 262147 do not.
+    one = ext(1, struct.pack("<BBI", 1, 0, 0))  # a 0-d bool tensor at offset 0 (they may overlap)
+    flag = b"\x01" + bytes(7)
+    for n, error in ((MAX_VALUES // 8 - 1, "TRUNCATED"), (MAX_VALUES // 8, "FRAME_TOO_LARGE")):
+        tensors = b"\x81\xa5value\xdd" + struct.pack(">I", n) + one * n
+        stream = raw_frame(KIND["CALL_RESULT"], tensors, flag)
+        v.reject(
+            f"max_values: {n} tensors in one array ({3 + 8 * n} values)"
+            + (", then the stream ends inside a frame" if error == "TRUNCATED" else ""),
+            stream + (b"RL\x24" if error == "TRUNCATED" else b""),
+            error,
+        )
 
     # Depth: the body map is depth 1 (§3).
     value("nesting depth 65 (arrays)", pack(_nested(64))[0], "TOO_DEEP")

@@ -76,6 +76,12 @@ def chunked(key: str) -> bytes:
     return b"\x81" + bytes([0xA0 | len(key)]) + key.encode() + b"\xdd" + struct.pack(">I", k) + chunk * k
 
 
+def tensors(key: str, n: int) -> bytes:
+    """``{key: [n 0-d bool tensors]}``, all at offset 0 of a data section of 8 bytes."""
+    one = b"\xc7\x06\x01" + struct.pack("<BBI", 1, 0, 0)
+    return b"\x81" + bytes([0xA0 | len(key)]) + key.encode() + b"\xdd" + struct.pack(">I", n) + one * n
+
+
 def hostile(
     launcher: str, cartpole: str, kind: int, body: bytes, *, handshake: bool
 ) -> tuple[dict, float, int, int]:
@@ -91,7 +97,8 @@ def hostile(
         if handshake:
             sock.sendall(frame(1, HELLO))
             assert read_frame(sock)[0] == 2  # ENV_INFO
-        head = b"RL" + bytes([kind, 0]) + struct.pack("<II", 0, len(body))
+        data = b"\x01" + bytes(7) if body.count(b"\xc7\x06\x01") > 1000 else b""
+        head = b"RL" + bytes([kind, 0]) + struct.pack("<II", len(data), len(body)) + data
         t0 = time.perf_counter()
         # Before the handshake the header alone is refused: send no more than the program reads.
         sock.sendall(head + (body if handshake else body[: 64 * 1024]))
@@ -137,6 +144,7 @@ def peak_rss(launcher: str, cartpole: str) -> int:
         ("HELLO of [[]]", 1, pairs("protocol", (SIZE - 16) // 2), False),
         ("STEP action of [[]] elements", 17, pairs("action", (SIZE - 16) // 2), True),
         ("STEP action of chunks of [[]]", 17, chunked("action"), True),
+        ("STEP action of 32768 tensors", 17, tensors("action", 32768), True),
     ],
 )
 def test_a_hostile_frame_is_refused_cheaply(
