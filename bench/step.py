@@ -30,7 +30,7 @@ from rlay.protocol.connection import Connection
 from rlay.protocol.messages import Step, StepResult
 from rlay.protocol.wire import Role
 from rlay.testing import TrivialEnv
-from rlay.transports import Listener, dial
+from rlay.transports import dial, listen
 
 WARMUP = 1000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +44,7 @@ def frame_sizes() -> tuple[int, int]:
 
 
 def _raw_server(address: str, reply_size: int, ready: Any) -> None:
-    listener = Listener(address)
+    listener = listen(address)
     ready.set()
     sock = listener.accept(None)._sock
     reply = bytes(reply_size)

@@ -74,9 +74,9 @@ def main() -> None:
     if connect:
         session = rlay.EnvSession.dial(connect, *spaces, metadata=meta, render_mode="ansi", name="BallGame")
     else:
-        from rlay.transports import Listener
+        from rlay.transports import listen
 
-        listener = Listener(args.listen or "tcp://127.0.0.1:0")
+        listener = listen(args.listen or "tcp://127.0.0.1:0")
         print(f"RLAY_LISTENING {listener.address}", flush=True)
         stream = listener.accept(None)
         listener.close()

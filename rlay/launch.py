@@ -1,7 +1,8 @@
 """Starting env programs from Python, so that nobody juggles ports or orphaned processes.
 
 ``Process`` starts a command with the address it must use — substituted for ``{address}`` in its
-arguments and set as ``RLAY_ADDRESS`` in its environment — in its own process group, keeps the last
+arguments and set as ``RLAY_ADDRESS`` in its environment, with ``RLAY_MODE`` saying whether to
+``listen`` there or ``dial`` it (spec §15) — in its own process group, keeps the last
 lines of its stderr, and ends the whole group on :meth:`Process.close`, at garbage collection and
 at interpreter exit. Addresses are fresh unix socket paths in a private directory (or
 OS-chosen TCP ports): never a fixed port.
@@ -114,8 +115,10 @@ class Process:
         *,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
-        stdout: Any = None,
+        mode: str = "listen",
     ) -> None:
+        if mode not in ("listen", "dial"):
+            raise UsageError(f"mode must be 'listen' or 'dial', got {mode!r}")
         if isinstance(command, str) or not command:
             raise UsageError(
                 f"launch takes a list of arguments like ['./game', '--rlay', '{{address}}'], got {command!r}"
@@ -124,6 +127,7 @@ class Process:
         self.command = [str(arg).replace("{address}", address) for arg in command]
         environ = dict(os.environ if env is None else env)
         environ["RLAY_ADDRESS"] = address
+        environ["RLAY_MODE"] = mode
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         program = self.command[0]
         found = shutil.which(program, path=environ.get("PATH")) if os.sep not in program else program
@@ -138,14 +142,20 @@ class Process:
                 env=environ,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=stdout,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: close() ends its children too
             ).result()
         except OSError as exc:
             raise LaunchError(self.command, f"cannot start the env program ({exc.strerror or exc})") from None
+        self.listening: str | None = None  # the address its RLAY_LISTENING line announced (spec §15)
+        self._announced = threading.Event()
         self._reader = threading.Thread(target=self._drain, name=f"rlay-stderr-{self.popen.pid}", daemon=True)
         self._reader.start()
+        self._out_reader = threading.Thread(
+            target=self._watch_stdout, name=f"rlay-stdout-{self.popen.pid}", daemon=True
+        )
+        self._out_reader.start()
         self._finalizer = weakref.finalize(self, _terminate, self.popen)
         _live.add(self)
 
@@ -160,6 +170,30 @@ class Process:
         for raw in stream:
             self._stderr.append(raw.decode("utf-8", "replace"))
         stream.close()
+
+    def _watch_stdout(self) -> None:
+        """Its stdout: the ``RLAY_LISTENING <address>`` line (spec §15) is taken, not printed;
+        every other line goes on to this process's stdout, as if the program had written it."""
+        stream = self.popen.stdout
+        if stream is None:
+            return
+        for raw in stream:
+            if raw.startswith(b"RLAY_LISTENING ") and self.listening is None:
+                self.listening = raw[15:].decode("utf-8", "replace").strip()
+                self._announced.set()
+                continue
+            try:
+                sys.stdout.buffer.write(raw)
+                sys.stdout.flush()
+            except (AttributeError, OSError, ValueError):
+                pass  # stdout replaced by something without a buffer, or closed: drop the line
+        stream.close()
+        self._announced.set()  # it will never announce now
+
+    def wait_announced(self, seconds: float) -> str | None:
+        """The address the program announced it listens at, waiting up to ``seconds``."""
+        self._announced.wait(seconds)
+        return self.listening
 
     def stderr_tail(self) -> str:
         return "".join(self._stderr)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests need (Debian packages), only those missing. Idempotent.
 #   gcc/g++/make: the C SDK;  clang: its fuzzer;  node/npm: the JavaScript SDK and the third-party
-#   MessagePack check;  mcs/mono: the C# SDK;  godot3-server: the Godot addon;  chromium: browser games.
+#   MessagePack check;  mcs/mono: the C# SDK;  godot3-server: the Godot addon;  chromium: browser games;
+#   strace: the test that counts system calls per step.
 set -euo pipefail
 need=("gcc:gcc" "g++:g++" "make:make" "clang:clang" "node:nodejs" "npm:npm"
-      "mcs:mono-mcs" "mono:mono-runtime" "godot3-server:godot3-server" "chromium:chromium")
+      "mcs:mono-mcs" "mono:mono-runtime" "godot3-server:godot3-server" "chromium:chromium"
+      "strace:strace")
 missing=()
 for pair in "${need[@]}"; do
   cmd=${pair%%:*}; pkg=${pair##*:}

@@ -23,7 +23,7 @@ from rlay.protocol.framing import FrameReader
 from rlay.protocol.messages import Error
 from rlay.protocol.wire import ErrorCode, Role
 from rlay.testing import TrivialEnv
-from rlay.transports import Listener, dial
+from rlay.transports import dial, listen
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,7 +180,7 @@ def test_env_side_exits_when_agent_closes(address: str) -> None:
 
 
 def test_silent_peer_times_out_naming_the_stage(address: str) -> None:
-    listener = Listener(address)
+    listener = listen(address)
     accepted: list[Any] = []
     thread = threading.Thread(target=lambda: accepted.append(listener.accept(5)), daemon=True)
     thread.start()
@@ -196,7 +196,7 @@ def test_silent_peer_times_out_naming_the_stage(address: str) -> None:
 
 
 def test_unanswered_step_times_out_then_session_is_abandoned(address: str) -> None:
-    listener = Listener(address)
+    listener = listen(address)
 
     def env_side() -> None:
         stream = listener.accept(5)
@@ -236,16 +236,15 @@ def test_timeouts_may_be_none(address: str) -> None:
 
 def _fake_peer(address: str, role: Role, version: int, received: list[Any]) -> threading.Thread:
     """A peer that speaks the given version, records the frames it gets, then hangs up."""
-    listener = Listener(address)
+    listener = listen(address)
 
     def run() -> None:
         stream = listener.accept(5)
         conn = Connection(role, version=version)
         stream.send(conn.data_to_send())
         reader = FrameReader(1 << 20)
-        stream.set_timeout(5)
         while True:
-            data = stream.recv()
+            data = stream.recv(5)
             if not data:
                 break
             reader.feed(data)
@@ -270,7 +269,7 @@ def test_version_mismatch_is_named_on_both_sides(address: str, sock_dir: str) ->
     errors = [body for kind, body in received if kind == Error.KIND]
     assert errors and errors[0]["code"] == ErrorCode.VERSION_MISMATCH and errors[0]["fatal"] is True
     # env side (ours) against an agent side from the future
-    listener = Listener(address)
+    listener = listen(address)
     result: list[BaseException] = []
 
     def env_side() -> None:
@@ -284,9 +283,8 @@ def test_version_mismatch_is_named_on_both_sides(address: str, sock_dir: str) ->
     stream = dial(str(listener.address), 5)
     conn = Connection(Role.AGENT, version=2)
     stream.send(conn.data_to_send())
-    stream.set_timeout(5)
     reader = FrameReader(1 << 20)
-    while (data := stream.recv()) != b"":
+    while (data := stream.recv(5)) != b"":
         reader.feed(data)
     t2.join(5)
     listener.close()
@@ -296,7 +294,7 @@ def test_version_mismatch_is_named_on_both_sides(address: str, sock_dir: str) ->
 
 
 def test_non_rlay_server_is_rejected_at_once(address: str) -> None:
-    listener = Listener(address)
+    listener = listen(address)
 
     def http_server() -> None:
         stream = listener.accept(5)
@@ -320,9 +318,8 @@ def test_garbage_client_ends_only_its_own_session(address: str) -> None:
         good.reset(seed=0)
         bad = dial(server.address, 5)
         bad.send([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"])
-        bad.set_timeout(5)
         reply = b""
-        while chunk := bad.recv():
+        while chunk := bad.recv(5):
             reply += chunk
         bad.close()
         assert reply[:2] == b"RL", reply[:40]  # the server said why, in rlay, then hung up
@@ -435,3 +432,51 @@ def test_loop_style_game_example(direction: str, sock_dir: str) -> None:
     finally:
         env.close()
     assert proc.wait(10) == 0
+
+
+def test_a_reply_value_outside_its_space_ends_the_session(address: str) -> None:
+    """BAD_VALUE (spec §11, codes 1-15 are fatal): an env side answering RESET with a float64
+    (4,) tensor for its float32 Box(4) gets a fatal ERROR naming the problem, its connection is
+    closed, and the agent side sends nothing more."""
+    from rlay.protocol.messages import EnvInfo, Reset, ResetResult
+    from rlay.spaces import describe
+
+    listener = listen(address)
+    received: list[Any] = []
+
+    def env_side() -> None:
+        stream = listener.accept(5)
+        conn = Connection(Role.ENV)
+        box = describe(TrivialEnv().observation_space)  # a float32 Box(4)
+        stream.send(conn.data_to_send(), 5)
+        while (event := conn.next_event()) is None:
+            conn.receive_data(stream.recv(5))
+        conn.send(EnvInfo(box, {"kind": "discrete", "n": 2, "start": 0, "dtype": "int64"}, 1, {}, None, None))
+        stream.send(conn.data_to_send(), 5)
+        while True:
+            data = stream.recv(5)
+            if not data:
+                break
+            conn.receive_data(data)
+            while (event := conn.next_event()) is not None:
+                received.append(event)
+                if type(event) is Reset:
+                    conn.send(ResetResult(np.zeros(4, np.float64), {}))
+                    stream.send(conn.data_to_send(), 5)
+        stream.close()
+
+    thread = threading.Thread(target=env_side, daemon=True)
+    thread.start()
+    env = rlay.ClientEnv(str(listener.address))
+    with pytest.raises(ProtocolError) as info:
+        env.reset()
+    assert info.value.code == ErrorCode.BAD_VALUE and "float64" in str(info.value)
+    with pytest.raises(ConnectionClosed, match="broke the protocol"):
+        env.step(0)
+    thread.join(5)
+    assert not thread.is_alive(), "the agent side did not close the connection"
+    kinds = [type(m).__name__ for m in received]
+    assert kinds == ["Reset", "Error"], kinds
+    assert received[-1].fatal and received[-1].code == ErrorCode.BAD_VALUE
+    env.close()
+    listener.close()

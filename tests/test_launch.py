@@ -43,7 +43,7 @@ def test_client_env_launches_a_listening_env_program() -> None:
         obs, _ = env.reset(seed=1)
         assert obs.shape == (3,)
         env.step(1)
-        pid = env._process.pid if env._process else 0
+        pid = env.process.pid if env.process else 0
     finally:
         env.close()
     assert not alive(pid)
@@ -55,7 +55,7 @@ def test_server_env_launches_a_dialling_env_program_via_rlay_address() -> None:
     try:
         obs, _ = env.reset(seed=1)
         assert obs.shape == (3,)
-        pid = env._process.pid if env._process else 0
+        pid = env.process.pid if env.process else 0
         assert alive(pid)
     finally:
         env.close()
@@ -103,8 +103,8 @@ def test_env_program_dying_mid_session_says_how() -> None:
     env = rlay.ClientEnv(launch=[*GAME, "--listen", "{address}"])
     try:
         env.reset(seed=0)
-        assert env._process is not None
-        os.kill(env._process.pid, signal.SIGKILL)
+        assert env.process is not None
+        os.kill(env.process.pid, signal.SIGKILL)
         with pytest.raises(LaunchError, match="killed by SIGKILL"):
             env.step(0)
     finally:
@@ -115,7 +115,7 @@ KILLED_TRAINER = """
 import sys, time, rlay
 env = rlay.ClientEnv(launch=sys.argv[1:])
 env.reset(seed=0)
-print("PID", env._process.pid, flush=True)
+print("PID", env.process.pid, flush=True)
 time.sleep(60)
 """
 
@@ -146,7 +146,7 @@ def test_exception_in_python_ends_the_program() -> None:
 import sys, rlay
 env = rlay.ClientEnv(launch=sys.argv[1:])
 env.reset(seed=0)
-print("PID", env._process.pid, flush=True)
+print("PID", env.process.pid, flush=True)
 raise RuntimeError("training crashed")
 """
     out = subprocess.run(

@@ -31,7 +31,7 @@ def test_make_vec_over_launched_programs(server: bool) -> None:
         assert env.num_envs == 3
         obs, _ = env.reset(seed=[1, 2, 3])
         assert obs.shape == (3, 3) and obs.dtype == np.float32
-        pids = [p.pid for p in env._processes]
+        pids = [p.pid for p in env.processes]
         assert all(alive(pid) for pid in pids)
         for _ in range(30):
             obs, reward, terminated, _, _ = env.step(np.array([1, 0, -1]))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
+from collections.abc import Callable
 
 import pytest
 
 from rlay.errors import ConnectionClosed, Timeout, UsageError
-from rlay.transports import Address, Listener, Stream, dial, parse_address
+from rlay.testing.transports import CHECKS, stream_pair
+from rlay.transports import SCHEMES, Address, dial, listen, parse_address
 
 
 @pytest.mark.parametrize(
@@ -43,84 +44,35 @@ def test_bad_addresses_are_named(text: str, why: str) -> None:
         parse_address(text)
 
 
-def pair(address: str) -> tuple[Stream, Stream, Listener]:
-    listener = Listener(address)
-    accepted: list[Stream] = []
-    thread = threading.Thread(target=lambda: accepted.append(listener.accept(5)))
-    thread.start()
-    dialled = dial(str(listener.address), 5)
-    thread.join(5)
-    return dialled, accepted[0], listener
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_the_contract_battery(address: str, check: Callable[[str], None]) -> None:
+    """rlay.testing.transports, the battery shipped for every transport, on tcp and unix."""
+    check(address)
 
 
 def test_port_zero_is_resolved_and_bound_to_loopback() -> None:
-    listener = Listener("tcp://127.0.0.1:0")
+    listener = listen("tcp://127.0.0.1:0")
     try:
         assert listener.address.port != 0 and listener.address.host == "127.0.0.1"
     finally:
         listener.close()
 
 
-def test_bytes_arrive_in_order_and_eof_is_empty_bytes(address: str) -> None:
-    a, b, listener = pair(address)
-    try:
-        big = os.urandom(3 * 1024 * 1024)  # beyond the socket buffer: the partial-send path
-        received = bytearray()
-
-        def reader() -> None:
-            b.set_timeout(10)
-            while chunk := b.recv():
-                received.extend(chunk)
-
-        thread = threading.Thread(target=reader)
-        thread.start()
-        a.send([b"head", memoryview(big), b"tail"])
-        a.close()
-        thread.join(10)
-        assert bytes(received) == b"head" + big + b"tail"  # and recv() returned b"" at the end
-    finally:
-        b.close()
-        listener.close()
-
-
-def test_silence_is_a_timeout_naming_the_stage(address: str) -> None:
-    a, b, listener = pair(address)
-    try:
-        b.set_timeout(0.1)
-        with pytest.raises(Timeout, match="waiting for something") as info:
-            b.recv("waiting for something")
-        assert info.value.seconds == 0.1
-    finally:
-        a.close()
-        b.close()
-        listener.close()
-
-
-def test_every_call_after_close_is_connection_closed(address: str) -> None:
-    a, b, listener = pair(address)
-    a.close()
-    a.close()  # idempotent
-    for call in (lambda: a.recv(), lambda: a.send([b"x"]), lambda: a.set_timeout(1.0)):
-        with pytest.raises(ConnectionClosed, match="closed locally"):
-            call()
-    b.close()
-    listener.close()
+def test_every_scheme_has_a_row() -> None:
+    assert {"tcp", "unix"} <= set(SCHEMES)
+    with pytest.raises(UsageError, match="rlay speaks 'tcp', 'unix'"):
+        parse_address("udp://127.0.0.1:5")
 
 
 def test_a_reset_connection_is_connection_closed() -> None:
-    a, b, listener = pair("tcp://127.0.0.1:0")
-    try:
+    with stream_pair("tcp://127.0.0.1:0") as (a, b, _):
         # SO_LINGER 0: close() sends a RST instead of a FIN
-        b._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        b._sock.close()
-        a.set_timeout(5)
+        b._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # type: ignore[attr-defined]
+        b._sock.close()  # type: ignore[attr-defined]
         with pytest.raises(ConnectionClosed, match="broke"):
             for _ in range(100):  # the first send may still succeed
-                a.send([b"x" * 65536])
-                a.recv()
-    finally:
-        a.close()
-        listener.close()
+                a.send([b"x" * 65536], 5)
+                a.recv(5)
 
 
 def test_unix_listener_replaces_a_stale_socket_and_removes_its_own(sock_dir: str) -> None:
@@ -128,21 +80,21 @@ def test_unix_listener_replaces_a_stale_socket_and_removes_its_own(sock_dir: str
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)  # a socket file nobody listens on, as a crashed run leaves it
     stale.close()
-    listener = Listener(f"unix://{path}")
+    listener = listen(f"unix://{path}")
     with pytest.raises(UsageError, match="another process is listening"):
-        Listener(f"unix://{path}")
+        listen(f"unix://{path}")
     listener.close()
     assert not os.path.exists(path)
     with open(path, "w") as f:
         f.write("not a socket")
     with pytest.raises(UsageError, match="exists and is not a socket"):
-        Listener(f"unix://{path}")
+        listen(f"unix://{path}")
 
 
 def test_dial_refused_and_accept_timeout_say_where(sock_dir: str) -> None:
     with pytest.raises(ConnectionClosed, match=r"cannot connect to unix://.*nobody.sock"):
         dial(f"unix://{sock_dir}/nobody.sock", 1)
-    listener = Listener(f"unix://{sock_dir}/quiet.sock")
+    listener = listen(f"unix://{sock_dir}/quiet.sock")
     try:
         with pytest.raises(Timeout, match="waiting for an env side to connect to unix://"):
             listener.accept(0.05)

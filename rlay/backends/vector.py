@@ -22,15 +22,8 @@ from typing import Any
 
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rlay.backends import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    CallTable,
-    Command,
-    EnvSession,
-    Server,
-    answer_commands,
-    lookup_call,
-)
+from rlay.backends.server import CallTable, Server, answer_commands, lookup_call
+from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
 from rlay.batching import (
     AUTORESET_TO_WIRE,
     batch_one,

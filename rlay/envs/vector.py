@@ -23,9 +23,8 @@ every connection, cleanly where possible, and raises :class:`EnvSideFailed` nami
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -47,15 +46,15 @@ from rlay.batching import (
     parse_autoreset_mode,
     part,
 )
-from rlay.envs import (
+from rlay.envs._endpoints import Endpoints
+from rlay.envs._session import AgentSession
+from rlay.envs.single import (
     DEFAULT_ACCEPT_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_TIMEOUT,
-    _try_accept,
-    _try_dial,
+    LazyAccept,
 )
-from rlay.envs._session import AgentSession
 from rlay.errors import (
     ConnectionClosed,
     EnvSideFailed,
@@ -65,7 +64,7 @@ from rlay.errors import (
     RlayError,
     UsageError,
 )
-from rlay.launch import Process, SocketDir
+from rlay.launch import Process
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.messages import (
     Call,
@@ -80,7 +79,7 @@ from rlay.protocol.messages import (
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
 from rlay.spaces import SpaceCodec, batched, fast_paths, from_descriptor
-from rlay.transports import Listener, Stream, dial
+from rlay.transports import Stream
 
 __all__ = [
     "ClientVectorEnv",
@@ -196,22 +195,25 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         self._check_actions = check_actions
         self.copy = copy
         self._links: list[_Link] = []
-        self._processes: list[Process] = []  # env programs this env launched (launch=[...])
-        self._sockets: SocketDir | None = None
+        self._endpoints: Endpoints | None = None  # where the connections come from (and programs)
         self._closed_why: str | None = None
         self._pending_step = False
         self._was_reset = False
 
     # -- connecting ------------------------------------------------------------------------------
 
-    def _add_link(self, address: str, connect: Any) -> None:
-        """Connect (``connect()`` returns a Stream) and hand-shake one more env side."""
+    def _add_link(self, timeout: float | None) -> None:
+        """Connect (or accept) and hand-shake one more env side."""
         index = len(self._links)
         offset = sum(link.n for link in self._links)
+        endpoints = self._endpoints
+        assert endpoints is not None
+        where = endpoints.addresses[min(index, len(endpoints.addresses) - 1)]
         try:
-            self._links.append(_open_link(index, address, connect(), offset, self))
+            where, stream = endpoints.connect(index, timeout)
+            self._links.append(_open_link(index, where, stream, offset, self))
         except RlayError as exc:
-            failure = EnvSideFailed(index, address, None, "while connecting", exc)
+            failure = EnvSideFailed(index, where, None, "while connecting", exc)
             self._abort(str(failure))
             raise failure from exc
         except BaseException:
@@ -278,6 +280,11 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         # One batched env side alone: its replies are the vector env's, nothing to join or merge.
         self._single_batch = len(links) == 1 and first.n > 1
 
+    @property
+    def processes(self) -> list[Process]:
+        """The env programs this vector env launched (``launch=[...]``), in launch order."""
+        return list(self._endpoints.processes) if self._endpoints is not None else []
+
     def _abort(self, why: str) -> None:
         """Setting up failed: close what is open (listener included)."""
         self.close()
@@ -319,8 +326,10 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         session = link.session
         if isinstance(exc, ProtocolError) and not session.closed:
             # This side found the reply wrong (§10 shapes): tell the env side why, then hang up.
-            session.conn.send_fatal(exc.code, exc.detail)
-            session.report_protocol_error()
+            try:
+                session.fail(exc, during)
+            except ProtocolError:
+                pass
         session.abandon(f"env side {link.index} failed {during}: {exc}")
         link.waiting = None
         failure = EnvSideFailed(link.index, link.address, link.sub_envs, during, exc)
@@ -342,21 +351,9 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         for link in links:
             link.session.close(timeout=CLOSE_TIMEOUT)
         self._pending_step = False
-        processes, self._processes = self._processes, []
-        for process in processes:
-            process.close()
-        if self._sockets is not None:
-            self._sockets.close()
-            self._sockets = None
-
-    def _launch(
-        self, command: Sequence[str], count: int, address: Callable[[int], str], **kwargs: Any
-    ) -> None:
-        """Start ``count`` env programs, program ``i`` with ``address(i)``."""
-        if type(count) is not int or count < 1:
-            raise UsageError(f"num_processes must be an int >= 1, got {count!r}")
-        for i in range(count):
-            self._processes.append(Process(command, address(i), **kwargs))
+        if self._endpoints is not None:
+            self._endpoints.close()
+            self._endpoints = None
 
     def __del__(self) -> None:
         for link in getattr(self, "_links", ()):
@@ -791,49 +788,26 @@ class ClientVectorEnv(_RemoteVectorEnv):
             check_actions=check_actions,
             copy=copy,
         )
-        if launch is not None:
-            if address is not None:
-                raise UsageError("give addresses to dial, or launch=[...] to start env programs, not both")
-            self._sockets = SocketDir()
-            sockets = self._sockets
-            try:  # start them all first: they boot in parallel
-                self._launch(
-                    launch,
-                    num_processes,
-                    lambda i: sockets.address(f"env{i}"),
-                    env=launch_env,
-                    cwd=launch_cwd,
-                )
-            except BaseException:
-                self._abort("launching failed")
-                raise
-            self.addresses = [p.address for p in self._processes]
-            for process in self._processes:
-                self._add_link(
-                    process.address,
-                    lambda p=process: p.wait_until(
-                        lambda seconds: _try_dial(p.address, seconds),
-                        connect_timeout,
-                        f"it listened at {p.address}",
-                    ),
-                )
-            self._setup()
-            return
-        if address is None:
-            raise UsageError("ClientVectorEnv needs an address (or a list) to dial, or launch=[...]")
-        addresses = [address] if isinstance(address, str) else list(address)
-        if not addresses:
-            raise UsageError("ClientVectorEnv needs at least one address to dial")
-        for a in addresses:
-            if not isinstance(a, str):
-                raise UsageError(f"an address must be a str like 'tcp://127.0.0.1:5555', got {a!r:.60}")
-        self.addresses = addresses
-        for a in addresses:
-            self._add_link(a, lambda a=a: dial(a, connect_timeout))
+        try:
+            self._endpoints = Endpoints(
+                "dial",
+                address,
+                launch=launch,
+                count=num_processes,
+                launch_env=launch_env,
+                launch_cwd=launch_cwd,
+                who="ClientVectorEnv",
+            )
+        except BaseException:
+            self._abort("launching failed")
+            raise
+        for _ in self._endpoints.addresses:
+            self._add_link(connect_timeout)
+        self.addresses = [link.address for link in self._links]
         self._setup()
 
 
-class ServerVectorEnv(_RemoteVectorEnv):
+class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
     """A ``gymnasium.vector.VectorEnv`` that listens at ``address`` for ``num_connections`` env
     sides to dial in (a game's own main loop; a batch of sub-envs each, or one).
 
@@ -874,16 +848,18 @@ class ServerVectorEnv(_RemoteVectorEnv):
         )
         self.num_connections = num_connections
         self._accept_timeout = accept_timeout
-        self._listener: Listener | None = None
         self._ready = False
         try:
-            if address is None and launch is not None:
-                self._sockets = SocketDir()
-                address = self._sockets.address()
-            self._listener = Listener(address or "tcp://127.0.0.1:0")
-            self.address = str(self._listener.address)
-            if launch is not None:  # num_connections programs, all dialling this one address
-                self._launch(launch, num_connections, lambda i: self.address, env=launch_env, cwd=launch_cwd)
+            self._endpoints = Endpoints(
+                "listen",
+                address,
+                launch=launch,
+                count=num_connections,  # each launched program dials this one address
+                launch_env=launch_env,
+                launch_cwd=launch_cwd,
+                who="ServerVectorEnv",
+            )
+            self.address = self._endpoints.addresses[0]
             if wait or launch is not None:
                 self.accept()
         except BaseException:
@@ -891,72 +867,36 @@ class ServerVectorEnv(_RemoteVectorEnv):
                 self._abort("starting failed")
             raise
 
-    def accept(self, timeout: Any = ...) -> None:
-        """Wait for the env sides to dial in and hand-shake (no-op once they have)."""
-        if self._ready:
-            return
-        listener = self._listener
-        if listener is None:
-            raise ConnectionClosed("the vector env is closed")
-        seconds = self._accept_timeout if timeout is ... else timeout
-        while len(self._links) < self.num_connections:
-            index = len(self._links)
-            try:
-                if self._processes:
-                    stream = self._accept_launched(listener, seconds)
-                else:
-                    stream = listener.accept(seconds)
-            except RlayError as exc:
-                failure = EnvSideFailed(index, self.address, None, "to connect", exc)
-                self._abort(str(failure))
-                raise failure from exc
-            self._add_link(stream.peer, lambda stream=stream: stream)
-        self._setup()
-        self._ready = True
-
-    def _accept_launched(self, listener: Listener, seconds: float | None) -> Stream:
-        """Accept the next env side, failing as soon as any launched program has exited."""
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while True:
-            for process in self._processes:
-                if process.exited() is not None:
-                    raise process.failure("an env program exited before it connected")
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise self._processes[0].failure(
-                    f"the env programs were not all connected after {seconds:g} s"
-                )
-            stream = _try_accept(listener, 0.1 if left is None else min(0.1, left))
-            if stream is not None:
-                return stream
-
-    def _live(self) -> list[_Link]:
-        if not self.__dict__.get("_ready") and self.__dict__.get("_listener") is not None:
-            self.accept()
-        return super()._live()
-
-    def __getattr__(self, name: str) -> Any:
-        # The spaces and num_envs come from the env sides: reading one before they have
-        # connected (wait=False) waits for them.
-        if name in (
+    _FROM_ENV_SIDE = frozenset(
+        {
             "num_envs",
             "observation_space",
             "action_space",
             "single_observation_space",
             "single_action_space",
             "autoreset_mode",
-        ):
-            if not self.__dict__.get("_ready") and self.__dict__.get("_listener") is not None:
-                self.accept()
-                return getattr(self, name)
-        raise AttributeError(name)
+        }
+    )
 
-    def close_extras(self, **kwargs: Any) -> None:
-        listener = self.__dict__.get("_listener")
-        if listener is not None:
-            listener.close()
-            self._listener = None
-        super().close_extras(**kwargs)
+    def _accepted(self) -> bool:
+        return bool(self.__dict__.get("_ready"))
+
+    def accept(self, timeout: Any = ...) -> None:
+        """Wait for the env sides to dial in and hand-shake (no-op once they have)."""
+        if self._ready:
+            return
+        if self._endpoints is None:
+            raise ConnectionClosed("the vector env is closed")
+        seconds = self._accept_timeout if timeout is ... else timeout
+        while len(self._links) < self.num_connections:
+            self._add_link(seconds)
+        self._setup()
+        self._ready = True
+
+    def _live(self) -> list[_Link]:
+        if not self.__dict__.get("_ready") and self.__dict__.get("_endpoints") is not None:
+            self.accept()
+        return super()._live()
 
 
 def make_vec(

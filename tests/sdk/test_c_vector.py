@@ -272,7 +272,7 @@ def test_make_vec_over_three_plain_c_env_sides(cartpole: str) -> None:
     env = rlay.make_vec([cartpole, "--listen", "{address}"], num_processes=3)
     ref = reference(3)
     try:
-        assert env.num_envs == 3 and len(env._processes) == 3
+        assert env.num_envs == 3 and len(env.processes) == 3
         partial = {90: (np.array([False, True, False]), [None, 99, None])}
         terminations, _ = compare(env, ref, 200, seed=8, partial=partial)
         assert terminations >= 5
@@ -387,7 +387,7 @@ program = sys.argv[1]
 env = rlay.make_vec([program, "--listen", "{address}", "--num-envs", "4"], num_processes=2)
 env.reset(seed=0)
 waiting = Process([program, "--listen", "{address}"], SocketDir().address())  # never dialled
-print("PIDS", *[p.pid for p in env._processes], waiting.pid, flush=True)
+print("PIDS", *[p.pid for p in env.processes], waiting.pid, flush=True)
 time.sleep(60)
 """
 

@@ -1,0 +1,359 @@
+"""``ClientEnv`` and ``ServerEnv``: one Gymnasium env whose logic runs in another process. Both
+are the same ``gymnasium.Env`` once connected; only who opened the port differs (``_endpoints``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from rlay.envs._endpoints import Endpoints
+from rlay.envs._session import AgentSession
+from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, UsageError
+from rlay.launch import Process
+from rlay.protocol.codec import check_free_value, free_from_wire
+from rlay.protocol.messages import (
+    Call,
+    CallResult,
+    Message,
+    Render,
+    RenderResult,
+    Reset,
+    ResetResult,
+    Step,
+    StepResult,
+)
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
+from rlay.spaces import SpaceCodec, fast_contains, fast_paths, from_descriptor
+from rlay.transports import Stream
+
+__all__ = ["ClientEnv", "ServerEnv"]
+
+DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_ACCEPT_TIMEOUT = 120.0
+DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 60.0
+
+
+class _RemoteEnv(gym.Env[Any, Any]):
+    """What ClientEnv and ServerEnv share once a session is established."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        *,
+        render_mode: str | None,
+        handshake_timeout: float | None,
+        timeout: float | None,
+        max_frame_size: int,
+        check_actions: bool,
+    ) -> None:
+        self._want_render_mode = render_mode
+        self._handshake_timeout = handshake_timeout
+        self._timeout = timeout
+        self._max_frame_size = max_frame_size
+        self._check_actions = check_actions
+        self._session: AgentSession | None = None
+        self._endpoints: Endpoints | None = None
+
+    # -- session ---------------------------------------------------------------------------------
+
+    def _attach(self, stream: Stream) -> None:
+        session = AgentSession(
+            stream,
+            handshake_timeout=self._handshake_timeout,
+            timeout=self._timeout,
+            max_frame_size=self._max_frame_size,
+        )
+        info = session.info
+        try:
+            obs_space = from_descriptor(info.observation_space, "observation_space")
+            act_space = from_descriptor(info.action_space, "action_space")
+            if info.num_envs != 1:
+                raise UsageError(
+                    f"the env side hosts {info.num_envs} sub-envs; use a vector env for it, "
+                    "not a single gymnasium.Env"
+                )
+            if self._want_render_mode is not None and info.render_mode != self._want_render_mode:
+                raise UsageError(
+                    f"render_mode={self._want_render_mode!r} was asked for, but the env side renders "
+                    f"in mode {info.render_mode!r}; start the env side with that render mode"
+                )
+        except (ProtocolError, UsageError):
+            session.close()
+            raise
+        metadata = free_from_wire(info.metadata)
+        metadata.setdefault("render_modes", [])
+        self.metadata = metadata
+        self.render_mode = info.render_mode
+        self.observation_space = obs_space
+        self.action_space = act_space
+        self.env_name = info.name
+        self._obs_codec = SpaceCodec(obs_space)
+        self._act_codec = SpaceCodec(act_space)
+        self._contains = fast_contains(act_space)
+        session.conn.fast = fast_paths(obs_space, act_space)
+        self._session = session
+
+    def _request(self, session: AgentSession, message: Message, what: str) -> Message:
+        session.engine.check_open(f"send {what}")  # an env already gone fails at once
+        try:
+            return session.request(message, what)
+        except ConnectionClosed as exc:
+            if self._endpoints is None:
+                raise
+            raise self._endpoints.process_failure(0, exc) from None
+
+    def _from_wire(self, session: AgentSession, codec: SpaceCodec, value: Any, what: str) -> Any:
+        """A reply's value in its space; one outside it ends the session (spec §11, BAD_VALUE)."""
+        try:
+            return codec.from_wire(value)
+        except ProtocolError as exc:
+            session.fail(exc, what)
+
+    @property
+    def process(self) -> Process | None:
+        """The env program this env launched (``launch=[...]``): its ``pid``, output and exit."""
+        endpoints = self._endpoints
+        return endpoints.processes[0] if endpoints is not None and endpoints.processes else None
+
+    def _stop_endpoints(self) -> None:
+        if self._endpoints is not None:
+            self._endpoints.close()
+            self._endpoints = None
+
+    def _live(self) -> AgentSession:
+        session = self._session
+        if session is None:
+            raise ConnectionClosed("the env is closed")
+        return session
+
+    # -- gymnasium.Env ---------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        session = self._live()
+        super().reset(seed=seed)
+        if seed is not None:
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+                raise UsageError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+            seed = int(seed)
+        if options is not None:
+            if not isinstance(options, dict):
+                raise UsageError(f"options must be a dict or None, got {type(options).__name__}")
+            check_free_value(options, where="options")
+        reply = self._request(session, Reset(seed, options), "RESET")
+        if type(reply) is not ResetResult:
+            raise AssertionError(f"state machine let {reply!r} through as RESET_RESULT")
+        obs = self._from_wire(session, self._obs_codec, reply.obs, "RESET")
+        return obs, free_from_wire(reply.info)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        session = self._live()
+        if self._check_actions and not self._contains(action):
+            raise InvalidAction(action, self.action_space)
+        reply = self._request(session, Step(self._act_codec.to_wire(action)), "STEP")
+        if type(reply) is not StepResult:
+            raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
+        reward = reply.reward
+        terminated = reply.terminated
+        truncated = reply.truncated
+        if type(reward) is not float:
+            reward = _float_reward(reward)
+        if type(terminated) is not bool or type(truncated) is not bool:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                "STEP_RESULT of a single env must carry bool flags, got "
+                f"{type(terminated).__name__} and {type(truncated).__name__}",
+            )
+        info = reply.info
+        return (
+            self._from_wire(session, self._obs_codec, reply.obs, "STEP"),
+            reward,
+            terminated,
+            truncated,
+            (free_from_wire(info) if info else {}),
+        )
+
+    def render(self) -> Any:
+        session = self._live()
+        if self.render_mode is None:
+            warnings.warn(
+                "render() was called but the env side has no render mode; start it with one "
+                "(for example render_mode='rgb_array')",
+                stacklevel=2,
+            )
+            return None
+        reply = self._request(session, Render(), "RENDER")
+        if type(reply) is not RenderResult:
+            raise AssertionError(f"state machine let {reply!r} through as RENDER_RESULT")
+        return free_from_wire(reply.frame)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a function the env side registered under ``name`` (spec §6 ``CALL``)."""
+        session = self._live()
+        check_free_value(list(args), where="call args")
+        check_free_value(kwargs, where="call kwargs")
+        reply = self._request(session, Call(name, list(args), kwargs), f"CALL {name!r}")
+        if type(reply) is not CallResult:
+            raise AssertionError(f"state machine let {reply!r} through as CALL_RESULT")
+        return free_from_wire(reply.value)
+
+    def close(self) -> None:
+        session = self._session
+        self._session = None
+        if session is not None:
+            session.close()
+        self._stop_endpoints()
+        super().close()
+
+    def __del__(self) -> None:
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.abandon("the env was garbage-collected")
+
+
+def _float_reward(reward: Any) -> float:
+    if type(reward) is int:
+        return float(reward)  # §5: decoders accept an int where a float is due
+    raise ProtocolError(
+        ErrorCode.BAD_FIELD,
+        f"STEP_RESULT of a single env must carry a float reward, got {type(reward).__name__}",
+    )
+
+
+class ClientEnv(_RemoteEnv):
+    """A Gymnasium env that dials an env side listening at ``address``.
+
+    ``ClientEnv("tcp://127.0.0.1:5555")`` connects, does the handshake and takes its spaces,
+    metadata and render mode from the env side. Timeouts are in seconds; ``None`` waits forever
+    (for an env side paused in a debugger). ``launch=[...]`` starts the env program first
+    (``rlay.launch``, spec §15): it listens at a fresh unix socket, or at ``address`` if given
+    (``tcp://127.0.0.1:0``: the port it announces), and it is ended on close.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        launch: Sequence[str] | None = None,
+        launch_env: dict[str, str] | None = None,
+        launch_cwd: str | None = None,
+        render_mode: str | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        check_actions: bool = True,
+    ) -> None:
+        super().__init__(
+            render_mode=render_mode,
+            handshake_timeout=handshake_timeout,
+            timeout=timeout,
+            max_frame_size=max_frame_size,
+            check_actions=check_actions,
+        )
+        try:
+            self._endpoints = Endpoints(
+                "dial", address, launch=launch, launch_env=launch_env, launch_cwd=launch_cwd, who="ClientEnv"
+            )
+            self.address, stream = self._endpoints.connect(0, connect_timeout)
+            self._attach(stream)
+        except BaseException:
+            self.close()
+            raise
+
+
+class LazyAccept:
+    """For envs that listen with ``wait=False``: reading what comes from the env side (its spaces,
+    metadata, ``num_envs`` …) before it has connected waits for it (:meth:`accept`)."""
+
+    _FROM_ENV_SIDE: frozenset[str] = frozenset()
+
+    def accept(self, timeout: Any = ...) -> None:
+        raise NotImplementedError
+
+    def _accepted(self) -> bool:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._FROM_ENV_SIDE and self.__dict__.get("_endpoints") is not None:
+            if not self._accepted():
+                self.accept()
+                return getattr(self, name)
+        raise AttributeError(name)
+
+
+class ServerEnv(LazyAccept, _RemoteEnv):
+    """A Gymnasium env that listens at ``address`` and waits for an env side to dial in.
+
+    ``address`` defaults to ``tcp://127.0.0.1:0`` (a free port), or with ``launch=[...]`` to a
+    fresh unix socket handed to the launched program; :attr:`address` is the address actually
+    bound, to hand to the game. With ``wait=True`` (default) the constructor waits for the env
+    side; with ``wait=False`` it returns at once and :meth:`accept` (or the first use of the
+    spaces, ``reset`` …) waits. A launched program is always waited for.
+    """
+
+    _FROM_ENV_SIDE = frozenset({"observation_space", "action_space", "render_mode", "env_name"})
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        wait: bool = True,
+        launch: Sequence[str] | None = None,
+        launch_env: dict[str, str] | None = None,
+        launch_cwd: str | None = None,
+        render_mode: str | None = None,
+        accept_timeout: float | None = DEFAULT_ACCEPT_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        check_actions: bool = True,
+    ) -> None:
+        super().__init__(
+            render_mode=render_mode,
+            handshake_timeout=handshake_timeout,
+            timeout=timeout,
+            max_frame_size=max_frame_size,
+            check_actions=check_actions,
+        )
+        self._accept_timeout = accept_timeout
+        try:
+            self._endpoints = Endpoints(
+                "listen",
+                address,
+                launch=launch,
+                launch_env=launch_env,
+                launch_cwd=launch_cwd,
+                who="ServerEnv",
+            )
+            self.address = self._endpoints.addresses[0]
+            if wait or launch is not None:
+                self.accept()
+        except BaseException:
+            self.close()
+            raise
+
+    def _accepted(self) -> bool:
+        return self.__dict__.get("_session") is not None
+
+    def accept(self, timeout: Any = ...) -> None:
+        """Wait for an env side to dial in and do the handshake (no-op if one is attached)."""
+        if self._session is not None:
+            return
+        if self._endpoints is None:
+            raise ConnectionClosed("the env is closed")
+        seconds = self._accept_timeout if timeout is ... else timeout
+        _, stream = self._endpoints.connect(0, seconds)
+        self._attach(stream)
+
+    def _live(self) -> AgentSession:
+        if self._session is None and self._endpoints is not None:
+            self.accept()
+        return super()._live()
