@@ -27,6 +27,7 @@ limit, so the rebuilt Box is equal but samples that coordinate as bounded.
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import operator
 from collections.abc import Callable, Mapping
@@ -578,6 +579,18 @@ def batched(space: gym.Space[Any], n: int) -> gym.Space[Any]:
     """
     if type(n) is not int or n < 1:
         raise UsageError(f"batched: expected a number of sub-envs >= 1, actual {n!r}")
+    # §10: a batched Dict keeps the single Dict's key order (its descriptor's order on the wire).
+    # Gymnasium's batch_space builds Dict(..., sort_keys=True) and so sorts a Dict that was built
+    # from an ordered list; the two are equal spaces (Dict equality ignores order), but values
+    # would be encoded in another order than the descriptor's.
+    if isinstance(space, Dict):
+        return Dict(
+            {key: batched(sub, n) for key, sub in space.spaces.items()},
+            seed=copy.deepcopy(space.np_random),
+            sort_keys=False,
+        )
+    if isinstance(space, Tuple):
+        return Tuple(tuple(batched(sub, n) for sub in space.spaces), seed=copy.deepcopy(space.np_random))
     return batch_space(space, n)
 
 

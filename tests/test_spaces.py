@@ -1137,3 +1137,23 @@ def test_exact_codec_never_rounds_an_observation() -> None:
     assert "element [1]" in str(info.value) and "not exactly a float32" in str(info.value)
     # the agent side's actions keep Gymnasium's casting (a float64 policy output for a float32 Box)
     assert SpaceCodec(Box(-1.0, 1.0, (1,), np.float32)).to_wire(np.array([0.1])).dtype == np.float32
+
+
+def test_wire_spaces_follow_the_batch_table() -> None:
+    """§10's table: single spaces with one sub-env, batch_space with N; Dict keys keep the order
+    of the single Dict (the descriptor's order)."""
+    from collections import OrderedDict
+
+    from rlay.batching import wire_space, wire_spaces
+
+    box = Box(-1.0, 1.0, (2,), np.float32)
+    assert wire_spaces(box, Discrete(3), 1) == (box, Discrete(3))
+    obs, act = wire_spaces(box, Discrete(3, start=2), 4)
+    assert obs == Box(-1.0, 1.0, (4, 2), np.float32)
+    assert act == MultiDiscrete([3] * 4, start=[2] * 4)
+    assert wire_space(MultiDiscrete([2, 3]), 2).shape == (2, 2)
+    assert wire_space(MultiBinary(3), 2) == Box(0, 1, (2, 3), np.int8)
+    unsorted = Dict(OrderedDict([("b", Discrete(2)), ("a", box)]))
+    assert list(wire_space(unsorted, 3).spaces) == ["b", "a"]
+    assert list(wire_space(Dict({"b": Discrete(2), "a": box}), 3).spaces) == ["a", "b"]
+    assert wire_space(Text(3), 2) == Tuple((Text(3), Text(3)))
