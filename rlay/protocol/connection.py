@@ -129,10 +129,12 @@ def _check_step_result(m: StepResult, n: int) -> None:
     reward, terminated, truncated = m.reward, m.terminated, m.truncated
     if n == 1:
         if type(reward) is not float:
-            raise _bad_field(f"STEP_RESULT.reward must be a float (num_envs is 1), got {_what(reward)}")
+            raise _bad_field(f"STEP_RESULT.reward of one env must be a float, got {_what(reward)}")
         if type(terminated) is not bool or type(truncated) is not bool:
-            bad = terminated if type(terminated) is not bool else truncated
-            raise _bad_field(f"STEP_RESULT flags must be bools (num_envs is 1), got {_what(bad)}")
+            name, bad = (
+                ("terminated", terminated) if type(terminated) is not bool else ("truncated", truncated)
+            )
+            raise _bad_field(f"STEP_RESULT.{name} of one env must be a bool, got {_what(bad)}")
         return
     for name, value, dtype in (
         ("reward", reward, _F64),
@@ -141,8 +143,8 @@ def _check_step_result(m: StepResult, n: int) -> None:
     ):
         if type(value) is not np.ndarray or value.dtype != dtype or value.shape != (n,):
             raise _bad_field(
-                f"STEP_RESULT.{name} must be a {dtype.name} tensor of shape ({n},) (num_envs is {n}), "
-                f"got {_what(value)}"
+                f"STEP_RESULT.{name} of a batch of {n} sub-envs must be a {dtype.name} tensor of shape "
+                f"({n},), got {_what(value)}"
             )
 
 
