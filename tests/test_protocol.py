@@ -588,3 +588,40 @@ def test_max_values_counts_at_each_container_header() -> None:
     with pytest.raises(ProtocolError) as info:
         decode(deep, max_values=100)
     assert info.value.code is ErrorCode.TOO_DEEP
+
+
+def test_an_env_side_never_rounds_its_own_observation() -> None:
+    """§9: an env whose own code returns a float64 observation that is not exactly float32 gets
+    a non-fatal ENV_EXCEPTION naming the problem; exact float64 values go through, and the
+    session goes on."""
+    import gymnasium as gym
+
+    import rlay
+    from rlay.backends import serve
+    from rlay.errors import RemoteError
+
+    class Sloppy(gym.Env[np.ndarray, int]):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return np.array([0.5, -0.25]), {}  # float64, exactly float32 values
+
+        def step(self, action):
+            return np.array([0.1, 0.0]), 0.0, False, False, {}  # 0.1 is not a float32
+
+    server = serve(Sloppy, block=False)
+    try:
+        env = rlay.ClientEnv(server.address)
+        try:
+            obs, _ = env.reset()
+            assert obs.dtype == np.float32 and obs.tolist() == [0.5, -0.25]
+            with pytest.raises(RemoteError) as info:
+                env.step(0)
+            assert info.value.code == ErrorCode.ENV_EXCEPTION
+            assert "element [0]" in str(info.value) and "not exactly a float32" in str(info.value)
+            assert env.reset()[0].tolist() == [0.5, -0.25]  # the session goes on
+        finally:
+            env.close()
+    finally:
+        server.close()
