@@ -9,6 +9,8 @@ Connections (both sides move together), and every (state, message, role) combina
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -625,3 +627,48 @@ def test_an_env_side_never_rounds_its_own_observation() -> None:
             env.close()
     finally:
         server.close()
+
+
+def test_a_partial_first_reset_leaves_step_reset_needed() -> None:
+    """§8/§10: with sub-envs, STEP is RESET_NEEDED (non-fatal) until every sub-env was reset once."""
+    import threading
+
+    from gymnasium.spaces import Box, Discrete
+
+    from rlay.backends import EnvSession
+    from rlay.transports import dial, listen
+
+    listener = listen("tcp://127.0.0.1:0")
+
+    def env_side() -> None:
+        session = EnvSession(listener.accept(5), Box(-1, 1, (2,), np.float32), Discrete(2), num_envs=3)
+        while (cmd := session.poll(5)) is not None and cmd.kind != "close":
+            obs = np.zeros((3, 2), np.float32)
+            if cmd.kind == "reset":
+                session.reply_reset(obs, {})
+            else:
+                session.reply_step(obs, np.zeros(3), np.zeros(3, bool), np.zeros(3, bool), {})
+
+    thread = threading.Thread(target=env_side, daemon=True)
+    thread.start()
+    stream = dial(str(listener.address), 5)
+    agent = Connection(Role.AGENT)
+
+    def ask(message: Any = None) -> Any:
+        if message is not None:
+            agent.send(message)
+        stream.send(agent.data_to_send())
+        while (event := agent.next_event()) is None:
+            agent.receive_data(stream.recv(65536))
+        return event
+
+    assert isinstance(ask(), Hello) and isinstance(ask(), EnvInfo) and agent.num_envs == 3
+    assert isinstance(ask(Reset(None, {"reset_mask": np.array([True, False, False])})), ResetResult)
+    reply = ask(Step(np.zeros(3, np.int64)))
+    assert isinstance(reply, Error) and reply.code == ErrorCode.RESET_NEEDED and not reply.fatal
+    assert isinstance(ask(Reset(None, {"reset_mask": np.array([False, True, True])})), ResetResult)
+    assert isinstance(ask(Step(np.zeros(3, np.int64))), StepResult)
+    ask(Close())
+    stream.close()
+    thread.join(5)
+    listener.close()

@@ -228,7 +228,14 @@ class EnvSession:
                         f"({self.num_envs})",
                     )
                 )
-            self._was_reset = True
+            # §10: STEP is RESET_NEEDED until every sub-env was reset once (a reset_mask may leave
+            # some out). The Connection has checked the mask's shape already.
+            mask = (message.options or {}).get("reset_mask") if self.num_envs > 1 else None
+            if mask is None:
+                self._was_reset = True
+            elif not self._was_reset:
+                self._reset_once = mask | getattr(self, "_reset_once", False)
+                self._was_reset = bool(self._reset_once.all())
             options = free_from_wire(message.options) if message.options is not None else None
             cmd = Command("reset", seed=message.seed, options=options)
         elif t is Render:
