@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -21,8 +20,7 @@ import numpy as np
 
 import rlay
 from rlay.envs import ClientEnv, ServerEnv
-from rlay.errors import RemoteError, RlayError
-from rlay.protocol.wire import ErrorCode
+from rlay.errors import RlayError
 
 
 def _open_env(args: argparse.Namespace, **kwargs: Any) -> ClientEnv | ServerEnv:
@@ -73,166 +71,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # -- check -----------------------------------------------------------------------------------------
 
 
-class Report:
-    def __init__(self) -> None:
-        self.failures = 0
-
-    def run(self, name: str, check: Callable[[], str | None]) -> bool:
-        try:
-            detail = check()
-        except Exception as exc:  # a check failed: say how, go on with the next
-            self.failures += 1
-            text = str(exc).splitlines() or [type(exc).__name__]
-            print(f"  FAIL  {name}: {type(exc).__name__}: {text[0]}")
-            for line in text[1:8]:
-                print(f"          {line}")
-            if not isinstance(exc, (RlayError, AssertionError)):
-                print("          " + "".join(traceback.format_tb(exc.__traceback__)[-1:]).strip())
-            return False
-        print(f"  ok    {name}" + (f": {detail}" if detail else ""))
-        return True
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (tuple, list)):
-        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, (np.ndarray, np.generic)) or isinstance(b, (np.ndarray, np.generic)):
-        a, b = np.asarray(a), np.asarray(b)
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    return bool(a == b)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    report = Report()
+    from rlay.check import CheckReport, open_env_side, run_checks
+
     print(f"rlay check {args.address or ' '.join(args.command)}")
-    env_box: list[ClientEnv | ServerEnv] = []
+    if args.server and not args.command and args.address:
+        print(f"waiting for an env side to connect to {args.address} ...", file=sys.stderr)
+    opened: list[Any] = []
 
     def connect() -> str:
-        env_box.append(_open_env(args))
-        env = env_box[0]
-        return f"{env._live().peer_sdk}, env {env.env_name or '?'} at {env.address}"
-
-    if not report.run("handshake (protocol name, version, roles, ENV_INFO)", connect):
-        return 1
-    env = env_box[0]
-    try:
-        report.run(
-            "spaces are valid Gymnasium spaces",
-            lambda: f"observation {env.observation_space}, action {env.action_space}",
+        opened.append(
+            open_env_side(args.address, launch=args.command or None, server=args.server, timeout=args.timeout)
         )
+        env = opened[0]
+        session = env._session if hasattr(env, "_session") else env._links[0].session
+        kind = f"{env.num_envs} batched sub-envs" if hasattr(env, "num_envs") else "one env"
+        return f"{session.peer_sdk}, {kind} at {env.address}"
 
-        def checker() -> str:
-            from gymnasium.utils.env_checker import check_env
-
-            check_env(env, skip_render_check=True)
-            return "gymnasium.utils.env_checker.check_env passed"
-
-        report.run("check_env", checker)
-
-        def inside() -> str:
-            obs, _ = env.reset(seed=args.seed)
-            if obs not in env.observation_space:
-                raise AssertionError(f"reset observation {obs!r:.200} is outside {env.observation_space}")
-            env.action_space.seed(args.seed)
-            episodes = 0
-            for t in range(args.steps):
-                obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-                if obs not in env.observation_space:
-                    raise AssertionError(
-                        f"step {t}: observation {obs!r:.200} is outside {env.observation_space}"
-                    )
-                if not np.isfinite(float(reward)):
-                    raise AssertionError(f"step {t}: reward {reward!r} is not finite")
-                if terminated or truncated:
-                    episodes += 1
-                    env.reset()
-            return f"{args.steps} random steps, {episodes} episodes ended"
-
-        report.run("observations stay inside the observation space", inside)
-
-        def determinism() -> str:
-            traces = []
-            for _ in range(2):
-                env.action_space.seed(args.seed)
-                obs, info = env.reset(seed=args.seed)
-                trace: list[Any] = [obs, info]
-                for _ in range(min(args.steps, 50)):
-                    out = env.step(env.action_space.sample())
-                    trace.append(out)
-                    if out[2] or out[3]:
-                        break
-                traces.append(trace)
-            for i, (a, b) in enumerate(zip(*traces, strict=False)):
-                if not _same(a, b):
-                    raise AssertionError(
-                        f"two runs with seed {args.seed} differ at step {i}: {a!r:.120} vs {b!r:.120}"
-                    )
-            return f"two runs with seed {args.seed} agree over {len(traces[0]) - 1} steps"
-
-        report.run("seeded determinism", determinism)
-
-        def render() -> str:
-            if env.render_mode is None:
-                return "no render mode (skipped)"
-            frame = env.render()
-            if env.render_mode == "rgb_array":
-                if not (
-                    isinstance(frame, np.ndarray)
-                    and frame.dtype == np.uint8
-                    and frame.ndim == 3
-                    and frame.shape[2] == 3
-                ):
-                    raise AssertionError(f"rgb_array frame must be uint8 (H, W, 3), got {frame!r:.80}")
-                return f"rgb_array frame {frame.shape}"
-            if env.render_mode == "ansi" and not isinstance(frame, str):
-                raise AssertionError(f"ansi frame must be a str, got {type(frame).__name__}")
-            return f"{env.render_mode} frame"
-
-        report.run("render", render)
-
-        def bad_command() -> str:
-            try:
-                env.call("rlay-check-no-such-function")
-            except RemoteError as exc:
-                if exc.code != ErrorCode.NOT_SUPPORTED or exc.fatal:
-                    raise AssertionError(f"expected a non-fatal NOT_SUPPORTED error, got {exc}") from None
-            else:
-                raise AssertionError("an unknown CALL was answered with a result, not an error")
-            env._check_actions = False
-            bad = _bad_action(env.action_space)
-            try:
-                if bad is not None:
-                    env.step(bad)
-                    raise AssertionError(f"the out-of-space action {bad!r} was accepted")
-            except RemoteError as exc:
-                if exc.code != ErrorCode.INVALID_ACTION or exc.fatal:
-                    raise AssertionError(f"expected a non-fatal INVALID_ACTION error, got {exc}") from None
-            finally:
-                env._check_actions = True
-            env.reset(seed=args.seed)
-            env.step(env.action_space.sample())
-            return "unknown CALL -> NOT_SUPPORTED, bad action -> INVALID_ACTION, session still usable"
-
-        report.run("errors for bad commands", bad_command)
-    finally:
-        env.close()
-    total = 7
-    print(f"{total - report.failures} passed, {report.failures} failed")
-    return 1 if report.failures else 0
-
-
-def _bad_action(space: gym.Space[Any]) -> Any:
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.start + space.n)
-    if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.integer):
-        high = np.where(np.isfinite(space.high), space.high, 0)
-        if np.all(high < np.iinfo(space.dtype).max):
-            return (high + 1).astype(space.dtype)
-    if isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.high)):
-        return (space.high + 1 + np.abs(space.high)).astype(space.dtype)
-    return None
+    first = CheckReport()
+    if not first.run("handshake (protocol name, version, roles, ENV_INFO)", connect, print):
+        print("0 passed, 1 failed")
+        return 1
+    report = run_checks(opened[0], steps=args.steps, seed=args.seed)
+    print(f"{report.passed + 1} passed, {report.failed} failed")
+    return 0 if report.ok else 1
 
 
 # -- bench -----------------------------------------------------------------------------------------

@@ -104,3 +104,24 @@ def test_serve_num_envs_hosts_a_batch() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_check_takes_a_batched_env_side_as_a_vector_env() -> None:
+    """An env side hosting sub-envs (spec §10) is checked as a vector env, not refused."""
+    out = run(
+        "check", "tcp://127.0.0.1:0", "--steps", "60", "--",
+        *RLAY, "serve", "CartPole-v1", "--num-envs", "3", "--address", "{address}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 batched sub-envs" in out.stdout and "6 passed, 0 failed" in out.stdout
+    assert "refused naming its sub-env" in out.stdout
+
+
+def test_check_as_a_library() -> None:
+    from rlay.check import open_env_side, run_checks
+
+    lines: list[str] = []
+    env = open_env_side(launch=[*GAME, "--listen", "{address}"])
+    report = run_checks(env, steps=30, out=lines.append)
+    assert report.ok and report.passed == 6 and len(lines) == 6, str(report)
+    assert "check_env" in str(report)

@@ -42,6 +42,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
     """What ClientEnv and ServerEnv share once a session is established."""
 
     metadata: dict[str, Any] = {"render_modes": []}
+    address: str  #: the env side's address (dialled), or the address bound (listening)
 
     def __init__(
         self,
@@ -63,12 +64,34 @@ class _RemoteEnv(gym.Env[Any, Any]):
     # -- session ---------------------------------------------------------------------------------
 
     def _attach(self, stream: Stream) -> None:
-        session = AgentSession(
-            stream,
-            handshake_timeout=self._handshake_timeout,
-            timeout=self._timeout,
-            max_frame_size=self._max_frame_size,
+        self._adopt(
+            AgentSession(
+                stream,
+                handshake_timeout=self._handshake_timeout,
+                timeout=self._timeout,
+                max_frame_size=self._max_frame_size,
+            )
         )
+
+    @classmethod
+    def from_session(cls, session: AgentSession, endpoints: Endpoints, **options: Any) -> Any:
+        """This env over a session whose handshake is done (``rlay.check`` opens one, reads
+        ENV_INFO's ``num_envs``, then picks the single or the vector env)."""
+        env = cls.__new__(cls)
+        _RemoteEnv.__init__(
+            env,
+            render_mode=options.get("render_mode"),
+            handshake_timeout=options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT),
+            timeout=options.get("timeout", DEFAULT_TIMEOUT),
+            max_frame_size=options.get("max_frame_size", DEFAULT_MAX_FRAME_SIZE),
+            check_actions=options.get("check_actions", True),
+        )
+        env._endpoints = endpoints
+        env.address = endpoints.addresses[0]
+        env._adopt(session)
+        return env
+
+    def _adopt(self, session: AgentSession) -> None:
         info = session.info
         try:
             obs_space = from_descriptor(info.observation_space, "observation_space")

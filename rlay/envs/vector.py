@@ -127,6 +127,10 @@ def _open_link(index: int, address: str, stream: Stream, offset: int, env: _Remo
         timeout=env._timeout,
         max_frame_size=env._max_frame_size,
     )
+    return _link(index, address, session, offset)
+
+
+def _link(index: int, address: str, session: AgentSession, offset: int) -> _Link:
     try:
         info = session.info
         obs_space = from_descriptor(info.observation_space, "observation_space")
@@ -175,6 +179,9 @@ def _open_link(index: int, address: str, stream: Stream, offset: int, env: _Remo
 
 class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
     """What :class:`ClientVectorEnv` and :class:`ServerVectorEnv` share once connected."""
+
+    address: str  #: the first env side's address, or the address bound (listening)
+    addresses: list[str]  #: every env side's address, in sub-env order
 
     def __init__(
         self,
@@ -279,6 +286,28 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
             link.obs = create_empty_array(first.obs_space, link.n, fn=np.zeros)
         # One batched env side alone: its replies are the vector env's, nothing to join or merge.
         self._single_batch = len(links) == 1 and first.n > 1
+
+    @classmethod
+    def from_session(cls, session: AgentSession, endpoints: Endpoints, **options: Any) -> Any:
+        """This vector env over one session whose handshake is done (see ``ClientEnv.from_session``)."""
+        env = cls.__new__(cls)
+        _RemoteVectorEnv.__init__(
+            env,
+            render_mode=options.get("render_mode"),
+            autoreset_mode=options.get("autoreset_mode"),
+            handshake_timeout=options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT),
+            timeout=options.get("timeout", DEFAULT_TIMEOUT),
+            max_frame_size=options.get("max_frame_size", DEFAULT_MAX_FRAME_SIZE),
+            check_actions=options.get("check_actions", True),
+            copy=options.get("copy", True),
+        )
+        env._endpoints = endpoints
+        env.address = endpoints.addresses[0]
+        env.addresses = list(endpoints.addresses)
+        vars(env).update(num_connections=1, _ready=True)  # a ServerVectorEnv's: accepted already
+        env._links.append(_link(0, endpoints.addresses[0], session, 0))
+        env._setup()
+        return env
 
     @property
     def processes(self) -> list[Process]:
