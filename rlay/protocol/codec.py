@@ -3,6 +3,16 @@
 Encoding produces a body (``bytes``) and a list of buffers forming the data section, so that a
 transport can send tensors with a gather write and no copy. Decoding returns NumPy arrays that are
 read-only views on the received data section: no tensor byte is copied.
+
+What a hostile body can cost (§13): a body longer than ``max_values`` bytes has its headers walked
+first (:func:`check_structure`: at most ``max_values`` steps, one copy of the body), so msgpack
+never builds more than ``max_values`` (262 144) objects: at most about 30 MiB of Python objects
+(an empty list per value) plus the body's own bytes, whatever the frame's size. Measured with one
+8 MiB frame (``tests/test_protocol.py::test_hostile_frames_cost_little_memory_and_time``): a HELLO
+of 4 M ``[[]]`` is refused on its header (+0 MiB); with the handshake limit raised, that HELLO,
+a STEP of 4 M ``[[]]`` and a STEP of 8 M nils each take 5-15 ms and +8 MiB (the copy); the same
+``[[]]`` in arrays of 1000 takes ~120 ms and +8 MiB. A legitimate body of 262 000 ints decodes in
+13 ms, +2 MiB.
 """
 
 from __future__ import annotations
