@@ -47,6 +47,20 @@ def parse_autoreset_mode(value: Any) -> AutoresetMode:
 _ARRAY_SPACES = (Box, Discrete, MultiDiscrete, MultiBinary)
 
 
+def wire_space(space: gym.Space[Any], num_envs: int) -> gym.Space[Any]:
+    """The space whose values travel on the wire for one sub-env's ``space`` (§10): the space
+    itself when ``num_envs == 1`` (nothing is batched), else ``batch_space(space, num_envs)``.
+    The one place that decides it; both sides call it."""
+    return space if num_envs == 1 else batched(space, num_envs)
+
+
+def wire_spaces(
+    observation_space: gym.Space[Any], action_space: gym.Space[Any], num_envs: int
+) -> tuple[gym.Space[Any], gym.Space[Any]]:
+    """``(wire observation space, wire action space)`` of a session with ``num_envs`` (§10)."""
+    return wire_space(observation_space, num_envs), wire_space(action_space, num_envs)
+
+
 def batch_one(space: gym.Space[Any], value: Any) -> Any:
     """One sub-env's value as a batch of one (a value of ``batched(space, 1)``), without copying."""
     if isinstance(space, _ARRAY_SPACES):

@@ -26,6 +26,8 @@ limit, so the rebuilt Box is equal but samples that coordinate as bounded.
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import functools
 import operator
 from collections.abc import Callable, Mapping
@@ -67,6 +69,7 @@ FromWire = Callable[[Any], Any]
 _SUPPORTED = "Box, Discrete, MultiDiscrete, MultiBinary, Text, Dict, Tuple, Sequence, Graph and OneOf"
 _DTYPE_NAMES = ", ".join(dt.name for dt in DTYPE_BY_CODE.values())
 _INT64 = DTYPE_BY_NAME["int64"]
+_INT32 = DTYPE_BY_NAME["int32"]
 _DISCRETE_CACHE = 1024  # Discrete values whose decoded NumPy scalars are made in advance
 
 
@@ -406,6 +409,10 @@ def _build_discrete(desc: dict[str, Any], where: str, depth: int) -> gym.Space[A
                 f"{where}.{name}",
                 f"expected an int in the {dt.name} range [{info.min}, {info.max}], actual {v}",
             )
+    if start + n - 1 > info.max:  # §9: every value of the space fits its dtype
+        raise _bad_space(
+            where, f"the last value start + n - 1 = {start + n - 1} is above the {dt.name} maximum {info.max}"
+        )
     return Discrete(n, start=start, dtype=dt)
 
 
@@ -535,17 +542,29 @@ class SpaceCodec:
     shape does not match. Neither direction checks bounds: call ``space.contains`` for that.
 
     For ``num_envs > 1`` (§10) build the codec for :func:`batched` ``(space, num_envs)``.
+
+    ``exact=True`` (an env side's observations, spec §9 "Values"): ``to_wire`` converts an
+    array of another dtype only when every element survives the conversion exactly (a float64
+    observation for a float32 Box must hold float32 values); otherwise it raises
+    :class:`EncodeError` naming the first element that would change. Without it (an agent side's
+    actions, as Gymnasium's own envs take them) a same-kind cast is made, and only an integer
+    narrowing that wraps is refused.
     """
 
-    __slots__ = ("from_wire", "space", "to_wire", "where")
+    __slots__ = ("exact", "from_wire", "space", "to_wire", "where")
 
-    def __init__(self, space: gym.Space[Any], where: str = "value") -> None:
+    def __init__(self, space: gym.Space[Any], where: str = "value", *, exact: bool = False) -> None:
         self.space = space
         self.where = where
+        self.exact = exact
         # Plain instance attributes holding closures: a call is one attribute lookup.
         self.to_wire: ToWire
         self.from_wire: FromWire
-        self.to_wire, self.from_wire = _compile(space, where)
+        token = _EXACT.set(exact)
+        try:
+            self.to_wire, self.from_wire = _compile(space, where)
+        finally:
+            _EXACT.reset(token)
 
     def __repr__(self) -> str:
         return f"SpaceCodec({self.space}, where={self.where!r})"
@@ -560,6 +579,18 @@ def batched(space: gym.Space[Any], n: int) -> gym.Space[Any]:
     """
     if type(n) is not int or n < 1:
         raise UsageError(f"batched: expected a number of sub-envs >= 1, actual {n!r}")
+    # §10: a batched Dict keeps the single Dict's key order (its descriptor's order on the wire).
+    # Gymnasium's batch_space builds Dict(..., sort_keys=True) and so sorts a Dict that was built
+    # from an ordered list; the two are equal spaces (Dict equality ignores order), but values
+    # would be encoded in another order than the descriptor's.
+    if isinstance(space, Dict):
+        return Dict(
+            {key: batched(sub, n) for key, sub in space.spaces.items()},
+            seed=copy.deepcopy(space.np_random),
+            sort_keys=False,
+        )
+    if isinstance(space, Tuple):
+        return Tuple(tuple(batched(sub, n) for sub in space.spaces), seed=copy.deepcopy(space.np_random))
     return batch_space(space, n)
 
 
@@ -571,8 +602,13 @@ def _compile(space: gym.Space[Any], where: str) -> tuple[ToWire, FromWire]:
     )
 
 
+#: Read while a SpaceCodec compiles (its ``exact`` argument), captured by each array codec.
+_EXACT: contextvars.ContextVar[bool] = contextvars.ContextVar("rlay_exact_casts", default=False)
+
+
 def _array_codec(dtype: Any, shape: tuple[int, ...], where: str) -> tuple[ToWire, FromWire]:
     """Box, MultiDiscrete, MultiBinary: a tensor of exactly one dtype and shape."""
+    exact = _EXACT.get()
     dt = _wire_dtype(dtype)
     if dt is None:
         raise SpaceError(f"{where}: dtype {np.dtype(dtype)} has no wire code; expected one of {_DTYPE_NAMES}")
@@ -590,12 +626,14 @@ def _array_codec(dtype: Any, shape: tuple[int, ...], where: str) -> tuple[ToWire
     def to_wire(v: Any) -> Any:
         if type(v) is ndarray and v.dtype is dt and v.shape == shape:
             return v
-        return _coerce_array(v, dt, shape, where, expected)
+        return _coerce_array(v, dt, shape, where, expected, exact)
 
     return to_wire, from_wire
 
 
-def _coerce_array(v: Any, dt: np.dtype, shape: tuple[int, ...], where: str, expected: str) -> np.ndarray:
+def _coerce_array(
+    v: Any, dt: np.dtype, shape: tuple[int, ...], where: str, expected: str, exact: bool = False
+) -> np.ndarray:
     """The slow path of an array value: cast a same-kind dtype or an array-like, check the shape."""
     if isinstance(v, (str, bytes, dict, GraphInstance)) or v is None:
         raise _encode_error(where, f"a {expected}", v)
@@ -615,6 +653,17 @@ def _coerce_array(v: Any, dt: np.dtype, shape: tuple[int, ...], where: str, expe
         # A narrowing integer cast wraps around silently; refuse it instead of sending garbage.
         if dt.kind in "iu" and arr.dtype.kind in "biu" and not np.array_equal(cast, arr):
             raise EncodeError(f"{where}: expected a {expected}, actual values outside the {dt.name} range")
+        if exact:
+            changed = cast.astype(arr.dtype) != arr
+            if arr.dtype.kind == "f":
+                changed &= ~(np.isnan(arr) & np.isnan(cast.astype(arr.dtype)))
+            if changed.any():
+                idx = _first_index(changed)
+                raise EncodeError(
+                    f"{where}: expected a {expected}, actual {_what(arr)} whose element "
+                    f"{_index_str(idx)} = {arr[idx]!r} is not exactly a {dt.name} (rlay never rounds an "
+                    f"observation: return values of the space's dtype)"
+                )
         arr = cast
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
@@ -828,6 +877,7 @@ def _compile_sequence(space: Sequence, where: str) -> tuple[ToWire, FromWire]:
 
 def _rows_codec(dtype: Any, tail: tuple[int, ...], where: str) -> tuple[ToWire, FromWire]:
     """A tensor of any number of rows, each of shape ``tail`` (graph nodes, edges, links)."""
+    exact = _EXACT.get()
     dt = _wire_dtype(dtype)
     if dt is None:
         raise SpaceError(f"{where}: dtype {np.dtype(dtype)} has no wire code; expected one of {_DTYPE_NAMES}")
@@ -850,7 +900,7 @@ def _rows_codec(dtype: Any, tail: tuple[int, ...], where: str) -> tuple[ToWire, 
                 raise EncodeError(f"{where}: expected a {expected}, actual {_what(v)} ({exc})") from None
             if arr.ndim != len(tail) + 1:
                 raise _encode_error(where, f"a {expected}", arr)
-            arr = _coerce_array(arr, dt, (arr.shape[0], *tail), where, expected)
+            arr = _coerce_array(arr, dt, (arr.shape[0], *tail), where, expected, exact)
         return arr
 
     return to_wire, from_wire
@@ -865,7 +915,10 @@ def _compile_graph(space: Graph, where: str) -> tuple[ToWire, FromWire]:
     nodes_to, nodes_from = _rows_codec(node.dtype, node.shape or (), f"{where}.nodes")
     if edge is not None:
         edges_to, edges_from = _rows_codec(edge.dtype, edge.shape or (), f"{where}.edges")
+    # §9: edge_links are int64 or int32 (Gymnasium's own Graph.sample() gives int32); a relay
+    # keeps the dtype it was given.
     links_to, links_from = _rows_codec(_INT64, (2,), f"{where}.edge_links")
+    links32_to, links32_from = _rows_codec(_INT32, (2,), f"{where}.edge_links")
     fields = ("nodes", "edges", "edge_links")
     expected = "a map with the keys {'nodes', 'edges', 'edge_links'}"
 
@@ -889,7 +942,9 @@ def _compile_graph(space: Graph, where: str) -> tuple[ToWire, FromWire]:
                 f"actual edges {_what(edges)}, edge_links {_what(links)}",
             )
         edges = edges_from(edges)
-        links = links_from(links)
+        links = (
+            links32_from(links) if type(links) is np.ndarray and links.dtype == _INT32 else links_from(links)
+        )
         if len(edges) != len(links):
             raise ProtocolError(
                 ErrorCode.BAD_VALUE,
@@ -910,7 +965,8 @@ def _compile_graph(space: Graph, where: str) -> tuple[ToWire, FromWire]:
                 + f", actual edges {_what(v.edges)}, edge_links {_what(v.edge_links)}"
             )
         edges = edges_to(v.edges)
-        links = links_to(v.edge_links)
+        raw = v.edge_links
+        links = links32_to(raw) if type(raw) is np.ndarray and raw.dtype == _INT32 else links_to(raw)
         if len(edges) != len(links):
             raise EncodeError(
                 f"{where}: expected one edge_links row per edge ({len(edges)}), actual {len(links)}"

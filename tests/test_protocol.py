@@ -9,6 +9,8 @@ Connections (both sides move together), and every (state, message, role) combina
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -466,3 +468,207 @@ def test_receive_data_after_eof_is_a_usage_error():
     env.receive_eof()
     with pytest.raises(UsageError):
         env.receive_data(b"RL")
+
+
+# -- §13: decode amplification (issue 15) --------------------------------------------------------
+
+# Run in a fresh interpreter so that its peak RSS says what the hostile frames cost. Each case
+# feeds one 8 MiB frame to a Connection and reports the error, the seconds it took and the growth
+# of the peak RSS (and of the current RSS afterwards) over the baseline taken before any frame.
+_HOSTILE = r"""
+import gc, json, resource, struct, sys, time
+from rlay.errors import ProtocolError
+from rlay.protocol.connection import Connection
+from rlay.protocol.framing import pack_header
+from rlay.protocol.messages import EnvInfo
+from rlay.protocol.wire import Role
+
+SIZE = 8 << 20
+SPACE = {"kind": "discrete", "n": 2, "start": 0, "dtype": "int64"}
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def env_in_idle():
+    agent, env = Connection(Role.AGENT), Connection(Role.ENV)
+    for b in agent.data_to_send(): env.receive_data(b)
+    for b in env.data_to_send(): agent.receive_data(b)
+    env.next_event(); agent.next_event()
+    env.send(EnvInfo(SPACE, SPACE, 1, {}, None, None)); env.data_to_send()
+    return env
+
+def pairs(key, n):  # {key: [[[]], [[]], ...]}: n two-byte arrays in one array32
+    k = key.encode()
+    return b"\x81" + bytes([0xA0 | len(k)]) + k + b"\xdd" + struct.pack(">I", n) + b"\x91\x90" * n
+
+def chunked(key):  # {key: [[[[]] x 1000] x k]}: no single header declares much
+    chunk = b"\xdc" + struct.pack(">H", 1000) + b"\x91\x90" * 1000
+    k = (SIZE - 16) // len(chunk)
+    return b"\x81\xa6" + key.encode() + b"\xdd" + struct.pack(">I", k) + chunk * k
+
+def fresh_env(**kwargs):
+    conn = Connection(Role.ENV, **kwargs); conn.data_to_send(); return conn
+
+cases = {
+    "HELLO of [[]] (handshake limit)": (fresh_env, 1, pairs("protocol", (SIZE - 16) // 2)),
+    "HELLO of [[]] (handshake limit raised: max_values)": (
+        lambda: fresh_env(max_handshake_frame_size=64 << 20),
+        1,
+        pairs("protocol", (SIZE - 16) // 2),
+    ),
+    "STEP action of [[]] elements": (env_in_idle, 17, pairs("action", (SIZE - 16) // 2)),
+    "STEP action of chunks of [[]]": (env_in_idle, 17, chunked("action")),
+    "STEP action of nils": (
+        env_in_idle, 17, b"\x81\xa6action\xdd" + struct.pack(">I", SIZE - 16) + b"\xc0" * (SIZE - 16)
+    ),
+}
+frames = {name: pack_header(kind, 0, len(body)) + body for name, (_, kind, body) in cases.items()}
+conns = {name: make() for name, (make, _, _) in cases.items()}
+base_peak, base_rss = peak(), rss()
+out = {}
+for name, stream in frames.items():
+    conn = conns[name]
+    t0 = time.perf_counter()
+    try:
+        conn.receive_data(stream)
+        while conn.next_event() is not None:
+            pass
+        code = None
+    except ProtocolError as exc:
+        code = exc.code.name
+    queued = b"".join(bytes(b) for b in conn.data_to_send())
+    gc.collect()  # a raised exception's traceback is a cycle: collect it before reading the RSS
+    out[name] = {
+        "code": code, "seconds": time.perf_counter() - t0, "peak": peak() - base_peak,
+        "rss": rss() - base_rss, "fatal_error_queued": queued[2:3] == b"\x30", "state": conn.state.value,
+    }
+print(json.dumps(out))
+"""
+
+
+def test_hostile_frames_cost_little_memory_and_time() -> None:
+    """Issue 15: one 8 MiB frame of 4 million ``[[]]`` (a HELLO, or a STEP after the handshake)
+    used to cost +900 MiB and 6 s. §13's limits refuse each with a fatal FRAME_TOO_LARGE, growing
+    the peak RSS by less than 64 MiB and taking less than 2 s."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _HOSTILE], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)
+    assert len(results) == 5
+    mib = 1 << 20
+    for name, r in results.items():
+        assert r["code"] == "FRAME_TOO_LARGE", (name, r)
+        assert r["fatal_error_queued"] and r["state"] == "closed", (name, r)
+        assert r["seconds"] < 2.0, (name, r)
+        assert r["peak"] < 64 * mib, (name, f"peak RSS grew by {r['peak'] / mib:.1f} MiB")
+        assert r["rss"] < 64 * mib, (name, f"RSS stayed {r['rss'] / mib:.1f} MiB above the baseline")
+
+
+def test_max_values_counts_at_each_container_header() -> None:
+    """§3/§13: the count starts at 1, each header adds what it declares (a map 2 per entry)."""
+    from rlay.protocol.codec import check_structure
+
+    body = b"\x81\xa5value\x93\x90\x80\xc0"  # {"value": [[], {}, nil]}: 1 + 2 + 3 = 6 values
+    check_structure(body, max_values=6)
+    with pytest.raises(ProtocolError) as info:
+        check_structure(body, max_values=5)
+    assert info.value.code is ErrorCode.FRAME_TOO_LARGE and "more than 5 values" in info.value.detail
+    assert decode(body, max_values=6) == {"value": [[], {}, None]}
+    with pytest.raises(ProtocolError) as info:
+        decode(body, max_values=5)
+    assert info.value.code is ErrorCode.FRAME_TOO_LARGE
+    deep = b"\x81\xa5value" + b"\x91" * 70 + b"\x90"  # depth before the count (§3's order)
+    with pytest.raises(ProtocolError) as info:
+        decode(deep, max_values=100)
+    assert info.value.code is ErrorCode.TOO_DEEP
+
+
+def test_an_env_side_never_rounds_its_own_observation() -> None:
+    """§9: an env whose own code returns a float64 observation that is not exactly float32 gets
+    a non-fatal ENV_EXCEPTION naming the problem; exact float64 values go through, and the
+    session goes on."""
+    import gymnasium as gym
+
+    import rlay
+    from rlay.backends import serve
+    from rlay.errors import RemoteError
+
+    class Sloppy(gym.Env[np.ndarray, int]):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return np.array([0.5, -0.25]), {}  # float64, exactly float32 values
+
+        def step(self, action):
+            return np.array([0.1, 0.0]), 0.0, False, False, {}  # 0.1 is not a float32
+
+    server = serve(Sloppy, block=False)
+    try:
+        env = rlay.ClientEnv(server.address)
+        try:
+            obs, _ = env.reset()
+            assert obs.dtype == np.float32 and obs.tolist() == [0.5, -0.25]
+            with pytest.raises(RemoteError) as info:
+                env.step(0)
+            assert info.value.code == ErrorCode.ENV_EXCEPTION
+            assert "element [0]" in str(info.value) and "not exactly a float32" in str(info.value)
+            assert env.reset()[0].tolist() == [0.5, -0.25]  # the session goes on
+        finally:
+            env.close()
+    finally:
+        server.close()
+
+
+def test_a_partial_first_reset_leaves_step_reset_needed() -> None:
+    """§8/§10: with sub-envs, STEP is RESET_NEEDED (non-fatal) until every sub-env was reset once."""
+    import threading
+
+    from gymnasium.spaces import Box, Discrete
+
+    from rlay.backends import EnvSession
+    from rlay.transports import dial, listen
+
+    listener = listen("tcp://127.0.0.1:0")
+
+    def env_side() -> None:
+        session = EnvSession(listener.accept(5), Box(-1, 1, (2,), np.float32), Discrete(2), num_envs=3)
+        while (cmd := session.poll(5)) is not None and cmd.kind != "close":
+            obs = np.zeros((3, 2), np.float32)
+            if cmd.kind == "reset":
+                session.reply_reset(obs, {})
+            else:
+                session.reply_step(obs, np.zeros(3), np.zeros(3, bool), np.zeros(3, bool), {})
+
+    thread = threading.Thread(target=env_side, daemon=True)
+    thread.start()
+    stream = dial(str(listener.address), 5)
+    agent = Connection(Role.AGENT)
+
+    def ask(message: Any = None) -> Any:
+        if message is not None:
+            agent.send(message)
+        stream.send(agent.data_to_send())
+        while (event := agent.next_event()) is None:
+            agent.receive_data(stream.recv(65536))
+        return event
+
+    assert isinstance(ask(), Hello) and isinstance(ask(), EnvInfo) and agent.num_envs == 3
+    assert isinstance(ask(Reset(None, {"reset_mask": np.array([True, False, False])})), ResetResult)
+    reply = ask(Step(np.zeros(3, np.int64)))
+    assert isinstance(reply, Error) and reply.code == ErrorCode.RESET_NEEDED and not reply.fatal
+    assert isinstance(ask(Reset(None, {"reset_mask": np.array([False, True, True])})), ResetResult)
+    assert isinstance(ask(Step(np.zeros(3, np.int64))), StepResult)
+    ask(Close())
+    stream.close()
+    thread.join(5)
+    listener.close()

@@ -163,7 +163,9 @@ def expected_value(space: gym.Space[Any], v: Any) -> Any:
         return tuple(expected_value(space.feature_space, x) for x in v)
     if isinstance(space, Graph):
         edges = None if v.edges is None else np.asarray(v.edges, dtype=space.edge_space.dtype)
-        links = None if v.edge_links is None else np.asarray(v.edge_links, dtype=np.int64)
+        # §9: int32 links (Gymnasium's own Graph.sample()) keep their dtype; others become int64.
+        link_dtype = np.int32 if getattr(v.edge_links, "dtype", None) == np.int32 else np.int64
+        links = None if v.edge_links is None else np.asarray(v.edge_links, dtype=link_dtype)
         return GraphInstance(np.asarray(v.nodes, dtype=space.node_space.dtype), edges, links)
     if isinstance(space, OneOf):
         return (np.int64(v[0]), expected_value(space.spaces[int(v[0])], v[1]))
@@ -779,10 +781,11 @@ def test_to_wire_shapes_array_likes() -> None:
     assert strided.dtype == np.int16 and strided.tolist() == [0, 2]
     assert SpaceCodec(MultiBinary(3)).to_wire(np.array([True, False, True])).dtype == np.int8
     assert SpaceCodec(Box(-1.0, 1.0, (), np.float64)).to_wire(0.5).shape == ()
-    links = SpaceCodec(Graph(Discrete(2), Discrete(2))).to_wire(
-        GraphInstance(np.array([0, 1]), np.array([1]), np.array([[0, 1]], np.int32))
-    )["edge_links"]
-    assert links.dtype == np.int64
+    graph = SpaceCodec(Graph(Discrete(2), Discrete(2)))
+    links = graph.to_wire(GraphInstance(np.array([0, 1]), np.array([1]), np.array([[0, 1]], np.int32)))
+    assert links["edge_links"].dtype == np.int32  # §9: int32 links keep their dtype
+    links = graph.to_wire(GraphInstance(np.array([0, 1]), np.array([1]), np.array([[0, 1]], np.uint8)))
+    assert links["edge_links"].dtype == np.int64  # any other integer dtype becomes int64
 
 
 # -- values: must reject -----------------------------------------------------------------------
@@ -879,10 +882,10 @@ BAD_VALUES: list[tuple[str, gym.Space[Any], Any, str]] = [
         "expected edges and edge_links both nil or both tensors",
     ),
     (
-        "graph-links-int32",
+        "graph-links-int16",
         _GRAPH,
-        {"nodes": _NODES, "edges": _EDGES, "edge_links": _LINKS.astype(np.int32)},
-        "value.edge_links: expected int64 tensor of shape (m, 2), actual int32",
+        {"nodes": _NODES, "edges": _EDGES, "edge_links": _LINKS.astype(np.int16)},
+        "value.edge_links: expected int64 tensor of shape (m, 2), actual int16",
     ),
     (
         "graph-links-count",
@@ -1119,3 +1122,38 @@ def test_hypothesis_samples_round_trip(space: gym.Space[Any], seed: int) -> None
             # NumPy scalar that its contains rejects); decoded values are at least as good.
             if space.contains(value):
                 assert space.contains(decoded)
+
+
+def test_exact_codec_never_rounds_an_observation() -> None:
+    """§9: an env side's observation of another dtype is sent only if every element converts
+    exactly; otherwise EncodeError names the element (the env side answers ENV_EXCEPTION)."""
+    obs = SpaceCodec(Dict({"pos": Box(-5.0, 5.0, (3,), np.float32)}), "observation", exact=True)
+    sent = obs.to_wire({"pos": np.array([0.5, -1.25, np.nan])})  # float64 holding float32 values
+    assert sent["pos"].dtype == np.float32 and sent["pos"][:2].tolist() == [0.5, -1.25]
+    assert obs.to_wire({"pos": np.array([1, 2, 3])})["pos"].dtype == np.float32  # exact ints
+    with pytest.raises(EncodeError) as info:
+        obs.to_wire({"pos": np.array([0.5, 0.1, 0.0])})
+    assert "observation['pos']" in str(info.value) or "observation" in str(info.value)
+    assert "element [1]" in str(info.value) and "not exactly a float32" in str(info.value)
+    # the agent side's actions keep Gymnasium's casting (a float64 policy output for a float32 Box)
+    assert SpaceCodec(Box(-1.0, 1.0, (1,), np.float32)).to_wire(np.array([0.1])).dtype == np.float32
+
+
+def test_wire_spaces_follow_the_batch_table() -> None:
+    """§10's table: single spaces with one sub-env, batch_space with N; Dict keys keep the order
+    of the single Dict (the descriptor's order)."""
+    from collections import OrderedDict
+
+    from rlay.batching import wire_space, wire_spaces
+
+    box = Box(-1.0, 1.0, (2,), np.float32)
+    assert wire_spaces(box, Discrete(3), 1) == (box, Discrete(3))
+    obs, act = wire_spaces(box, Discrete(3, start=2), 4)
+    assert obs == Box(-1.0, 1.0, (4, 2), np.float32)
+    assert act == MultiDiscrete([3] * 4, start=[2] * 4)
+    assert wire_space(MultiDiscrete([2, 3]), 2).shape == (2, 2)
+    assert wire_space(MultiBinary(3), 2) == Box(0, 1, (2, 3), np.int8)
+    unsorted = Dict(OrderedDict([("b", Discrete(2)), ("a", box)]))
+    assert list(wire_space(unsorted, 3).spaces) == ["b", "a"]
+    assert list(wire_space(Dict({"b": Discrete(2), "a": box}), 3).spaces) == ["a", "b"]
+    assert wire_space(Text(3), 2) == Tuple((Text(3), Text(3)))

@@ -166,7 +166,7 @@ def test_decode_vector(vec):
 @pytest.mark.parametrize("vec", params(BY_TYPE["reject"]))
 def test_reject_vector(vec):
     stream = bytes.fromhex(vec["frame"])
-    exc = python_reject(stream, vec.get("role"), vec.get("state"))
+    exc = python_reject(stream, vec.get("role"), vec.get("state"), num_envs=vec.get("num_envs", 1))
     assert exc is not None, f"accepted; expected {vec['error']}"
     assert exc.code.name == vec["error"], f"got {exc}; expected {vec['error']}"
     assert exc.detail, "a rejection must say what is wrong"
@@ -176,9 +176,13 @@ def test_reject_vector(vec):
 def test_reject_vector_fed_byte_by_byte(vec):
     stream = bytes.fromhex(vec["frame"])
     if len(stream) > 4096:  # the same code path, just slower; 4 KiB-pieces instead
-        exc = python_reject(stream, vec.get("role"), vec.get("state"), chunk=4096)
+        exc = python_reject(
+            stream, vec.get("role"), vec.get("state"), chunk=4096, num_envs=vec.get("num_envs", 1)
+        )
     else:
-        exc = python_reject(stream, vec.get("role"), vec.get("state"), chunk=1)
+        exc = python_reject(
+            stream, vec.get("role"), vec.get("state"), chunk=1, num_envs=vec.get("num_envs", 1)
+        )
     assert exc is not None and exc.code.name == vec["error"], f"got {exc!r}; expected {vec['error']}"
 
 
@@ -187,7 +191,7 @@ STATEFUL = [v for v in BY_TYPE["reject"] if "state" in v]
 
 @pytest.mark.parametrize("vec", params(STATEFUL))
 def test_reject_in_a_state_queues_a_fatal_error_for_the_peer(vec):
-    conn = connection_in(vec["role"], vec["state"])
+    conn = connection_in(vec["role"], vec["state"], vec.get("num_envs", 1))
     before = conn.state  # the state when the offending frame arrived
     with pytest.raises(ProtocolError) as info:
         conn.receive_data(bytes.fromhex(vec["frame"]))

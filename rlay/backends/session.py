@@ -104,7 +104,8 @@ class EnvSession:
         wire_obs = observation_space if num_envs == 1 else batched(observation_space, num_envs)
         wire_act = action_space if num_envs == 1 else batched(action_space, num_envs)
         self._wire_action_space = wire_act
-        self._obs_codec = SpaceCodec(wire_obs)
+        # §9: an observation outside its space is the env code's error (ENV_EXCEPTION): never rounded.
+        self._obs_codec = SpaceCodec(wire_obs, "observation", exact=True)
         self._act_codec = SpaceCodec(wire_act)
         self._check_actions = check_actions
         self._contains = (
@@ -190,6 +191,10 @@ class EnvSession:
     def _command(self, message: Any) -> Command | None:
         t = type(message)
         if t is Step:
+            try:  # §8: structure (BAD_VALUE, fatal), then RESET_NEEDED, then bounds
+                action = self._act_codec.from_wire(message.action)
+            except ProtocolError as exc:
+                self._fail(exc)
             if not self._was_reset:
                 self._send(
                     Error(
@@ -201,10 +206,6 @@ class EnvSession:
                     )
                 )
                 return None
-            try:
-                action = self._act_codec.from_wire(message.action)
-            except ProtocolError as exc:
-                self._fail(exc)
             if self._check_actions and not self._contains(action):
                 self._send(
                     Error(
@@ -227,7 +228,14 @@ class EnvSession:
                         f"({self.num_envs})",
                     )
                 )
-            self._was_reset = True
+            # §10: STEP is RESET_NEEDED until every sub-env was reset once (a reset_mask may leave
+            # some out). The Connection has checked the mask's shape already.
+            mask = (message.options or {}).get("reset_mask") if self.num_envs > 1 else None
+            if mask is None:
+                self._was_reset = True
+            elif not self._was_reset:
+                self._reset_once = mask | getattr(self, "_reset_once", False)
+                self._was_reset = bool(self._reset_once.all())
             options = free_from_wire(message.options) if message.options is not None else None
             cmd = Command("reset", seed=message.seed, options=options)
         elif t is Render:

@@ -3,6 +3,16 @@
 Encoding produces a body (``bytes``) and a list of buffers forming the data section, so that a
 transport can send tensors with a gather write and no copy. Decoding returns NumPy arrays that are
 read-only views on the received data section: no tensor byte is copied.
+
+What a hostile body can cost (§13): a body longer than ``max_values`` bytes has its headers walked
+first (:func:`check_structure`: at most ``max_values`` steps, one copy of the body), so msgpack
+never builds more than ``max_values`` (262 144) objects: at most about 30 MiB of Python objects
+(an empty list per value) plus the body's own bytes, whatever the frame's size. Measured with one
+8 MiB frame (``tests/test_protocol.py::test_hostile_frames_cost_little_memory_and_time``): a HELLO
+of 4 M ``[[]]`` is refused on its header (+0 MiB); with the handshake limit raised, that HELLO,
+a STEP of 4 M ``[[]]`` and a STEP of 8 M nils each take 5-15 ms and +8 MiB (the copy); the same
+``[[]]`` in arrays of 1000 takes ~120 ms and +8 MiB. A legitimate body of 262 000 ints decodes in
+13 ms, +2 MiB.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from rlay.protocol.wire import (
     BOOL_CODE,
     CODE_BY_DTYPE,
     DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_VALUES,
     DTYPE_BY_CODE,
     MAX_NDIM,
     TENSOR_ALIGN,
@@ -182,13 +193,124 @@ def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     return d
 
 
-def decode(body: Buffer, data: Buffer = b"", *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+# §13's value count: what each first byte of a MessagePack value is, for the structure walk of
+# :func:`check_structure`. (0, n): a scalar of n bytes in all; (1, n, mult): a container of n
+# entries (mult values each) in the byte itself; (2, k, mult): a container whose count is a
+# k-byte big-endian field; (3, k, extra): a str/bin/ext whose byte length is a k-byte field,
+# followed by ``extra`` bytes (the ext type) and the payload; (4,): a byte that starts no value.
+def _structure_table() -> list[tuple[int, ...]]:
+    table: list[tuple[int, ...]] = [(4,)] * 256
+    for b in range(0x00, 0x80):
+        table[b] = (0, 1)
+    for b in range(0xE0, 0x100):
+        table[b] = (0, 1)
+    for b in range(0x80, 0x90):
+        table[b] = (1, b & 15, 2)
+    for b in range(0x90, 0xA0):
+        table[b] = (1, b & 15, 1)
+    for b in range(0xA0, 0xC0):
+        table[b] = (0, 1 + (b & 31))
+    table[0xC0] = table[0xC2] = table[0xC3] = (0, 1)
+    for b, k in ((0xC4, 1), (0xC5, 2), (0xC6, 4), (0xD9, 1), (0xDA, 2), (0xDB, 4)):
+        table[b] = (3, k, 0)
+    for b, k in ((0xC7, 1), (0xC8, 2), (0xC9, 4)):
+        table[b] = (3, k, 1)
+    table[0xCA], table[0xCB] = (0, 5), (0, 9)
+    for b, k in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8), (0xD0, 1), (0xD1, 2), (0xD2, 4), (0xD3, 8)):
+        table[b] = (0, 1 + k)
+    for b, k in ((0xD4, 1), (0xD5, 2), (0xD6, 4), (0xD7, 8), (0xD8, 16)):
+        table[b] = (3, 0, 1 + k)  # fixext: no length field, the type and k payload bytes
+    table[0xDC], table[0xDD] = (2, 2, 1), (2, 4, 1)
+    table[0xDE], table[0xDF] = (2, 2, 2), (2, 4, 2)
+    return table
+
+
+_STRUCTURE = _structure_table()
+#: §3: what one tensor counts toward max_values (it costs a receiver far more than a scalar).
+TENSOR_WEIGHT = 8
+
+
+def check_structure(body: bytes, max_values: int, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """§13: walk the body's headers (nothing is built) and raise ``FRAME_TOO_LARGE`` once the
+    values it declares pass ``max_values``, ``TOO_DEEP`` once containers nest deeper than
+    ``max_depth``. Every container's count is added when its header is read: the body map counts
+    1, an array of n n, a map of n entries 2n; a tensor adds 7 more when it is read (8 in all).
+    The walk stops quietly at anything else that is
+    wrong (the decoder then names it), and after at most ``max_values`` steps, so its cost is
+    bounded whatever the body's size."""
+    table = _STRUCTURE
+    end = len(body)
+    pos = 0
+    count = 1
+    remaining = [1]  # values still to read at each open level
+    while remaining:
+        if remaining[-1] == 0:
+            remaining.pop()
+            continue
+        remaining[-1] -= 1
+        if pos >= end:
+            return
+        entry = table[body[pos]]
+        what = entry[0]
+        if what == 0:
+            pos += entry[1]
+            continue
+        if what == 3:
+            k, extra = entry[1], entry[2]
+            length = int.from_bytes(body[pos + 1 : pos + 1 + k], "big") if k else 0
+            if extra and pos + 1 + k < end and body[pos + 1 + k] == TENSOR_EXT:
+                count += TENSOR_WEIGHT - 1  # §3: a tensor counts as 8 values
+                if count > max_values:
+                    raise _too_many(max_values, pos)
+            pos += 1 + k + extra + length
+            continue
+        if what == 4:
+            return
+        if what == 1:
+            items = entry[1] * entry[2]
+            pos += 1
+        else:
+            k = entry[1]
+            if pos + 1 + k > end:
+                return
+            items = int.from_bytes(body[pos + 1 : pos + 1 + k], "big") * entry[2]
+            pos += 1 + k
+        if len(remaining) > max_depth:
+            raise _reject(ErrorCode.TOO_DEEP, f"nesting deeper than {max_depth}")
+        if items > end - pos:
+            return  # the decoder reports the declared length as MALFORMED
+        count += items
+        if count > max_values:
+            raise _too_many(max_values, pos)
+        remaining.append(items)
+
+
+def _too_many(max_values: int, pos: int) -> ProtocolError:
+    return _reject(
+        ErrorCode.FRAME_TOO_LARGE,
+        f"the body declares more than {max_values} values (at body byte {pos}); limit max_values (§13)",
+    )
+
+
+def decode(
+    body: Buffer,
+    data: Buffer = b"",
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_values: int = DEFAULT_MAX_VALUES,
+) -> Any:
     """Decode one body (exactly one value) whose tensors live in ``data``.
 
     Raises :class:`ProtocolError` (``MALFORMED``, ``BAD_TENSOR``, ``UNKNOWN_DTYPE``,
-    ``TOO_DEEP``) for anything outside §3-§4. Declared lengths are bounded by the body size before
-    anything is allocated (msgpack's ``unpackb`` limits default to the buffer length).
+    ``TOO_DEEP``, ``FRAME_TOO_LARGE`` for more than ``max_values`` values) for anything outside
+    §3-§4 and §13. Declared lengths are bounded by the body size before anything is allocated
+    (msgpack's ``unpackb`` limits default to the buffer length). Every value takes at least one
+    byte, so a body no longer than ``max_values`` bytes is decoded at once; a longer one has its
+    structure walked first (:func:`check_structure`), so that no more than ``max_values`` objects
+    are ever built.
     """
+    if len(body) > max_values:  # type: ignore[arg-type]
+        check_structure(memoryview(body).tobytes(), max_values, max_depth)  # type: ignore[arg-type]
     try:
         value = msgpack.unpackb(
             body,

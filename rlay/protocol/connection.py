@@ -16,14 +16,29 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import numpy as np
+
 from rlay.errors import ProtocolError, UsageError, VersionMismatch
 from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
-from rlay.protocol.messages import MESSAGE_TYPES, Error, Hello, Message, Step, StepResult
+from rlay.protocol.messages import (
+    MESSAGE_TYPES,
+    CallResult,
+    EnvInfo,
+    Error,
+    Hello,
+    Message,
+    RenderResult,
+    Reset,
+    Step,
+    StepResult,
+)
 from rlay.protocol.wire import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_HANDSHAKE_FRAME_SIZE,
+    DEFAULT_MAX_VALUES,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
     ErrorCode,
@@ -93,6 +108,97 @@ def _after_error(state: State, fatal: bool, sender: Role) -> State | None:
     return None
 
 
+_F64 = np.dtype("<f8")
+_BOOL = np.dtype("bool")
+_U64_MAX = (1 << 64) - 1
+_LAST_PROTOCOL_CODE = int(ErrorCode.BAD_VALUE)  # codes 1-15
+
+
+def _bad_field(detail: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FIELD, detail)
+
+
+def _what(v: Any) -> str:
+    if type(v) is np.ndarray:
+        return f"a {v.dtype} tensor of shape {v.shape}"
+    return f"{type(v).__name__} {v!r:.40}"
+
+
+def _check_step_result(m: StepResult, n: int) -> None:
+    """§10: reward/terminated/truncated are plain float/bool with one env, (N,) tensors with N."""
+    reward, terminated, truncated = m.reward, m.terminated, m.truncated
+    if n == 1:
+        if type(reward) is not float:
+            raise _bad_field(f"STEP_RESULT.reward of one env must be a float, got {_what(reward)}")
+        if type(terminated) is not bool or type(truncated) is not bool:
+            name, bad = (
+                ("terminated", terminated) if type(terminated) is not bool else ("truncated", truncated)
+            )
+            raise _bad_field(f"STEP_RESULT.{name} of one env must be a bool, got {_what(bad)}")
+        return
+    for name, value, dtype in (
+        ("reward", reward, _F64),
+        ("terminated", terminated, _BOOL),
+        ("truncated", truncated, _BOOL),
+    ):
+        if type(value) is not np.ndarray or value.dtype != dtype or value.shape != (n,):
+            raise _bad_field(
+                f"STEP_RESULT.{name} of a batch of {n} sub-envs must be a {dtype.name} tensor of shape "
+                f"({n},), got {_what(value)}"
+            )
+
+
+def _check_reset(m: Reset, n: int) -> None:
+    """§10: the seed of every sub-env must be in 0 … 2⁶⁴−1; reset_mask a bool tensor (N,)."""
+    seed = m.seed
+    if type(seed) is int:
+        if seed < 0:
+            raise _bad_field(f"RESET.seed must be >= 0, got {seed}")
+        if seed + n - 1 > _U64_MAX:
+            raise _bad_field(
+                f"RESET.seed {seed}: the seed of sub-env {n - 1} (seed + {n - 1}) would exceed 2^64 - 1"
+            )
+    elif type(seed) is list:
+        if n == 1:
+            raise _bad_field("RESET.seed is an array, but num_envs is 1")
+        if len(seed) != n:
+            raise _bad_field(f"RESET.seed is an array of {len(seed)} seeds; expected one per sub-env ({n})")
+        for i, s in enumerate(seed):
+            if s is not None and s < 0:
+                raise _bad_field(f"RESET.seed[{i}] must be >= 0, got {s}")
+    options = m.options
+    if n > 1 and options is not None and "reset_mask" in options:
+        mask = options["reset_mask"]
+        if type(mask) is not np.ndarray or mask.dtype != _BOOL or mask.shape != (n,):
+            raise _bad_field(
+                f"RESET.options.reset_mask must be a bool tensor of shape ({n},), got {_what(mask)}"
+            )
+
+
+def _check_call_result(m: CallResult, n: int) -> None:
+    if n > 1 and (type(m.value) is not list or len(m.value) != n):
+        raise _bad_field(
+            f"CALL_RESULT.value must be an array of {n} values (num_envs is {n}), got {_what(m.value)}"
+        )
+
+
+def _check_render_result(m: RenderResult, n: int) -> None:
+    frame = m.frame
+    if n > 1 and frame is not None and (type(frame) is not list or len(frame) != n):
+        raise _bad_field(
+            f"RENDER_RESULT.frame must be nil or an array of {n} frames (num_envs is {n}), got {_what(frame)}"
+        )
+
+
+#: §10's checks of a received message against ``num_envs``, by message class.
+_BATCH_CHECKS: dict[type[Message], Any] = {
+    StepResult: _check_step_result,
+    Reset: _check_reset,
+    CallResult: _check_call_result,
+    RenderResult: _check_render_result,
+}
+
+
 class Connection:
     """One side of one rlay session.
 
@@ -117,18 +223,26 @@ class Connection:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
         version: int = PROTOCOL_VERSION,
+        max_handshake_frame_size: int = DEFAULT_MAX_HANDSHAKE_FRAME_SIZE,
+        max_values: int = DEFAULT_MAX_VALUES,
     ) -> None:
         self.role = role
         self.state = State.HELLO
         self.max_depth = max_depth
+        self.max_values = max_values
         self.version = version
         self.peer_hello: Hello | None = None
-        self._reader = FrameReader(max_frame_size)
+        # §13: until the peer's HELLO is in, a frame is at most max_handshake_frame_size.
+        self._reader = FrameReader(max_frame_size, max_handshake_frame_size)
         self._encoder = Encoder()
         self._out: list[Buffer] = []
         self._eof = False
         #: Templates for STEP / STEP_RESULT (rlay.protocol.fastpath); set once the spaces are known.
         self.fast: FastPaths | None = None
+        #: ENV_INFO's ``num_envs`` once it was sent or received (§10), else None. The shapes of
+        #: RESET's seed and reset_mask and of every reply's reward/flags/value/frame are checked
+        #: against it here, so a layer above can rely on them.
+        self.num_envs: int | None = None
         hello = Hello(PROTOCOL_NAME, version, role.value, sdk, sdk_version, capabilities or {})
         self._write(hello)
 
@@ -151,6 +265,8 @@ class Connection:
             raise UsageError(f"cannot send {kind.name} in state {self.state.value!r}")
         self._write(message)
         self.state = nxt
+        if kind is Kind.ENV_INFO:
+            self.num_envs = message.num_envs  # type: ignore[attr-defined]
 
     def send_fatal(self, code: ErrorCode, message: str) -> None:
         """Queue a fatal ERROR (allowed in any state but ``closed``) and move to ``closed``."""
@@ -239,7 +355,7 @@ class Connection:
                 message = fast.step.decode(data, body)
         value: Any = None
         if message is None:
-            value = decode(body, data, max_depth=self.max_depth)
+            value = decode(body, data, max_depth=self.max_depth, max_values=self.max_values)
         state = self.state
         sender = SENDER[cls.KIND]
         if sender is not None and sender is self.role:
@@ -259,6 +375,8 @@ class Connection:
                 self._check_hello_head(value)
             message = cls.from_body(value)
         if type(message) is Error:  # where an ERROR leads depends on its `fatal` field
+            if not message.fatal and message.code <= _LAST_PROTOCOL_CODE:
+                message.fatal = True  # §11: codes 1-15 are always fatal, whatever the flag says
             nxt = _after_error(state, message.fatal, self.role.peer)
             if nxt is None:
                 raise ProtocolError(
@@ -268,6 +386,10 @@ class Connection:
                 )
         elif type(message) is Hello:
             self.peer_hello = message
+        elif type(message) is EnvInfo:
+            self.num_envs = message.num_envs
+        elif self.num_envs is not None and cls in _BATCH_CHECKS:
+            _BATCH_CHECKS[cls](message, self.num_envs)
         self.state = nxt  # type: ignore[assignment]
         return message
 

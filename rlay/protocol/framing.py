@@ -46,8 +46,11 @@ def check_header(header: bytes | memoryview, max_frame_size: int) -> tuple[int, 
 class FrameReader:
     """Bytes in, frames out. Raises :class:`ProtocolError` on the first bad header byte."""
 
-    def __init__(self, max_frame_size: int) -> None:
+    def __init__(self, max_frame_size: int, first_frame_size: int | None = None) -> None:
         self.max_frame_size = max_frame_size
+        #: §13: the limit of the first frame (the peer's HELLO); None: max_frame_size.
+        self.first_frame_size = first_frame_size
+        self._seen = 0  # frames whose header was accepted
         self.frames: deque[Frame] = deque()
         self._pending: list[memoryview] = []  # bytes of an incomplete frame, in order
         self._pending_size = 0
@@ -82,9 +85,20 @@ class FrameReader:
     def _parse(self, view: memoryview) -> None:
         pos = 0
         end = len(view)
-        limit = self.max_frame_size
         while end - pos >= HEADER_SIZE:
-            kind, data_len, body_len = check_header(view[pos : pos + HEADER_SIZE], limit)
+            first = self._seen == 0 and self.first_frame_size is not None
+            limit = min(self.max_frame_size, self.first_frame_size) if first else self.max_frame_size  # type: ignore[type-var]
+            try:
+                kind, data_len, body_len = check_header(view[pos : pos + HEADER_SIZE], limit)
+            except ProtocolError as exc:
+                if first and exc.code is ErrorCode.FRAME_TOO_LARGE:
+                    raise ProtocolError(
+                        ErrorCode.FRAME_TOO_LARGE,
+                        f"{exc.detail}: the first frame (the peer's HELLO) is limited before the "
+                        "handshake (§13)",
+                    ) from None
+                raise
+            self._seen += 1
             start = pos + HEADER_SIZE
             stop = start + data_len + body_len
             if stop > end:

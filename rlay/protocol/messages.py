@@ -196,7 +196,15 @@ class Hello(Message):
     ),
 )
 class EnvInfo(Message):
-    __slots__ = ("observation_space", "action_space", "num_envs", "metadata", "render_mode", "name")
+    __slots__ = (
+        "observation_space",
+        "action_space",
+        "num_envs",
+        "metadata",
+        "render_mode",
+        "name",
+        "_spaces",
+    )
     observation_space: dict[str, Any]
     action_space: dict[str, Any]
     num_envs: int
@@ -208,9 +216,32 @@ class EnvInfo(Message):
     def from_body(cls, body: Any) -> Message:
         msg = super().from_body(body)
         assert isinstance(msg, EnvInfo)
-        if msg.num_envs < 1:
+        if not 1 <= msg.num_envs <= 0x7FFFFFFF:
             raise ProtocolError(ErrorCode.BAD_FIELD, f"ENV_INFO.num_envs must be >= 1, got {msg.num_envs}")
+        # §6: a space field that is a map but not a valid descriptor is BAD_SPACE (or
+        # UNKNOWN_DTYPE); the receiver finds out here, not when it first uses the space.
+        from rlay.spaces import from_descriptor  # the spaces layer sits above this module
+
+        msg._spaces = (  # type: ignore[attr-defined]
+            from_descriptor(msg.observation_space, "observation_space"),
+            from_descriptor(msg.action_space, "action_space"),
+        )
         return msg
+
+    @property
+    def spaces(self) -> tuple[Any, Any]:
+        """The Gymnasium ``(observation_space, action_space)`` the descriptors describe (one
+        sub-env's, §10); built once, when a received ENV_INFO was checked."""
+        try:
+            return self._spaces  # type: ignore[no-any-return]
+        except AttributeError:
+            from rlay.spaces import from_descriptor
+
+            self._spaces = (
+                from_descriptor(self.observation_space, "observation_space"),
+                from_descriptor(self.action_space, "action_space"),
+            )
+            return self._spaces
 
 
 @_message(Kind.RESET, (("seed", "seed"), ("options", "map?")))

@@ -22,6 +22,10 @@ HEADER_SIZE = HEADER.size  # 12
 
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024  # §13
 DEFAULT_MAX_DEPTH = 64  # §3, §13
+#: §13: the first frame a side receives (the peer's HELLO, or a fatal ERROR) is at most this big.
+DEFAULT_MAX_HANDSHAKE_FRAME_SIZE = 64 * 1024
+#: §13: the values one body may build (every value, map keys included, the body map too).
+DEFAULT_MAX_VALUES = 256 * 1024
 MAX_NDIM = 32  # §4
 TENSOR_ALIGN = 8  # §4
 TENSOR_EXT = 1  # §3: the MessagePack ext type of a tensor descriptor

@@ -10,10 +10,11 @@ Three uses:
       failures = run_conformance(["sdk/c/build/rlay_conformance"], roles=("env",))
       assert not failures, "\\n".join(failures)
 
-  Lines are ``roundtrip FRAME_HEX CANON_HEX`` and ``reject FRAME_HEX ERROR_NAME ROLE STATE``,
-  where ROLE and STATE are both ``-`` for a stand-alone decode (no state machine). A runner
+  Lines are ``roundtrip FRAME_HEX CANON_HEX`` and ``reject FRAME_HEX ERROR_NAME ROLE STATE
+  [NUM_ENVS]``, where ROLE and STATE are both ``-`` for a stand-alone decode (no state machine)
+  and NUM_ENVS (default 1) is the ``num_envs`` of the ENV_INFO the receiver was brought past. A runner
   answers ``ok`` or ``fail <why>`` for each line, flushes, and exits 0 at end of input. Lines can
-  be long (the largest is about 270 KB): read them with a growing buffer. A runner that dies or
+  be long (the largest is about 530 KB): read them with a growing buffer. A runner that dies or
   stalls on a line is restarted for the next one, so one crash costs one vector, not the run.
 - **Python runner.** ``python -m rlay.testing.conformance --python-runner`` is that runner for the
   Python core (``rlay.protocol``); ``tests/test_vectors.py`` drives it, proving the driver.
@@ -203,8 +204,11 @@ _COMMANDS = {
 }
 
 
-def pair_in(state: str) -> tuple[Connection, Connection]:
+def pair_in(state: str, num_envs: int = 1) -> tuple[Connection, Connection]:
     """``(agent, env)`` Connections both in ``state``, reached by a valid conversation.
+
+    The env side's ENV_INFO (§12): both spaces ``Discrete(2)`` (int64, start 0), ``num_envs``
+    as given, metadata ``{}``, render_mode and name nil.
 
     In ``hello`` neither has received the other's HELLO (both are still queued); otherwise the
     send buffers are empty.
@@ -216,7 +220,7 @@ def pair_in(state: str) -> tuple[Connection, Connection]:
         agent.next_event()
         env.next_event()
         if state != "describe":
-            env.send(EnvInfo(_SPACE, _SPACE, 1, {}, None, None))
+            env.send(EnvInfo(_SPACE, _SPACE, num_envs, {}, None, None))
             _pump(env, agent)
             agent.next_event()
             command = "close" if state == "closed" else state
@@ -234,19 +238,19 @@ def pair_in(state: str) -> tuple[Connection, Connection]:
     return agent, env
 
 
-def connection_in(role: str, state: str) -> Connection:
+def connection_in(role: str, state: str, num_envs: int = 1) -> Connection:
     """A Connection playing ``role`` in ``state``, reached by a valid conversation with a peer.
 
     Its own HELLO (and anything else it sent) has been taken out of its send buffer.
     """
-    agent, env = pair_in(state)
+    agent, env = pair_in(state, num_envs)
     me = agent if role == "agent" else env
     me.data_to_send()
     return me
 
 
 def python_reject(
-    stream: bytes, role: str | None, state: str | None, *, chunk: int = 0
+    stream: bytes, role: str | None, state: str | None, *, chunk: int = 0, num_envs: int = 1
 ) -> ProtocolError | None:
     """Feed ``stream`` (then end of stream) to the Python core; return the error it raised.
 
@@ -269,7 +273,7 @@ def python_reject(
                 drain()
             reader.feed_eof()
         else:
-            conn = connection_in(role or "", state)
+            conn = connection_in(role or "", state, num_envs)
             for piece in pieces:
                 conn.receive_data(piece)
                 while conn.next_event() is not None:
@@ -318,7 +322,10 @@ def conformance_lines(
             role = vec.get("role", "-")
             if roles is not None and role != "-" and role not in roles:
                 continue
-            out.append((name, f"reject {vec['frame']} {vec['error']} {role} {vec.get('state', '-')}"))
+            line = f"reject {vec['frame']} {vec['error']} {role} {vec.get('state', '-')}"
+            if "num_envs" in vec:  # §12: the receiver's ENV_INFO had this num_envs
+                line += f" {vec['num_envs']}"
+            out.append((name, line))
     return out
 
 
@@ -470,13 +477,17 @@ def answer_line(line: str) -> str:
                 min(len(got), len(want)),
             )
             return f"fail re-encoded {len(got)} bytes differ from the canonical {len(want)} at byte {at}"
-        if parts and parts[0] == "reject" and len(parts) == 5:
-            _, frame_hex, error, role, state = parts
+        if parts and parts[0] == "reject" and len(parts) in (5, 6):
+            _, frame_hex, error, role, state = parts[:5]
+            num_envs = int(parts[5]) if len(parts) == 6 else 1
             if error not in ErrorCode.__members__:
                 return f"fail unknown error name {error}"
             standalone = state == "-"
             exc = python_reject(
-                bytes.fromhex(frame_hex), None if standalone else role, None if standalone else state
+                bytes.fromhex(frame_hex),
+                None if standalone else role,
+                None if standalone else state,
+                num_envs=num_envs,
             )
             if exc is None:
                 return f"fail accepted; expected {error}"

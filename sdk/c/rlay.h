@@ -70,7 +70,9 @@
 
    LIMITS. One session per context. The host must be little-endian (tensor bytes are used in
    place). Decoding treats all input as hostile: every length is checked before use, frames above
-   rlay_set_max_frame_size (default 64 MiB) are refused on their header. Nothing is allocated per
+   rlay_set_max_frame_size (default 64 MiB) are refused on their header, and so is a first frame
+   (the agent's HELLO) above 64 KiB; a body declaring more than rlay_set_max_values values
+   (default 262144) is refused at the container header that passes the limit (spec section 13). Nothing is allocated per
    step once the buffers have grown to the largest frame (per-sub-env arrays: at rlay_listen /
    rlay_connect).
 */
@@ -94,6 +96,8 @@ extern "C" {
 #define RLAY_MAX_NDIM 32
 #define RLAY_MAX_DEPTH 64
 #define RLAY_DEFAULT_MAX_FRAME_SIZE 67108864u
+#define RLAY_DEFAULT_MAX_VALUES 262144u          /* section 13 */
+#define RLAY_MAX_HANDSHAKE_FRAME_SIZE 65536u     /* section 13: the first frame received */
 
 /* Error codes: 1..37 are spec section 11; negative ones are local and never sent. */
 enum {
@@ -192,6 +196,7 @@ const char *rlay_errmsg(const rlay_ctx *c);
 const char *rlay_strerror(int code);    /* "FRAME_TOO_LARGE: ..." */
 const char *rlay_error_name(int code);  /* "FRAME_TOO_LARGE" */
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes);
+void rlay_set_max_values(rlay_ctx *c, uint32_t values);          /* section 13, default 262144 */
 void rlay_set_name(rlay_ctx *c, const char *name);               /* ENV_INFO.name */
 void rlay_set_render_mode(rlay_ctx *c, const char *render_mode); /* e.g. "rgb_array" */
 rlay_w *rlay_observation_space(rlay_ctx *c);   /* write exactly one space */
@@ -444,12 +449,13 @@ struct rlay_ctx {
     int err, err_from_peer;
     char errmsg[512];
     int role, state, phase, has_reset, pending;
-    uint32_t max_frame;
+    uint32_t max_frame, max_values;
     /* sub-envs (section 10), and their per-sub-env arrays, allocated by rlay__prepare */
     uint32_t nenv;
     uint64_t *b_seeds; double *b_rew;
-    unsigned char *b_bytes;   /* seeded | reset_mask | ended | flags (2n) | terminations | truncations */
-    unsigned char *b_seeded, *b_mask, *b_ended, *b_flags, *b_term, *b_trunc;
+    unsigned char *b_bytes;   /* seeded | reset_mask | ended | flags (2n) | terminations | truncations | was_reset */
+    unsigned char *b_seeded, *b_mask, *b_ended, *b_flags, *b_term, *b_trunc, *b_was_reset;
+    uint32_t nreset;          /* sub-envs reset at least once: STEP is RESET_NEEDED until all were */
     char *name, *render_mode;
     rlay_w *w_obs_space, *w_act_space, *w_meta, *w_obs, *w_info, *w_val, *w_body;
     unsigned char *hello, *envinfo; size_t hello_len, envinfo_len;
@@ -1027,6 +1033,9 @@ static int rlay__dec_val(rlay__dec *s, size_t idx, int depth) {
             return rlay__err(c, RLAY_E_MALFORMED, "ext type %d at body byte %lu is not allowed (only 1, tensor)%s",
                              type, (unsigned long)at, type == -1 ? "; the timestamp ext is not part of rlay" : "");
         s->pos += (size_t)len;
+        if (s->d->nn + 7 * ((uint64_t)s->d->nt + 1) > c->max_values)   /* section 3: a tensor counts as 8 values */
+            return rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "the body declares more than max_values %u values (a tensor at body byte %lu)",
+                             c->max_values, (unsigned long)at);
         return rlay__dec_tensor(s, idx, p + s->pos - len, (uint32_t)len, at);
     }
     {   /* array or map */
@@ -1037,6 +1046,9 @@ static int rlay__dec_val(rlay__dec *s, size_t idx, int depth) {
         if (items > (uint64_t)(s->n - s->pos))
             return rlay__err(c, RLAY_E_MALFORMED, "%s at body byte %lu declares %llu items, but only %lu bytes remain",
                              kind == 4 ? "map" : "array", (unsigned long)at, (unsigned long long)items, (unsigned long)(s->n - s->pos));
+        if (s->d->nn + items + 7 * (uint64_t)s->d->nt > c->max_values)   /* section 3: the values a body declares */
+            return rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "the body declares more than max_values %u values (%s at body byte %lu)",
+                             c->max_values, kind == 4 ? "map" : "array", (unsigned long)at);
         if (RLAY__GROW(c, s->d->nodes, s->d->ncap, s->d->nn + (size_t)items)) return c->err;
         first = s->d->nn; s->d->nn += (size_t)items;
         v = &s->d->nodes[idx];
@@ -1230,8 +1242,19 @@ static int rlay__check_space(rlay_ctx *c, const rlay_value *sp, const char *wher
         {
             rlay__wint n, st;
             n.neg = 0; n.u = f[1]->v.u; st.neg = f[2]->neg; st.u = f[2]->v.u;
+            rlay__wint last;   /* section 9: the last value, start + n - 1, fits the dtype too */
+            uint64_t k = n.u - 1;
             if (!rlay__fits(n, dt) || !rlay__fits(st, dt))
                 return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete n and start must fit its dtype %s", where, rlay__dt[dt].name);
+            if (!st.neg) {
+                if (st.u > UINT64_MAX - k) return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete start + n - 1 is above 2^64 - 1", where);
+                last.neg = 0; last.u = st.u + k;
+            } else {
+                uint64_t m = (uint64_t)0 - st.u;   /* |start| */
+                if (k < m) { last.neg = 1; last.u = (uint64_t)0 - (m - k); } else { last.neg = 0; last.u = k - m; }
+            }
+            if (!rlay__fits(last, dt))
+                return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete start + n - 1 must fit its dtype %s", where, rlay__dt[dt].name);
         }
         return 0;
     case RLAY__SP_MULTI_DISCRETE: {
@@ -1429,9 +1452,14 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
         for (i = 0; i < 2; i++) {
             const rlay_value *g[6], *x = part[i];
             int gk, gdt; uint32_t gd[RLAY_MAX_NDIM + 1];
-            if (i == 1 && (x->type == RLAY_T_NIL || (f[2]->type == RLAY_T_NIL && x->type == RLAY_T_TENSOR && x->v.t->count == 0)))
-                continue;   /* no edges: nil, or an empty tensor (section 9) */
-            if (i == 1 && f[2]->type == RLAY_T_NIL) return rlay__vfail(c, "Graph: edges must be nil or empty without an edge space");
+            if (i == 1 && f[2]->type == RLAY_T_NIL) {   /* section 9: no edge space, no edges */
+                if (x->type != RLAY_T_NIL || part[2]->type != RLAY_T_NIL)
+                    return rlay__vfail(c, "Graph: edges and edge_links must both be nil without an edge space, actual %s", rlay__describe(x->type != RLAY_T_NIL ? x : part[2], d, sizeof d));
+                continue;
+            }
+            if (i == 1 && (x->type == RLAY_T_NIL) != (part[2]->type == RLAY_T_NIL))
+                return rlay__vfail(c, "Graph: edges and edge_links must be both nil or both tensors");
+            if (i == 1 && x->type == RLAY_T_NIL) continue;   /* a graph without edges */
             gk = rlay__sp_get(NULL, f[1 + i], g, "");
             if (gk == RLAY__SP_BOX) { gdt = rlay__dtype_from_name(g[1]->v.s, g[1]->len); rlay__shape_of(g[2], &ndim, gd + 1); }
             else { gdt = rlay__dtype_from_name(g[3]->v.s, g[3]->len); ndim = 0; }
@@ -1443,7 +1471,9 @@ static int rlay__vcheck(rlay_ctx *c, const rlay_value *sp, const rlay_value *v, 
             uint32_t ld[2];
             ld[0] = part[1]->type == RLAY_T_TENSOR && part[1]->v.t->ndim ? part[1]->v.t->shape[0] : 0;   /* m edges */
             ld[1] = 2;
-            if (rlay__tensor_like(c, part[2], RLAY_DT_INT64, 2, ld, "Graph edge_links")) return -1;
+            /* int64, or int32 as Gymnasium's own Graph.sample() makes them (section 9) */
+            if (rlay__tensor_like(c, part[2], part[2]->type == RLAY_T_TENSOR && part[2]->v.t->dtype == RLAY_DT_INT32 ? RLAY_DT_INT32 : RLAY_DT_INT64,
+                                  2, ld, "Graph edge_links")) return -1;
         }
         return 0; }
     default:
@@ -1635,6 +1665,52 @@ static int rlay__check_fields(rlay_ctx *c, int kind, const rlay_value *b, const 
     return 0;
 }
 
+/* Section 10: the fields of a received message against num_envs (n): RESET's seed and reset_mask,
+   STEP_RESULT's reward and flags (plain with one env, (n,) tensors with n), CALL_RESULT's value
+   and RENDER_RESULT's frame (arrays of n). Every fault is BAD_FIELD. */
+static int rlay__check_batch(rlay_ctx *c, int kind, const rlay_value **f) {
+    uint32_t n = c->nenv, j;
+    char d[200];
+    int i;
+    if (kind == RLAY_RESET) {
+        const rlay_value *seed = f[0], *m;
+        if (seed->type == RLAY_T_INT) {
+            if (seed->neg) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed must be >= 0, got %lld", (long long)seed->v.i);
+            if (seed->v.u > UINT64_MAX - (n - 1))
+                return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed %llu: the seed of sub-env %u (seed + %u) would exceed 2^64 - 1",
+                                 (unsigned long long)seed->v.u, n - 1, n - 1);
+        } else if (seed->type == RLAY_T_ARRAY) {
+            if (n == 1) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array, but num_envs is 1");
+            if (seed->len != n) return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed is an array of %u seeds; expected one per sub-env (%u)", seed->len, n);
+            for (j = 0; j < n; j++)
+                if (seed->v.items[j].type == RLAY_T_INT && seed->v.items[j].neg)
+                    return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.seed[%u] must be >= 0, got %lld", j, (long long)seed->v.items[j].v.i);
+        }
+        m = n > 1 ? rlay_map_get(f[1], "reset_mask") : NULL;
+        if (m && (m->type != RLAY_T_TENSOR || m->v.t->dtype != RLAY_DT_BOOL || m->v.t->ndim != 1 || m->v.t->shape[0] != n))
+            return rlay__err(c, RLAY_E_BAD_FIELD, "RESET.options.reset_mask must be a bool tensor of shape (%u,), got %s", n,
+                             rlay__describe(m, d, sizeof d));
+    } else if (kind == RLAY_STEP_RESULT) {
+        for (i = 1; i <= 3; i++) {
+            const rlay_value *v = f[i];
+            int dt = i == 1 ? RLAY_DT_FLOAT64 : RLAY_DT_BOOL;
+            if (n == 1 && v->type == RLAY_T_TENSOR)
+                return rlay__err(c, RLAY_E_BAD_FIELD, "STEP_RESULT.%s must be a %s (num_envs is 1), got %s",
+                                 i == 1 ? "reward" : i == 2 ? "terminated" : "truncated", i == 1 ? "float" : "bool", rlay__describe(v, d, sizeof d));
+            if (n > 1 && (v->type != RLAY_T_TENSOR || v->v.t->dtype != dt || v->v.t->ndim != 1 || v->v.t->shape[0] != n))
+                return rlay__err(c, RLAY_E_BAD_FIELD, "STEP_RESULT.%s must be a %s tensor of shape (%u,) (num_envs is %u), got %s",
+                                 i == 1 ? "reward" : i == 2 ? "terminated" : "truncated", i == 1 ? "float64" : "bool", n, n,
+                                 rlay__describe(v, d, sizeof d));
+        }
+    } else if (n > 1 && (kind == RLAY_CALL_RESULT || (kind == RLAY_RENDER_RESULT && f[0]->type != RLAY_T_NIL))) {
+        if (f[0]->type != RLAY_T_ARRAY || f[0]->len != n)
+            return rlay__err(c, RLAY_E_BAD_FIELD, "%s must be %san array of %u values (num_envs is %u), got %s",
+                             kind == RLAY_CALL_RESULT ? "CALL_RESULT.value" : "RENDER_RESULT.frame",
+                             kind == RLAY_CALL_RESULT ? "" : "nil or ", n, n, rlay__describe(f[0], d, sizeof d));
+    }
+    return 0;
+}
+
 /* The state table of spec section 8, for a message received from `sender`; -1: not allowed. */
 static int rlay__next_state(int state, int kind, int sender, int fatal) {
     if (state == RLAY__S_CLOSED) return -1;
@@ -1705,13 +1781,15 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
     if (kind == RLAY_ERROR) {
         if (rlay__check_fields(c, kind, root, fields)) return c->err;
         if (standalone) return 0;
-        next = rlay__next_state(c->state, kind, sender, fields[2]->v.b);
+        /* section 11: a code 1-15 is fatal whatever the flag says */
+        next = rlay__next_state(c->state, kind, sender, fields[2]->v.b || fields[0]->v.u <= RLAY_E_BAD_VALUE);
         if (next < 0) return rlay__unexpected(c, kind);
         c->state = next;
         return 0;
     }
     if (!standalone && (next = rlay__next_state(c->state, kind, sender, 0)) < 0) return rlay__unexpected(c, kind);
     if (rlay__check_fields(c, kind, root, fields)) return c->err;
+    if (!standalone && rlay__check_batch(c, kind, fields)) return c->err;
     if (!standalone) c->state = next;
     return 0;
 }
@@ -1747,6 +1825,11 @@ static int rlay__rx_frame(rlay_ctx *c) {
     if (h[3]) { rlay__err(c, RLAY_E_BAD_HEADER, "frame flags are 0x%02x; version 1 requires 0", h[3]); return -1; }
     if (c->rblen == 0) { rlay__err(c, RLAY_E_BAD_HEADER, "frame body_len is 0; a body is at least one byte"); return -1; }
     total = (uint64_t)c->rdlen + c->rblen;
+    if (c->state == RLAY__S_HELLO && total > RLAY_MAX_HANDSHAKE_FRAME_SIZE && total <= c->max_frame) {   /* section 13 */
+        rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "first frame of %llu bytes (data %u + body %u) exceeds max_handshake_frame_size %u: "
+                  "the peer's HELLO is limited before the handshake", (unsigned long long)total, c->rdlen, c->rblen, RLAY_MAX_HANDSHAKE_FRAME_SIZE);
+        return -1;
+    }
     if (total > c->max_frame) {
         rlay__err(c, RLAY_E_FRAME_TOO_LARGE, "frame of %llu bytes (data %u + body %u) exceeds max_frame_size %u",
                   (unsigned long long)total, c->rdlen, c->rblen, c->max_frame);
@@ -1770,6 +1853,8 @@ static void rlay__rx_eof(rlay_ctx *c) {
         if (c->rneed) rlay__err(c, RLAY_E_TRUNCATED, "the stream ended inside a %s frame (%lu of %lu bytes)",
                                 rlay__kind_name(c->rkind), (unsigned long)c->rhave, (unsigned long)c->rneed);
         else rlay__err(c, RLAY_E_TRUNCATED, "the stream ended inside a frame header (%lu of 12 bytes)", (unsigned long)c->rhave);
+    } else if (c->role == RLAY__ENV && c->state == RLAY__S_IDLE) {
+        c->state = RLAY__S_CLOSED;   /* section 8: an agent that ends the stream between commands ends the session */
     } else if (c->state != RLAY__S_CLOSED) {
         rlay__err(c, RLAY_E_PEER_CLOSED, "connection closed by peer in state %s%s", rlay__state_names[c->state],
                   c->state == RLAY__S_HELLO ? " (during the handshake)" : c->state == RLAY__S_IDLE ? " (between commands)" : "");
@@ -1925,6 +2010,7 @@ rlay_ctx *rlay_new(void) {
     if (!c) return NULL;
     c->fd = c->lfd = RLAY__NOSOCK;
     c->max_frame = RLAY_DEFAULT_MAX_FRAME_SIZE;
+    c->max_values = RLAY_DEFAULT_MAX_VALUES;
     c->nenv = 1;
     c->w_obs_space = rlay__w_new(c, 1, 0, 1);
     c->w_act_space = rlay__w_new(c, 1, 0, 1);
@@ -1954,6 +2040,7 @@ void rlay_free(rlay_ctx *c) {
     free(c);
 }
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes) { if (c && !c->err) c->max_frame = bytes < 64 ? 64 : bytes; }
+void rlay_set_max_values(rlay_ctx *c, uint32_t values) { if (c && !c->err) c->max_values = values < 1024 ? 1024 : values; }
 static void rlay__set_str(rlay_ctx *c, char **dst, const char *s, const char *what) {
     size_t n;
     if (!c || c->err) return;
@@ -2075,10 +2162,11 @@ static int rlay__prepare(rlay_ctx *c) {
     c->obs_sp = f[0]; c->act_sp = f[1];
     n = c->nenv;   /* the per-sub-env arrays, once: nothing is allocated per step */
     if (!(c->b_seeds = (uint64_t *)calloc(n, sizeof *c->b_seeds)) || !(c->b_rew = (double *)calloc(n, sizeof *c->b_rew)) ||
-        !(c->b_bytes = (unsigned char *)calloc(n, 7)))
+        !(c->b_bytes = (unsigned char *)calloc(n, 8)))
         return rlay__err(c, RLAY_E_NOMEM, "out of memory for the arrays of %lu sub-envs", (unsigned long)n);
     c->b_seeded = c->b_bytes; c->b_mask = c->b_bytes + n; c->b_ended = c->b_bytes + 2 * n;
     c->b_flags = c->b_bytes + 3 * n; c->b_term = c->b_bytes + 5 * n; c->b_trunc = c->b_bytes + 6 * n;
+    c->b_was_reset = c->b_bytes + 7 * n;
     return 0;
 }
 
@@ -2342,7 +2430,9 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
             else rlay__err(c, RLAY_E_BAD_VALUE, "the action does not match batch_space(action_space, %u): %s", n, c->vmsg);
             return -1;
         }
-        if (!c->has_reset) return rlay__auto_reply(c, RLAY_E_RESET_NEEDED, "step() before the first reset()");
+        if (!c->has_reset)
+            return rlay__auto_reply(c, RLAY_E_RESET_NEEDED, c->nenv == 1 ? "step() before the first reset()"
+                                    : "step() before every sub-env was reset once (a reset_mask left some out)");
         if (oob) {
             if (n == 1) snprintf(msg, sizeof msg, "the action is outside action_space: %s", c->vmsg);
             else snprintf(msg, sizeof msg, "the action of sub-env %u is outside action_space: %s", which, c->vmsg);
@@ -2500,8 +2590,12 @@ int rlay_reply_reset(rlay_ctx *c) {
     rlay__e_str(b, "obs"); rlay__splice(b, c->w_obs);
     rlay__e_str(b, "info"); rlay__splice(b, c->w_info);
     if (rlay__finish(c, RLAY_RESET_RESULT, RLAY__S_IDLE)) return c->err;
-    c->has_reset = 1;
-    for (i = 0; i < c->nenv; i++) if (c->b_mask[i]) c->b_ended[i] = 0;
+    for (i = 0; i < c->nenv; i++)
+        if (c->b_mask[i]) {
+            c->b_ended[i] = 0;
+            if (!c->b_was_reset[i]) { c->b_was_reset[i] = 1; c->nreset++; }
+        }
+    c->has_reset = c->nreset == c->nenv;   /* section 10: a partial first reset leaves STEP RESET_NEEDED */
     return 0;
 }
 int rlay_reply_step(rlay_ctx *c, double reward, int terminated, int truncated) {
@@ -2877,18 +2971,23 @@ int rlay__conform_roundtrip(rlay_ctx *c, const unsigned char *frame, size_t n) {
 }
 /* Feeds a stream that then ends to a receiver playing `role` in `state` (-1: stand-alone);
    returns the error it fails with (0 if none). */
-int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state);
-int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state) {
+int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state, uint32_t num_envs);
+int rlay__conform_reject(rlay_ctx *c, const unsigned char *p, size_t n, int role, int state, uint32_t num_envs) {
     const rlay_value *f[8];
+    uint32_t saved;
     rlay__conform_reset(c, role, state < 0 ? RLAY__S_CLOSED : state);   /* stand-alone: EOF is orderly */
+    saved = c->nenv;
+    c->nenv = num_envs;   /* the num_envs of the ENV_INFO this receiver was brought past */
     rlay__feed(c, p, n);
     for (;;) {
         int r = rlay__rx_frame(c);
-        if (r < 0) return c->err;
-        if (r == 0) { rlay__rx_eof(c); return c->err; }
-        if (rlay__rx_message(c, state < 0, f)) return c->err;
+        if (r < 0) break;
+        if (r == 0) { rlay__rx_eof(c); break; }
+        if (rlay__rx_message(c, state < 0, f)) break;
         rlay__rx_consume(c);
     }
+    c->nenv = saved;
+    return c->err;
 }
 
 #ifdef __cplusplus

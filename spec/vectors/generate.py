@@ -113,6 +113,8 @@ ERRORS = {
 }
 
 MAX_FRAME = 64 * 1024 * 1024  # §2 default max_frame_size
+MAX_HANDSHAKE_FRAME = 64 * 1024  # §13 default max_handshake_frame_size
+MAX_VALUES = 256 * 1024  # §13 default max_values
 STATES = ("hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed")
 
 # ------------------------------------------------------------------------------------------------
@@ -365,7 +367,13 @@ class Vectors:
         )
 
     def reject(
-        self, name: str, stream: bytes, error: str, role: str | None = None, state: str | None = None
+        self,
+        name: str,
+        stream: bytes,
+        error: str,
+        role: str | None = None,
+        state: str | None = None,
+        num_envs: int | None = None,
     ) -> None:
         if error not in ERRORS:
             raise ValueError(error)
@@ -375,6 +383,10 @@ class Vectors:
                 raise ValueError(f"{name}: bad role/state {role}/{state}")
             vec["state"] = state
             vec["role"] = role
+        if num_envs is not None:  # §12: the num_envs of the receiver's ENV_INFO (default 1)
+            if state is None:
+                raise ValueError(f"{name}: num_envs needs a receiver in a state")
+            vec["num_envs"] = num_envs
         self.vectors.append(vec)
 
     def add(self, vec: dict[str, Any]) -> None:
@@ -536,9 +548,17 @@ def gen_messages() -> Vectors:
     v.encode("RENDER", "RENDER", message("RENDER"))
     v.encode("CLOSE", "CLOSE", message("CLOSE"))
     v.encode(
-        "CALL with one arg",
+        "CALL with no args (a registered function named like an attribute)",
         "CALL",
-        message("CALL", name="get_wrapper_attr", args=["spec"], kwargs={}),
+        message("CALL", name="lives", args=[], kwargs={}),
+    )
+    # §7: the handshake's checks need a receiver in state hello; stand-alone, a HELLO of another
+    # protocol, version or role decodes by §6's field rules alone.
+    v.encode("HELLO of version 2, decoded stand-alone", "HELLO", hello("agent", version=2))
+    v.encode(
+        "HELLO of protocol 'xyz' and role 'observer', decoded stand-alone",
+        "HELLO",
+        hello("observer", protocol="xyz"),
     )
     v.encode(
         "CALL with args and kwargs",
@@ -1157,6 +1177,36 @@ def gen_reject_values() -> Vectors:
     value("timestamp ext (-1), 32-bit", b"\xd6\xff\x00\x00\x00\x01", "MALFORMED")
     value("timestamp ext (-1), 96-bit", b"\xc7\x0c\xff" + bytes(11) + b"\x01", "MALFORMED")
 
+    # §13 max_values: the body map counts 1, {"value": …} adds 2 (a key and a value), an array
+    # of n adds n. 262141 nils reach the limit exactly; one more passes it at the array header.
+    n_ok = MAX_VALUES - 3
+    at_limit = b"\x81\xa5value\xdd" + struct.pack(">I", n_ok) + b"\xc0" * n_ok
+    v.reject(
+        f"max_values: {n_ok} nils in one array (the body declares exactly {MAX_VALUES} values), "
+        "then the stream ends inside a frame",
+        raw_frame(KIND["CALL_RESULT"], at_limit) + b"RL\x24",
+        "TRUNCATED",
+    )
+    past = b"\x81\xa5value\xdd" + struct.pack(">I", n_ok + 1) + b"\xc0" * (n_ok + 1)
+    body(f"max_values: {n_ok + 1} nils in one array ({MAX_VALUES + 1} values)", past, "FRAME_TOO_LARGE")
+    # Counted at each header: 1 + 2 + 2 (an array of two) + 131071 + 131071 = 262147 > 262144,
+    # passed at the second inner header although no single header declares that much.
+    half = MAX_VALUES // 2 - 1
+    nested = b"\x81\xa5value\x92" + (b"\xdd" + struct.pack(">I", half) + b"\x90" * half) * 2
+    body("max_values: passed at the second of two arrays of 131071 empty arrays", nested, "FRAME_TOO_LARGE")
+    # A tensor counts 8: 3 + 8 x 32767 = 262139 values fit, 3 + 8 x 32768 = 262147 do not.
+    one = ext(1, struct.pack("<BBI", 1, 0, 0))  # a 0-d bool tensor at offset 0 (they may overlap)
+    flag = b"\x01" + bytes(7)
+    for n, error in ((MAX_VALUES // 8 - 1, "TRUNCATED"), (MAX_VALUES // 8, "FRAME_TOO_LARGE")):
+        tensors = b"\x81\xa5value\xdd" + struct.pack(">I", n) + one * n
+        stream = raw_frame(KIND["CALL_RESULT"], tensors, flag)
+        v.reject(
+            f"max_values: {n} tensors in one array ({3 + 8 * n} values)"
+            + (", then the stream ends inside a frame" if error == "TRUNCATED" else ""),
+            stream + (b"RL\x24" if error == "TRUNCATED" else b""),
+            error,
+        )
+
     # Depth: the body map is depth 1 (§3).
     value("nesting depth 65 (arrays)", pack(_nested(64))[0], "TOO_DEEP")
     value("nesting depth 65 (maps and arrays)", pack(_nested_maps(64))[0], "TOO_DEEP")
@@ -1184,6 +1234,32 @@ def gen_reject_values() -> Vectors:
     tensor("tensor with ndim 255, descriptor of 6 bytes", struct.pack("<BBI", 12, 255, 0), "BAD_TENSOR")
     for code in (0, 13, 255):
         tensor(f"unknown dtype code {code}", struct.pack("<BBI", code, 0, 0), "UNKNOWN_DTYPE")
+    # §4's order of checks: length >= 6, ndim <= 32, length == 6 + 4 ndim, dtype, offset, range, bools.
+    tensor(
+        "order: unknown dtype 13 and a descriptor of 5 bytes -> length first",
+        b"\x0d\x00\x00\x00\x00",
+        "BAD_TENSOR",
+    )
+    tensor(
+        "order: unknown dtype 0 and ndim 33 -> ndim first",
+        struct.pack(f"<BB{33}II", 0, 33, *([1] * 33), 0),
+        "BAD_TENSOR",
+    )
+    tensor(
+        "order: unknown dtype 200 and a descriptor too long for ndim 1 -> length first",
+        struct.pack("<BBII", 200, 1, 1, 0) + b"\x00\x00\x00\x00",
+        "BAD_TENSOR",
+    )
+    tensor(
+        "order: unknown dtype 13 and offset 4 -> dtype first",
+        struct.pack("<BBII", 13, 1, 1, 4),
+        "UNKNOWN_DTYPE",
+    )
+    tensor(
+        "order: unknown dtype 13 and bytes past the data section -> dtype first",
+        struct.pack("<BBII", 13, 1, 1000, 0),
+        "UNKNOWN_DTYPE",
+    )
     tensor("tensor offset 4 (not a multiple of 8)", struct.pack("<BBII", 6, 1, 1, 4), "BAD_TENSOR", bytes(16))
     tensor("tensor offset 1", struct.pack("<BBII", 6, 1, 1, 1), "BAD_TENSOR", bytes(16))
     tensor("tensor one byte past the data section", struct.pack("<BBII", 6, 1, 9, 0), "BAD_TENSOR")
@@ -1497,6 +1573,218 @@ def gen_reject_states() -> Vectors:
         "BAD_FIELD",
     )
     hs("a valid head but sdk is an int", "agent", hello("env", sdk=1), "BAD_FIELD")
+
+    # §13: the first frame a side receives is at most max_handshake_frame_size (64 KiB), checked
+    # on its header; later frames (ENV_INFO, commands, replies) have the full max_frame_size.
+    def head(kind: str, data_len: int, body_len: int) -> bytes:
+        return header(KIND[kind], data_len, body_len)
+
+    big = MAX_HANDSHAKE_FRAME
+    for role, peer_kind, state in (
+        ("env", "HELLO", "hello"),
+        ("agent", "HELLO", "hello"),
+        ("agent", "ERROR", "hello"),
+    ):
+        v.reject(
+            f"handshake limit: {role} in hello receives a {peer_kind} header of {big + 1} bytes",
+            head(peer_kind, 0, big + 1),
+            "FRAME_TOO_LARGE",
+            role,
+            state,
+        )
+    v.reject(
+        f"handshake limit: env in hello receives a HELLO header of data {big} + body 1",
+        head("HELLO", big, 1),
+        "FRAME_TOO_LARGE",
+        "env",
+        "hello",
+    )
+    v.reject(
+        f"handshake limit: env in hello accepts a HELLO header of exactly {big} bytes (then the stream ends)",
+        head("HELLO", 0, big),
+        "TRUNCATED",
+        "env",
+        "hello",
+    )
+    v.reject(
+        "after the handshake: agent in describe accepts an ENV_INFO header of 16 MiB (then the stream ends)",
+        head("ENV_INFO", 8 << 20, 8 << 20),
+        "TRUNCATED",
+        "agent",
+        "describe",
+    )
+    v.reject(
+        "after the handshake: env in idle accepts a STEP header of 1 MiB (then the stream ends)",
+        head("STEP", 0, 1 << 20),
+        "TRUNCATED",
+        "env",
+        "idle",
+    )
+    v.reject(
+        f"stand-alone: a HELLO header of {big + 1} bytes is within max_frame_size (then the stream ends)",
+        head("HELLO", 0, big + 1),
+        "TRUNCATED",
+    )
+    hs("a body that is an array (HELLO is a map in every version)", "env", ["rlay", 1, "agent"], "BAD_FIELD")
+    hs("role is an int", "env", {**hello("agent"), "role": 2}, "ROLE_CONFLICT")
+    hs("no role field", "agent", {k: x for k, x in hello("env").items() if k != "role"}, "ROLE_CONFLICT")
+
+    # A stream that ends inside a frame header: TRUNCATED, so a vector that ends with it proves
+    # that every frame before it was accepted.
+    cut = frame("CLOSE", message("CLOSE"))[:5]
+
+    # §6/§11: an ERROR with a code 1-15 is fatal whatever its `fatal` field says.
+    def err(code: int, fatal: bool) -> bytes:
+        return frame(
+            "ERROR", message("ERROR", code=code, message="x", fatal=fatal, remote_type=None, traceback=None)
+        )
+
+    for code in (1, 7, 15):
+        v.reject(
+            f"env in idle receives ERROR code {code} with fatal=false: fatal all the same (-> closed), "
+            "then the stream ends inside a frame",
+            err(code, False) + cut,
+            "TRUNCATED",
+            "env",
+            "idle",
+        )
+    v.reject(
+        "env in idle receives ERROR code 32 with fatal=false: a non-fatal ERROR (the agent never sends one)",
+        err(32, False) + cut,
+        "UNEXPECTED_MESSAGE",
+        "env",
+        "idle",
+    )
+    v.reject(
+        "agent in step receives ERROR code 15 with fatal=false (-> closed), then STEP_RESULT",
+        err(15, False) + f["STEP_RESULT"],
+        "UNEXPECTED_MESSAGE",
+        "agent",
+        "step",
+    )
+
+    # §6: a space field that is not a map is BAD_FIELD; a map that is not a space is BAD_SPACE.
+    info = cartpole_info()
+    for name, space, error in (
+        ("observation_space is an int", 5, "BAD_FIELD"),
+        ("action_space is an array", [], "BAD_FIELD"),
+        ("observation_space of an unknown kind", {"kind": "nope"}, "BAD_SPACE"),
+        ("observation_space discrete n 0", discrete(0), "BAD_SPACE"),
+        ("observation_space box of dtype 'float128'", {**discrete(2), "dtype": "float128"}, "UNKNOWN_DTYPE"),
+    ):
+        v.reject(
+            f"agent in describe receives ENV_INFO: {name}",
+            frame(
+                "ENV_INFO",
+                {**info, "observation_space": space}
+                if "observation" in name
+                else {**info, "action_space": space},
+            ),
+            error,
+            "agent",
+            "describe",
+        )
+
+    # §10: replies and RESET against the session's num_envs (BAD_FIELD). Accepted ones are
+    # followed by a cut frame (TRUNCATED).
+    def step_result(reward: Any, terminated: Any, truncated: Any, obs: Any = 1) -> bytes:
+        return frame(
+            "STEP_RESULT",
+            message(
+                "STEP_RESULT", obs=obs, reward=reward, terminated=terminated, truncated=truncated, info={}
+            ),
+        )
+
+    b3 = t("bool", [False, True, False])
+    r3 = t("float64", [1.0, 0.0, -1.0])
+    a3 = t("int64", [1, 0, 1])
+    batched_ok = step_result(r3, b3, b3, a3)
+    v.reject(
+        "agent in step (num_envs 3) accepts a batched STEP_RESULT",
+        batched_ok + cut,
+        "TRUNCATED",
+        "agent",
+        "step",
+        3,
+    )
+    v.reject(
+        "agent in step (num_envs 1) accepts an int reward (a float field)",
+        step_result(1, False, True) + cut,
+        "TRUNCATED",
+        "agent",
+        "step",
+        1,
+    )
+    for name, stream, n in (
+        ("num_envs 1: reward is a float64 tensor (1,)", step_result(t("float64", [1.0]), False, False), 1),
+        ("num_envs 1: terminated is a bool tensor (1,)", step_result(1.0, t("bool", [True]), False), 1),
+        ("num_envs 3: reward is a float", step_result(1.0, b3, b3, a3), 3),
+        ("num_envs 3: terminated is a bool", step_result(r3, False, b3, a3), 3),
+        ("num_envs 3: reward of 2 sub-envs", step_result(t("float64", [1.0, 0.0]), b3, b3, a3), 3),
+        ("num_envs 3: truncated of 4 sub-envs", step_result(r3, b3, t("bool", [0, 0, 0, 1]), a3), 3),
+        ("num_envs 3: reward is float32", step_result(t("float32", [1.0, 0.0, 0.0]), b3, b3, a3), 3),
+        ("num_envs 3: terminated is uint8", step_result(r3, t("uint8", [0, 1, 0]), b3, a3), 3),
+    ):
+        v.reject(f"agent in step receives STEP_RESULT, {name}", stream, "BAD_FIELD", "agent", "step", n)
+    v.reject(
+        "agent in call (num_envs 3) receives CALL_RESULT with 2 values",
+        frame("CALL_RESULT", message("CALL_RESULT", value=[1, 2])),
+        "BAD_FIELD",
+        "agent",
+        "call",
+        3,
+    )
+    v.reject(
+        "agent in call (num_envs 3) accepts CALL_RESULT with 3 values",
+        frame("CALL_RESULT", message("CALL_RESULT", value=[1, None, "x"])) + cut,
+        "TRUNCATED",
+        "agent",
+        "call",
+        3,
+    )
+    v.reject(
+        "agent in render (num_envs 3) receives RENDER_RESULT whose frame is a str",
+        frame("RENDER_RESULT", message("RENDER_RESULT", frame="ansi")),
+        "BAD_FIELD",
+        "agent",
+        "render",
+        3,
+    )
+    v.reject(
+        "agent in render (num_envs 3) accepts RENDER_RESULT with a nil frame",
+        frame("RENDER_RESULT", message("RENDER_RESULT", frame=None)) + cut,
+        "TRUNCATED",
+        "agent",
+        "render",
+        3,
+    )
+
+    def reset(seed: Any, options: Any = None) -> bytes:
+        return frame("RESET", message("RESET", seed=seed, options=options))
+
+    u64 = 2**64 - 1
+    for name, stream, n in (
+        ("seed -1", reset(-1), 1),
+        ("seed -1 (num_envs 3)", reset(-1), 3),
+        ("seed 2^64-2 (num_envs 3): seed + 2 overflows", reset(u64 - 1), 3),
+        ("a seed array when num_envs is 1", reset([5]), 1),
+        ("a seed array of 2 (num_envs 3)", reset([1, 2]), 3),
+        ("a seed array of 4 (num_envs 3)", reset([1, 2, 3, 4]), 3),
+        ("a seed array holding -1 (num_envs 3)", reset([1, None, -1]), 3),
+        ("reset_mask is an int8 tensor (num_envs 3)", reset(None, {"reset_mask": t("int8", [1, 0, 1])}), 3),
+        ("reset_mask of 2 (num_envs 3)", reset(None, {"reset_mask": t("bool", [True, False])}), 3),
+        ("reset_mask is an array of bools (num_envs 3)", reset(None, {"reset_mask": [True, False, True]}), 3),
+        ("reset_mask is a bool (num_envs 3)", reset(None, {"reset_mask": True}), 3),
+    ):
+        v.reject(f"env in idle receives RESET, {name}", stream, "BAD_FIELD", "env", "idle", n)
+    for name, stream, n in (
+        ("seed 2^64-1 (num_envs 1)", reset(u64), 1),
+        ("seed 2^64-3 (num_envs 3): sub-env 2 gets 2^64-1", reset(u64 - 2), 3),
+        ("seed array of 3 int/nil (num_envs 3)", reset([0, None, u64]), 3),
+        ("reset_mask bool (3,) (num_envs 3)", reset(7, {"reset_mask": t("bool", [False, True, False])}), 3),
+        ("reset_mask of any type when num_envs is 1 (an ordinary option)", reset(7, {"reset_mask": "x"}), 1),
+    ):
+        v.reject(f"env in idle accepts RESET, {name}", stream + cut, "TRUNCATED", "env", "idle", n)
     return v
 
 
@@ -1677,6 +1965,25 @@ def gen_spaces() -> Vectors:
         ],
     )
     space(
+        "graph whose edge_links are int32 (Gymnasium's Graph.sample() dtype, kept as is)",
+        f"Graph(node_space={B2_EXPR}, edge_space=Discrete(3))",
+        {"kind": "graph", "node_space": b2, "edge_space": d3},
+        [
+            {
+                "nodes": t("float32", [[0.0, 0.5], [1.0, -1.0]]),
+                "edges": t("int64", [1]),
+                "edge_links": t("int32", [[1, 0]]),
+            },
+            {"nodes": t("float32", [[0.0, 0.5]]), "edges": None, "edge_links": None},
+        ],
+    )
+    space(
+        "discrete uint64 starting at 2^63 + 5",
+        "Discrete(3, start=2**63 + 5, dtype=np.uint64)",
+        discrete(3, 2**63 + 5, "uint64"),
+        [2**63 + 5, 2**63 + 7],
+    )
+    space(
         "graph with discrete nodes and no edge space",
         "Graph(node_space=Discrete(3), edge_space=None)",
         {"kind": "graph", "node_space": d3, "edge_space": None},
@@ -1738,6 +2045,14 @@ def gen_spaces() -> Vectors:
         "graph node space is a dict",
         {"kind": "graph", "node_space": {"kind": "dict", "spaces": {}}, "edge_space": None},
     )
+    bad_space(
+        "text charset out of order", {"kind": "text", "min_length": 1, "max_length": 3, "charset": "ba"}
+    )
+    bad_space(
+        "text charset with a character twice",
+        {"kind": "text", "min_length": 1, "max_length": 3, "charset": "abb"},
+    )
+    bad_space("discrete uint64 whose last value passes 2^64-1", discrete(3, 2**64 - 2, "uint64"))
     bad_space("a bad space nested in a dict", {"kind": "dict", "spaces": {"a": d3, "b": discrete(0)}})
 
     def bad_value(name: str, desc: dict[str, Any], value: Any) -> None:
@@ -1779,6 +2094,29 @@ def gen_spaces() -> Vectors:
         {"kind": "graph", "node_space": d3, "edge_space": d3},
         {"nodes": t("int64", [0, 1]), "edges": t("int64", [0])},
     )
+    g_none = {"kind": "graph", "node_space": d3, "edge_space": None}
+    bad_value(
+        "graph without edge space but with edges and edge_links",
+        g_none,
+        {"nodes": t("int64", [0, 1]), "edges": t("int64", [0]), "edge_links": t("int64", [[0, 1]])},
+    )
+    bad_value(
+        "graph without edge space but with empty edge_links",
+        g_none,
+        {"nodes": t("int64", [0, 1]), "edges": None, "edge_links": t("int64", [], (0, 2))},
+    )
+    g3 = {"kind": "graph", "node_space": d3, "edge_space": d3}
+    bad_value(
+        "graph edge_links of int16",
+        g3,
+        {"nodes": t("int64", [0, 1]), "edges": t("int64", [0]), "edge_links": t("int16", [[0, 1]])},
+    )
+    bad_value(
+        "graph nodes of another dtype than the node space",
+        g3,
+        {"nodes": t("int32", [0, 1]), "edges": None, "edge_links": None},
+    )
+    bad_value("discrete uint64 value given as a float", discrete(3, 2**63 + 5, "uint64"), float(2**63))
     return v
 
 

@@ -289,7 +289,7 @@ int main(int argc, char **argv) {
     static batch env;
     rlay_callbacks cb = {on_reset, on_step, on_render, on_call, NULL};
     const char *address = NULL, *render_mode = NULL;
-    int connect = 0, i, err;
+    int connect = 0, mode_given = 0, i, err;
     long n = 1;
     uint32_t four = 4;
     float high[4];
@@ -298,6 +298,7 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 || strcmp(argv[i], "--connect") == 0) {
             connect = argv[i][2] == 'c';
+            mode_given = 1;
             if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) address = argv[++i];
         } else if (strcmp(argv[i], "--render-mode") == 0 && i + 1 < argc) {
             render_mode = argv[++i];
@@ -307,6 +308,14 @@ int main(int argc, char **argv) {
             if (*end || n < 1 || n > 65536) { fprintf(stderr, "cartpole: --num-envs takes a number in 1..65536\n"); return 2; }
         } else {
             fprintf(stderr, "usage: %s (--listen|--connect) [ADDRESS] [--num-envs N] [--render-mode rgb_array]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!mode_given) {   /* launched (spec section 15): RLAY_MODE decides, listen when unset */
+        const char *mode = getenv("RLAY_MODE");
+        if (mode && strcmp(mode, "dial") == 0) connect = 1;
+        else if (mode && *mode && strcmp(mode, "listen") != 0) {
+            fprintf(stderr, "%s: RLAY_MODE must be 'listen' or 'dial', got '%.40s'\n", "cartpole", mode);
             return 2;
         }
     }
@@ -348,9 +357,9 @@ int main(int argc, char **argv) {
     }
     if (!connect) { printf("RLAY_LISTENING %s\n", rlay_address(c)); fflush(stdout); }
     err = rlay_serve(c, &cb, &env);
-    /* The agent closing the connection between commands (no CLOSE) is a normal end too. */
-    if (err && err != RLAY_E_PEER_CLOSED) fprintf(stderr, "cartpole: %s: %s\n", rlay_error_name(err), rlay_errmsg(c));
+    /* 0 after CLOSE or the agent ending the stream between commands (section 8); else an error. */
+    if (err) fprintf(stderr, "cartpole: %s: %s\n", rlay_error_name(err), rlay_errmsg(c));
     rlay_free(c);
     free(env.envs); free(env.obs); free(env.frames);
-    return err && err != RLAY_E_PEER_CLOSED ? 1 : 0;
+    return err ? 1 : 0;
 }

@@ -8,7 +8,9 @@
    The game: a cart on a line, pushed left (0), right (2) or not (1); obs float32 [x, v];
    reward -|x|; the episode ends when |x| > 10 (terminated) or after 200 steps (truncated).
 
-   Usage: game_loop --listen [ADDRESS] | --connect [ADDRESS]   (default: $RLAY_ADDRESS, listen) */
+   Usage: game_loop --listen [ADDRESS] | --connect [ADDRESS]
+   With no flag it is a launched program (spec section 15): $RLAY_ADDRESS, and $RLAY_MODE
+   (listen or dial; unset: listen). */
 #define RLAY_IMPLEMENTATION
 #include "../rlay.h"
 
@@ -17,15 +19,16 @@
 
 int main(int argc, char **argv) {
     const char *address = argc > 2 ? argv[2] : getenv("RLAY_ADDRESS");
-    int connect = argc > 1 && strcmp(argv[1], "--connect") == 0;
+    const char *mode = argc > 1 ? argv[1] + 2 : getenv("RLAY_MODE");   /* "listen" / "connect" / "dial" */
+    int connect = mode && (strcmp(mode, "connect") == 0 || (argc == 1 && strcmp(mode, "dial") == 0));
     uint32_t two = 2;
     float obs[2], x = 0, v = 0, push = 0;
     int frames_left = 0, steps = 0;
     rlay_cmd cmd;
     rlay_ctx *c;
     struct timespec idle = {0, 1000000};
-    if (argc < 2 || (!connect && strcmp(argv[1], "--listen") != 0) || !address) {
-        fprintf(stderr, "usage: %s --listen|--connect [ADDRESS]   (or set RLAY_ADDRESS)\n", argv[0]);
+    if ((argc > 1 && strncmp(argv[1], "--", 2) != 0) || (!connect && mode && *mode && strcmp(mode, "listen") != 0) || !address) {
+        fprintf(stderr, "usage: %s --listen|--connect [ADDRESS]   (or set RLAY_ADDRESS, and RLAY_MODE to listen or dial)\n", argv[0]);
         return 2;
     }
     c = rlay_new();
@@ -73,8 +76,8 @@ int main(int argc, char **argv) {
     }
     {
         int err = rlay_error(c);
-        if (err && err != RLAY_E_PEER_CLOSED) fprintf(stderr, "game_loop: %s\n", rlay_errmsg(c));
+        if (err) fprintf(stderr, "game_loop: %s: %s\n", rlay_error_name(err), rlay_errmsg(c));
         rlay_free(c);
-        return err && err != RLAY_E_PEER_CLOSED ? 1 : 0;
+        return err ? 1 : 0;   /* 0 after CLOSE or end of stream between commands (section 8) */
     }
 }

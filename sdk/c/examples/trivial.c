@@ -11,7 +11,7 @@
 
 int main(int argc, char **argv) {
     const char *address = NULL;
-    int connect = 0, i, r;
+    int connect = 0, mode_given = 0, i, r;
     long n = 1;
     uint32_t shape[2], k;
     float *obs;
@@ -23,6 +23,7 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 || strcmp(argv[i], "--connect") == 0) {
             connect = argv[i][2] == 'c';
+            mode_given = 1;
             if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) address = argv[++i];
         } else if (strcmp(argv[i], "--num-envs") == 0 && i + 1 < argc) {
             char *end;
@@ -30,6 +31,14 @@ int main(int argc, char **argv) {
             if (*end || n < 1 || n > 1000000) { fprintf(stderr, "trivial: --num-envs takes a number in 1..1000000\n"); return 2; }
         } else {
             fprintf(stderr, "usage: %s (--listen|--connect) [ADDRESS] [--num-envs N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!mode_given) {   /* launched (spec section 15): RLAY_MODE decides, listen when unset */
+        const char *mode = getenv("RLAY_MODE");
+        if (mode && strcmp(mode, "dial") == 0) connect = 1;
+        else if (mode && *mode && strcmp(mode, "listen") != 0) {
+            fprintf(stderr, "%s: RLAY_MODE must be 'listen' or 'dial', got '%.40s'\n", "trivial", mode);
             return 2;
         }
     }
@@ -82,8 +91,8 @@ int main(int argc, char **argv) {
         }
     }
     r = rlay_error(c);
-    if (r && r != RLAY_E_PEER_CLOSED) fprintf(stderr, "trivial: %s\n", rlay_errmsg(c));
+    if (r) fprintf(stderr, "trivial: %s: %s\n", rlay_error_name(r), rlay_errmsg(c));
     rlay_free(c);
     free(obs); free(t); free(reward); free(terminated);
-    return r && r != RLAY_E_PEER_CLOSED ? 1 : 0;
+    return r ? 1 : 0;
 }

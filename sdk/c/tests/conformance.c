@@ -2,7 +2,7 @@
 
    stdin, one command a line; stdout, one answer a line (`ok` or `fail <why>`):
      roundtrip FRAME_HEX CANON_HEX             decode FRAME, re-encode canonically, compare
-     reject FRAME_HEX ERROR_NAME ROLE STATE    feed FRAME (then end of stream) to a receiver
+     reject FRAME_HEX ERROR_NAME ROLE STATE [NUM_ENVS]    feed FRAME (then end of stream) to a receiver
                                                playing ROLE (agent/env) in STATE (- = stand-alone)
    rlay-c's additions, for the space vectors of spec/vectors/spaces.json (section 9); a space or
    a value is given as a stand-alone value: its body and its data section, in hex:
@@ -170,13 +170,15 @@ static void reject(rlay_ctx *c, char **tok, int ntok) {
     unsigned char *bytes;
     size_t n;
     int role, state, r;
-    if (ntok != 5) { printf("fail reject needs FRAME_HEX ERROR_NAME ROLE STATE"); return; }
+    unsigned long num_envs = 1;
+    if (ntok != 5 && ntok != 6) { printf("fail reject needs FRAME_HEX ERROR_NAME ROLE STATE [NUM_ENVS]"); return; }
+    if (ntok == 6 && ((num_envs = strtoul(tok[5], NULL, 10)) < 1 || num_envs > 0x7fffffffUL)) { printf("fail bad NUM_ENVS '%s'", tok[5]); return; }
     if (strcmp(tok[3], "agent") == 0) role = RLAY__AGENT;
     else if (strcmp(tok[3], "env") == 0 || strcmp(tok[3], "-") == 0) role = RLAY__ENV;
     else { printf("fail unknown role '%s'", tok[3]); return; }
     if ((state = state_of(tok[4])) == -2) { printf("fail unknown state '%s'", tok[4]); return; }
     if (!(bytes = unhex(tok[1], &n))) { printf("fail bad hex"); return; }
-    r = rlay__conform_reject(c, bytes, n, role, state);
+    r = rlay__conform_reject(c, bytes, n, role, state, (uint32_t)num_envs);
     if (r == 0) printf("fail accepted: no error before the stream ended cleanly (state %s)", rlay__state_names[c->state]);
     else if (strcmp(rlay_error_name(r), tok[2]) == 0) printf("ok");
     else {

@@ -43,13 +43,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n;
     uint32_t k, which;
     int role, state;
+    uint32_t nenv;
     if (!c) { c = setup(1); batch = setup(3); }
     if (size < 1) return 0;
     role = data[0] & 1;
     state = (int)((data[0] >> 1) % 10) - 1;   /* -1: stand-alone, else a state of section 8 */
+    nenv = data[0] & 0x80 ? 3 : 1;             /* the num_envs of the receiver's ENV_INFO */
     data++; size--;
 
-    rlay__conform_reject(c, data, size, role, state);
+    rlay__conform_reject(c, data, size, role, state, nenv);
 
     if (rlay__conform_roundtrip(c, data, size) != 0) return 0;
     if (c->rkind == RLAY_STEP) {

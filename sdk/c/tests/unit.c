@@ -804,8 +804,8 @@ int main(void) {
     }
 
     /* a stream of one byte, even a wrong one, is TRUNCATED (spec section 2) */
-    CHECK(rlay__conform_reject(C, (const unsigned char *)"X", 1, RLAY__ENV, -1) == RLAY_E_TRUNCATED);
-    CHECK(rlay__conform_reject(C, (const unsigned char *)"XY", 2, RLAY__ENV, -1) == RLAY_E_BAD_MAGIC);
+    CHECK(rlay__conform_reject(C, (const unsigned char *)"X", 1, RLAY__ENV, -1, 1) == RLAY_E_TRUNCATED);
+    CHECK(rlay__conform_reject(C, (const unsigned char *)"XY", 2, RLAY__ENV, -1, 1) == RLAY_E_BAD_MAGIC);
     /* our own ENV_INFO is checked like a peer's: a bad metadata.autoreset_mode is refused */
     {
         rlay_ctx *e = rlay_new();
@@ -907,11 +907,12 @@ int main(void) {
            (rlay_put_array(w, 2), rlay_put_int(w, 5), rlay_put_str(w, "x")), -1, 1);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 2, 2), 0, 0);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, -1), 0, 0);
-    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 0), 0, 0);
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 0), -1, 0); /* one nil, one tensor */
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 0, 0), 0, 0);   /* no edges, as tensors */
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, -1, 2), -1, 0);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_space_discrete(w, 3, 0)), put_graph(w, 2, 1), -1, 0);
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, -1, -1), 0, 0);
-    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 0, -1), 0, 0); /* empty edges */
+    VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 0, -1), -1, 0); /* no edge space: nil only */
     VCHECK((rlay_space_graph(w), rlay_space_discrete(w, 2, 0), rlay_put_nil(w)), put_graph(w, 2, 2), -1, 0);
     VCHECK((rlay_space_sequence(w, 0), rlay_space_discrete(w, 2, 0)), (rlay_put_array(w, 2), rlay_put_int(w, 1), rlay_put_int(w, 0)), 0, 0);
     VCHECK((rlay_space_one_of(w, 2), rlay_space_discrete(w, 2, 0), rlay_space_text(w, 0, 3, "a")),
