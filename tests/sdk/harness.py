@@ -95,8 +95,8 @@ def wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
 KILLED_TRAINER = """
 import sys, time, rlay
 program = sys.argv[1]
-client = rlay.ClientEnv(launch=[program, "--listen", "{address}"], connect_timeout=60)
-server = rlay.ServerEnv(launch=[program, "--connect", "{address}"], accept_timeout=60)
+client = rlay.ClientEnv("tcp://127.0.0.1:0", launch=[program, "--listen", "{address}"], connect_timeout=60)
+server = rlay.ServerEnv("tcp://127.0.0.1:0", launch=[program, "--connect", "{address}"], accept_timeout=60)
 client.reset(seed=0); server.reset(seed=0)
 print("PIDS", client.process.pid, server.process.pid, flush=True)
 time.sleep(60)
@@ -215,7 +215,7 @@ class SdkContract:
         if direction == "listen":
             how = ["tcp://127.0.0.1:0", "--", bins[1], "--listen", "{address}"]
         else:
-            how = ["--server", "--", bins[1], "--connect", "{address}"]
+            how = ["--server", "tcp://127.0.0.1:0", "--", bins[1], "--connect", "{address}"]
         cmd = [sys.executable, "-m", "rlay.cli", "check", *how]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
