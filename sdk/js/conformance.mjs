@@ -1,7 +1,8 @@
 // The conformance runner of spec/protocol.md section 12 for rlay.mjs, under Node.
 // stdin: one line in, stdout: one answer out (`ok` or `fail <why>`), exit 0 at end of input.
 //   roundtrip FRAME_HEX CANON_HEX            decode the frame, re-encode canonically, compare
-//   reject STREAM_HEX ERROR_NAME ROLE STATE  feed the bytes (then end of stream) to a receiver
+//   reject STREAM_HEX ERROR_NAME ROLE STATE [NUM_ENVS]  feed the bytes (then end of stream) to a
+//                                            receiver whose session has num_envs NUM_ENVS (default 1)
 // and, as rlay-c does, the space vectors of spec/vectors/spaces.json (section 9):
 //   space BODY DATA | space_value SBODY SDATA VBODY VDATA | space_reject BODY DATA ERROR
 //   value_reject SBODY SDATA VBODY VDATA ERROR
@@ -30,7 +31,8 @@ function roundtrip(frameHex, canonHex) {
   return `fail re-encoded frame differs at byte ${i >> 1}: got ${got.slice(i, i + 40)} expected ${canonHex.slice(i, i + 40)} (lengths ${got.length / 2} and ${canonHex.length / 2})`;
 }
 
-function rejectLine(streamHex, error, role, state) {
+function rejectLine(streamHex, error, role, state, numEnvs = "1") {
+  if (!/^[1-9][0-9]*$/.test(numEnvs)) return `fail NUM_ENVS '${numEnvs}' is not a positive int`;
   if (!(error in rlay.ErrorCode)) return `fail unknown error name ${error}`;
   if (role !== "-" && role !== "agent" && role !== "env") return `fail unknown role '${role}'`;
   if (state !== "-" && !rlay.STATES.includes(state)) return `fail unknown state '${state}'`;
@@ -48,7 +50,7 @@ function rejectLine(streamHex, error, role, state) {
       drain();
       reader.feedEof();
     } else {
-      const conn = new rlay.Connection(role, { state });
+      const conn = new rlay.Connection(role, { state, numEnvs: Number(numEnvs) });
       conn.receiveData(bytes);
       while (conn.nextEvent()) {}
       conn.receiveEof();
@@ -95,7 +97,7 @@ function answer(line) {
   const tok = line.split(" ");
   try {
     if (tok[0] === "roundtrip") return tok.length === 3 ? roundtrip(tok[1], tok[2]) : "fail roundtrip needs FRAME_HEX CANON_HEX";
-    if (tok[0] === "reject") return tok.length === 5 ? rejectLine(tok[1], tok[2], tok[3], tok[4]) : "fail reject needs STREAM_HEX ERROR_NAME ROLE STATE";
+    if (tok[0] === "reject") return tok.length === 5 || tok.length === 6 ? rejectLine(...tok.slice(1)) : "fail reject needs STREAM_HEX ERROR_NAME ROLE STATE [NUM_ENVS]";
     if (tok[0].startsWith("space") || tok[0] === "value_reject") return spaces(tok);
     return `fail unknown command '${oneLine(tok[0].slice(0, 40))}'`;
   } catch (e) {

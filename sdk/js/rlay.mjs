@@ -37,6 +37,8 @@ export const PROTOCOL_VERSION = 1;
 export const SDK_NAME = "rlay-js";
 export const SDK_VERSION = "0.1.0";
 export const DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024;
+export const DEFAULT_MAX_HANDSHAKE_FRAME_SIZE = 64 * 1024; // the first frame received (section 13)
+export const DEFAULT_MAX_VALUES = 262144; // values one body may declare (sections 3, 13)
 export const MAX_DEPTH = 64;
 export const MAX_NDIM = 32;
 
@@ -444,7 +446,9 @@ function intOf(b) {
 
 // ---- decoding (sections 3-4). Exact: maps are Maps, floats are Float, big ints BigInt ------
 class Reader {
-  constructor(body, data) {
+  constructor(body, data, maxValues = DEFAULT_MAX_VALUES) {
+    this.values = 1; // the body's one value (section 3, value count)
+    this.maxValues = maxValues;
     this.b = body;
     this.v = new DataView(body.buffer, body.byteOffset, body.byteLength);
     this.p = 0;
@@ -468,10 +472,17 @@ class Reader {
   u32() {
     return this.v.getUint32(this.take(4));
   }
+  // Section 3's order at a container header: depth, declared count against the bytes that
+  // remain, then the running value count (max_values, section 13), all before allocating.
   count(n, per, depth) {
-    if (n * per > this.left()) fail(ErrorCode.MALFORMED, `a container declares ${n} items but only ${this.left()} bytes remain`);
     if (depth > MAX_DEPTH) fail(ErrorCode.TOO_DEEP, `values nest deeper than ${MAX_DEPTH}`);
+    if (n * per > this.left()) fail(ErrorCode.MALFORMED, `a container declares ${n} items but only ${this.left()} bytes remain`);
+    this.addValues(n * per);
     return n;
+  }
+  addValues(k) {
+    this.values += k;
+    if (this.values > this.maxValues) fail(ErrorCode.FRAME_TOO_LARGE, `the body declares more than max_values ${this.maxValues} values (section 13)`);
   }
   str(n) {
     const p = this.take(n);
@@ -550,13 +561,15 @@ class Reader {
     const type = this.v.getInt8(this.take(1));
     const p = this.take(n);
     if (type !== 1) fail(ErrorCode.MALFORMED, `ext type ${type} is not allowed (only 1, the tensor)`);
+    this.addValues(7); // a tensor counts as 8 values (section 3)
     return this.tensor(p, n);
   }
   tensor(p, n) {
     if (n < 6) fail(ErrorCode.BAD_TENSOR, `a tensor descriptor has at least 6 bytes, actual ${n}`);
+    // Section 4's order: length >= 6, ndim, exact length, dtype, offset, bounds, bool bytes.
     const code = this.b[p], ndim = this.b[p + 1];
-    if (n !== 6 + 4 * ndim) fail(ErrorCode.BAD_TENSOR, `a tensor descriptor of ndim ${ndim} has ${6 + 4 * ndim} bytes, actual ${n}`);
     if (ndim > MAX_NDIM) fail(ErrorCode.BAD_TENSOR, `ndim ${ndim} > ${MAX_NDIM}`);
+    if (n !== 6 + 4 * ndim) fail(ErrorCode.BAD_TENSOR, `a tensor descriptor of ndim ${ndim} has ${6 + 4 * ndim} bytes, actual ${n}`);
     const dt = DT_BY_CODE.get(code);
     if (!dt) fail(ErrorCode.UNKNOWN_DTYPE, `unknown dtype code ${code}`);
     const shape = [];
@@ -593,8 +606,8 @@ class Reader {
 }
 
 /** Decodes one body (and its data section) into an exact value tree. */
-export function decodeValue(body, data = new Uint8Array(0)) {
-  const r = new Reader(body, data);
+export function decodeValue(body, data = new Uint8Array(0), maxValues = DEFAULT_MAX_VALUES) {
+  const r = new Reader(body, data, maxValues);
   const v = r.value(1);
   if (r.left()) fail(ErrorCode.MALFORMED, `${r.left()} bytes after the body's value`);
   return v;
@@ -631,8 +644,10 @@ export function toPlain(v) {
 // ---- framing (section 2) -------------------------------------------------------------------
 /** Cuts a byte stream into frames. feed() chunks; frames queue as [kind, data, body]. */
 export class FrameReader {
-  constructor(maxFrameSize = DEFAULT_MAX_FRAME_SIZE) {
+  /** handshakeMax: the smaller limit of the first frame (section 13), or null (stand-alone). */
+  constructor(maxFrameSize = DEFAULT_MAX_FRAME_SIZE, handshakeMax = null) {
     this.max = maxFrameSize;
+    this.handshakeMax = handshakeMax;
     this.head = new Uint8Array(12);
     this.have = 0; // header bytes held
     this.rest = null; // Uint8Array for data + body once the header is read
@@ -671,12 +686,15 @@ export class FrameReader {
     if (h[3] !== 0) fail(ErrorCode.BAD_HEADER, `flags byte is 0x${h[3].toString(16)}, expected 0`);
     if (bodyLen < 1) fail(ErrorCode.BAD_HEADER, "body_len is 0");
     if (dataLen + bodyLen > this.max) fail(ErrorCode.FRAME_TOO_LARGE, `a frame of ${dataLen + bodyLen} bytes exceeds max_frame_size ${this.max}`);
+    if (this.handshakeMax !== null && dataLen + bodyLen > this.handshakeMax)
+      fail(ErrorCode.FRAME_TOO_LARGE, `the first frame (${dataLen + bodyLen} bytes) exceeds max_handshake_frame_size ${this.handshakeMax}: a peer must say who it is first (section 13)`);
     if (!KIND_NAMES[h[2]]) fail(ErrorCode.UNKNOWN_KIND, `unknown message kind ${h[2]}`);
     this.rest = new Uint8Array(dataLen + bodyLen); // fresh: tensors at offset 0 are aligned
     this.restHave = 0;
     this.dataLen = dataLen;
   }
   endFrame() {
+    this.handshakeMax = null; // only the first frame has the handshake limit
     const r = this.rest;
     this.frames.push([this.head[2], r.subarray(0, this.dataLen), r.subarray(this.dataLen)]);
     this.have = 0;
@@ -696,6 +714,7 @@ export class FrameReader {
     const need = this.rest.length;
     if (msg.length - 12 !== need) fail(ErrorCode.TRUNCATED, `a WebSocket message holds ${msg.length - 12} bytes after the header, the frame declares ${need}`);
     this.frames.push([this.head[2], msg.subarray(12, 12 + this.dataLen), msg.subarray(12 + this.dataLen)]);
+    this.handshakeMax = null;
     this.have = 0;
     this.rest = null;
   }
@@ -712,7 +731,10 @@ const isStr = (v) => typeof v === "string";
 const orNil = (f) => (v) => v === null || f(v);
 const any = () => true;
 const is1d = (dtype) => (v) => v instanceof Tensor && v.dtype === dtype && v.shape.length === 1;
-const isSeed = (v) => v === null || isInt(v) || (Array.isArray(v) && v.every((s) => s === null || isInt(s)));
+// seed: nil, an int in 0 .. 2^64-1 (section 6), or (sub-envs, section 10) an array of int/nil.
+const isSeedInt = (v) => isInt(v) && v >= 0;
+const isSeed = (v) => v === null || isSeedInt(v) || (Array.isArray(v) && v.every((s) => s === null || isSeedInt(s)));
+const isProtocolCode = (c) => isInt(c) && c >= 1 && c <= 15; // always fatal (sections 6, 11)
 
 const MESSAGES = {
   [Kind.HELLO]: { sender: "both", fields: [["protocol", isStr], ["version", isInt], ["role", isStr], ["sdk", isStr], ["sdk_version", isStr], ["capabilities", isMap]] },
@@ -786,12 +808,19 @@ export const STATES = Object.keys(TABLE);
  * It plays either role; an illegal message is UNEXPECTED_MESSAGE naming the state.
  */
 export class Connection {
-  constructor(role, { maxFrameSize = DEFAULT_MAX_FRAME_SIZE, state = "hello" } = {}) {
+  /**
+   * state/numEnvs: start past the handshake (the section 12 runner); numEnvs is otherwise
+   * learnt from the ENV_INFO sent or received. The first frame received in state `hello` has
+   * the handshake limit; every body the max_values limit (section 13).
+   */
+  constructor(role, { maxFrameSize = DEFAULT_MAX_FRAME_SIZE, maxHandshakeFrameSize = DEFAULT_MAX_HANDSHAKE_FRAME_SIZE, maxValues = DEFAULT_MAX_VALUES, state = "hello", numEnvs = 1 } = {}) {
     if (role !== "env" && role !== "agent") throw new TypeError(`role is "env" or "agent", actual ${role}`);
     this.role = role;
     this.peer = role === "env" ? "agent" : "env";
     this.state = state;
-    this.reader = new FrameReader(maxFrameSize);
+    this.numEnvs = numEnvs;
+    this.maxValues = maxValues;
+    this.reader = new FrameReader(maxFrameSize, state === "hello" ? maxHandshakeFrameSize : null);
     this.events = [];
     this.peerHello = null;
     this.eof = false;
@@ -811,7 +840,7 @@ export class Connection {
   drain() {
     while (this.reader.frames.length) {
       const [kind, data, body] = this.reader.frames.shift();
-      this.events.push(this.receiveFrame(kind, decodeValue(body, data)));
+      this.events.push(this.receiveFrame(kind, decodeValue(body, data, this.maxValues)));
     }
   }
   /** The next received message {kind, name, fields}, or null. */
@@ -827,7 +856,7 @@ export class Connection {
     const name = KIND_NAMES[kind];
     if (kind === Kind.ERROR) {
       const f = checkFields(kind, body);
-      const fatal = f.get("fatal");
+      const fatal = f.get("fatal") || isProtocolCode(f.get("code")); // codes 1-15: fatal whatever it says
       if (fatal && this.state !== "closed") this.state = "closed";
       else if (!fatal && this.peer === "env" && ["reset", "step", "render", "call"].includes(this.state)) this.state = "idle";
       else if (!fatal && this.peer === "env" && this.state === "close") this.state = "closed";
@@ -840,9 +869,41 @@ export class Connection {
     if (!ok) fail(ErrorCode.UNEXPECTED_MESSAGE, `${name} from the ${this.peer} is not allowed in state ${this.state}`);
     if (kind === Kind.HELLO) this.checkHello(body);
     const f = checkFields(kind, body);
+    this.checkBatched(kind, f);
     this.state = row[1];
     if (kind === Kind.HELLO) this.peerHello = f;
+    if (kind === Kind.ENV_INFO) this.numEnvs = Number(f.get("num_envs"));
     return { kind, name, fields: f };
+  }
+  /** Section 10: the fields whose type depends on the session's num_envs (BAD_FIELD). */
+  checkBatched(kind, f) {
+    const n = this.numEnvs, name = KIND_NAMES[kind];
+    const bad = (msg) => fail(ErrorCode.BAD_FIELD, `${name}: ${msg} (num_envs ${n}, section 10)`);
+    const vec = (v, dtype) => v instanceof Tensor && v.dtype === dtype && v.shape.length === 1 && v.shape[0] === n;
+    if (kind === Kind.STEP_RESULT) {
+      for (const [k, dt] of [["reward", "float64"], ["terminated", "bool"], ["truncated", "bool"]]) {
+        const v = f.get(k);
+        if (n === 1 && v instanceof Tensor) bad(`${k} is a tensor, expected a plain ${dt === "bool" ? "bool" : "float"}`);
+        if (n > 1 && !vec(v, dt)) bad(`${k} must be a ${dt} tensor (${n},), actual ${describe(v)}`);
+      }
+    } else if (kind === Kind.CALL_RESULT && n > 1) {
+      const v = f.get("value");
+      if (!Array.isArray(v) || v.length !== n) bad(`value must be an array of ${n} values, one per sub-env, actual ${describe(v)}`);
+    } else if (kind === Kind.RENDER_RESULT && n > 1) {
+      const v = f.get("frame");
+      if (v !== null && (!Array.isArray(v) || v.length !== n)) bad(`frame must be nil or an array of ${n} frames, actual ${describe(v)}`);
+    } else if (kind === Kind.RESET) {
+      const seed = f.get("seed");
+      if (Array.isArray(seed)) {
+        if (n === 1) bad("seed is an array, but this env side hosts one env");
+        if (seed.length !== n) bad(`seed is an array of ${seed.length}, expected ${n} entries`);
+      } else if (seed !== null && BigInt(seed) + BigInt(n - 1) > 0xffffffffffffffffn) {
+        bad(`seed ${seed} + ${n - 1} overflows 2^64-1`);
+      }
+      const opts = f.get("options");
+      const mask = opts instanceof Map ? opts.get("reset_mask") : undefined;
+      if (n > 1 && mask !== undefined && mask !== null && !vec(mask, "bool")) bad(`options.reset_mask must be a bool tensor (${n},), actual ${describe(mask)}`);
+    }
   }
   checkHello(body) {
     if (!(body instanceof Map)) fail(ErrorCode.BAD_FIELD, `HELLO: the body must be a map, actual ${describe(body)}`);
@@ -858,6 +919,7 @@ export class Connection {
   send(kind, fields) {
     if (kind === Kind.HELLO) return encodeFrame(kind, fields);
     if (kind === Kind.ERROR) {
+      if (isProtocolCode(fields.get("code")) && !fields.get("fatal")) throw new RlayError(null, `an ERROR with code ${fields.get("code")} (1-15) must be fatal (section 11)`);
       if (fields.get("fatal")) this.state = "closed";
       else if (this.role === "env" && ["reset", "step", "render", "call"].includes(this.state)) this.state = "idle";
       else if (this.role === "env" && this.state === "close") this.state = "closed";
@@ -868,6 +930,7 @@ export class Connection {
     if (!row || row[0] !== this.role) throw new RlayError(null, `cannot send ${KIND_NAMES[kind]} in state ${this.state}`);
     const frame = encodeFrame(kind, fields); // a value that cannot be encoded throws here: no state change
     this.state = row[1];
+    if (kind === Kind.ENV_INFO) this.numEnvs = Number(fields.get("num_envs"));
     return frame;
   }
 }
@@ -876,7 +939,8 @@ export function helloFields(role) {
   return new Map([["protocol", "rlay"], ["version", PROTOCOL_VERSION], ["role", role], ["sdk", SDK_NAME], ["sdk_version", SDK_VERSION], ["capabilities", new Map()]]);
 }
 export function errorFields(code, message, fatal, remoteType = null, traceback = null) {
-  return new Map([["code", code], ["message", String(message)], ["fatal", !!fatal], ["remote_type", remoteType], ["traceback", traceback]]);
+  // A code 1-15 is always fatal (section 11): a sender sets fatal=true with it.
+  return new Map([["code", code], ["message", String(message)], ["fatal", !!fatal || isProtocolCode(code)], ["remote_type", remoteType], ["traceback", traceback]]);
 }
 
 // ---- spaces (section 9) --------------------------------------------------------------------
