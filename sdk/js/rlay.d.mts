@@ -4,6 +4,10 @@ export declare const PROTOCOL_VERSION: 1;
 export declare const SDK_NAME: "rlay-js";
 export declare const SDK_VERSION: string;
 export declare const DEFAULT_MAX_FRAME_SIZE: number;
+/** The first frame a side receives (the peer's HELLO) is limited to 64 KiB (spec section 13). */
+export declare const DEFAULT_MAX_HANDSHAKE_FRAME_SIZE: number;
+/** Values one body may declare, counted while decoding (spec sections 3, 13): 262144. */
+export declare const DEFAULT_MAX_VALUES: number;
 export declare const MAX_DEPTH: number;
 export declare const MAX_NDIM: number;
 
@@ -81,13 +85,13 @@ export type Value =
 export declare function encodeFrame(kind: number, fields: Map<string, unknown> | Record<string, unknown>): Uint8Array;
 export declare function encodeValue(v: Value): { body: Uint8Array; data: Uint8Array };
 /** Decodes a body into an exact tree (Maps, Float, BigInt past 2^53, Tensor views). */
-export declare function decodeValue(body: Uint8Array, data?: Uint8Array): unknown;
+export declare function decodeValue(body: Uint8Array, data?: Uint8Array, maxValues?: number): unknown;
 /** An exact tree -> plain objects and numbers. */
 export declare function toPlain(v: unknown): unknown;
 
 /** Cuts a byte stream into frames [kind, data, body]. */
 export declare class FrameReader {
-  constructor(maxFrameSize?: number);
+  constructor(maxFrameSize?: number, handshakeMax?: number | null);
   readonly partial: boolean;
   frames: [number, Uint8Array, Uint8Array][];
   feed(chunk: Uint8Array): void;
@@ -102,7 +106,7 @@ export declare const STATES: State[];
 export interface Event { kind: number; name: string; fields: Map<string, unknown> }
 /** The protocol core without I/O, for either role. */
 export declare class Connection {
-  constructor(role: "env" | "agent", options?: { maxFrameSize?: number; state?: State });
+  constructor(role: "env" | "agent", options?: { maxFrameSize?: number; maxHandshakeFrameSize?: number; maxValues?: number; state?: State; numEnvs?: number });
   readonly role: "env" | "agent";
   state: State;
   receiveData(chunk: Uint8Array): void;

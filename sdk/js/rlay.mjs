@@ -1049,6 +1049,8 @@ export function parseSpace(d, where = "space", depth = 0) {
       const dtype = dtypeOf(true);
       const [lo, hi] = INT_RANGE[dtype];
       for (const [f, v] of [["n", n], ["start", start]]) if (BigInt(v) < lo || BigInt(v) > hi) badSpace(`${where}.${f}`, `expected an int in the ${dtype} range, actual ${v}`);
+      // section 9: the last value start + n - 1 fits the dtype too (a uint64 start may pass 2^63)
+      if (BigInt(start) + BigInt(n) - 1n > hi) badSpace(where, `the last value start + n - 1 = ${BigInt(start) + BigInt(n) - 1n} is outside the ${dtype} range`);
       return new Space("discrete", { n, start, dtype });
     }
     case "multi_discrete": {
@@ -1247,10 +1249,31 @@ export function fromWire(space, v, where = "value") {
       if (edges === null && links === null) return { nodes, edges: null, edgeLinks: null };
       if (!space.edgeSpace || edges === null || links === null) badValue(where, "edges and edge_links both nil or both tensors", v);
       rows(space.edgeSpace, edges, `${where}.edges`);
-      rows({ kind: "box", dtype: "int64", shape: [2] }, links, `${where}.edge_links`);
+      // int64 or int32 links (Gymnasium's Graph.sample() builds int32), kept as received (section 9)
+      rows({ kind: "box", dtype: links instanceof Tensor && links.dtype === "int32" ? "int32" : "int64", shape: [2] }, links, `${where}.edge_links`);
       if (edges.shape[0] !== links.shape[0]) badValue(where, "one edge_links row per edge", links);
       return { nodes, edges, edgeLinks: links };
     }
+  }
+}
+
+/**
+ * Section 9, "an env side's own observations": a converted array is sent only when every element
+ * converted exactly (NaN to NaN); otherwise the env code gets a TypeError (ENV_EXCEPTION) naming
+ * the element, never a rounded value.
+ */
+function checkExact(t, given, where) {
+  if (t.data === given) return;
+  const flat = Array.isArray(given) ? given.flat(Infinity) : given;
+  for (let i = 0; i < flat.length; i++) {
+    let g = flat[i];
+    if (typeof g === "boolean") g = g ? 1 : 0;
+    const got = t.dtype === "float16" ? fromHalf(t.data[i]) : t.data[i];
+    let same;
+    if (typeof got === "bigint") same = (typeof g === "bigint" || Number.isInteger(g)) && BigInt(g) === got;
+    else if (typeof g === "bigint") same = BigInt.asIntN(64, g) === g && Number(g) === got && BigInt(got) === g;
+    else same = Object.is(got, Number(g)) || (Number.isNaN(got) && Number.isNaN(Number(g))) || (got === 0 && Number(g) === 0);
+    if (!same) throw new TypeError(`${where}: element ${i} is ${String(g)}, which is not exactly a ${t.dtype} (the nearest is ${String(got)}); an observation is never rounded: convert it yourself (e.g. Math.fround or a typed array)`);
   }
 }
 
@@ -1268,11 +1291,14 @@ export function toWire(space, v, where = "obs") {
       }
       if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") v = [v];
       if (!(ArrayBuffer.isView(v) || Array.isArray(v))) throw new TypeError(`${where}: expected a ${dtype} array of shape [${shape}], actual ${describe(v)}`);
+      let t;
       try {
-        return tensor(dtype, shape, v);
+        t = tensor(dtype, shape, v);
       } catch (e) {
         throw new TypeError(`${where}: ${e.message}`);
       }
+      checkExact(t, v, where);
+      return t;
     }
     case "discrete": {
       if (v instanceof Tensor && v.shape.length === 0) v = v.data[0];
@@ -1304,7 +1330,9 @@ export function toWire(space, v, where = "obs") {
     case "graph": {
       const rows = (s, x, w) => (x instanceof Tensor ? x : tensor(s.dtype, [x.length / (s.kind === "box" ? s.shape.reduce((a, b) => a * b, 1) : 1), ...(s.kind === "box" ? s.shape : [])], x));
       const nodes = rows(space.nodeSpace, v.nodes, `${where}.nodes`);
-      if (v.edges == null) return new Map([["nodes", nodes], ["edges", null], ["edge_links", null]]);
+      if (v.edges == null && v.edgeLinks == null) return new Map([["nodes", nodes], ["edges", null], ["edge_links", null]]);
+      if (!space.edgeSpace) throw new TypeError(`${where}: this graph space has no edge_space, so edges and edgeLinks must both be null`);
+      if (v.edges == null || v.edgeLinks == null) throw new TypeError(`${where}: edges and edgeLinks must both be null or both be given`);
       const links = v.edgeLinks instanceof Tensor ? v.edgeLinks : tensor("int64", [v.edgeLinks.length / 2, 2], v.edgeLinks);
       return new Map([["nodes", nodes], ["edges", rows(space.edgeSpace, v.edges, `${where}.edges`)], ["edge_links", links]]);
     }

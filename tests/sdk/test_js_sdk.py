@@ -184,9 +184,9 @@ def test_sin_cos_equal_glibcs(node: str, tmp_path: Path) -> None:
 
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, gym.spaces.GraphInstance):
-        # edge_links travel as int64 (spec §9) whatever Gymnasium's sample used (int32)
+        # edge_links keep the dtype they were sent with, int32 (Gymnasium's sample) or int64 (§9)
         links = a.edge_links is None or (
-            b.edge_links.dtype == np.int64 and np.array_equal(a.edge_links, b.edge_links)
+            b.edge_links.dtype == a.edge_links.dtype and np.array_equal(a.edge_links, b.edge_links)
         )
         return links and same(a.nodes, b.nodes) and same(a.edges, b.edges)
     if isinstance(a, (np.ndarray, np.generic)) or isinstance(b, (np.ndarray, np.generic)):
@@ -433,6 +433,16 @@ def test_usage_errors(node: str) -> None:
         [CARTPOLE], capture_output=True, text=True, timeout=30, env={"PATH": os.environ["PATH"]}
     )
     assert none.returncode == 2 and "RLAY_ADDRESS" in none.stderr
+    # spec §15: RLAY_MODE other than listen|dial (or unset/empty) is an error naming it
+    mode = subprocess.run(
+        [CARTPOLE],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"], "RLAY_ADDRESS": "tcp://127.0.0.1:0", "RLAY_MODE": "both"},
+    )
+    assert mode.returncode != 0 and "RLAY_MODE" in mode.stderr and '"both"' in mode.stderr
+    assert mode.stdout == ""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -760,7 +770,7 @@ def test_rlay_check_the_other_transports(node: str, how: list[str]) -> None:
     )
     assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert ("unix://" if "--listen" in how else "tcp://127.0.0.1:") in proc.stdout
-    assert "render: rgb_array frame (400, 600, 3)" in proc.stdout or "--server" not in how
+    assert "rgb_array frame (400, 600, 3)" in proc.stdout or "--server" not in how
 
 
 def start_ws_listener(node: str, *extra: str) -> tuple[subprocess.Popen[str], str]:

@@ -123,3 +123,89 @@ test("encoding errors name the key; undefined and class instances are refused", 
   const m = rlay.encodeValue(new Map([["10", 1], ["9", 2]])).body;
   assert.deepEqual(Array.from(m.subarray(0, 4)), [0x82, 0xa2, 0x31, 0x30]); // a Map keeps "10" first
 });
+
+// -- the settled points of spec issue 8 that the vectors cannot reach (an env side's own replies) --
+/** An EnvSide on an in-memory transport: feed(kind, fields) delivers a frame; sent() decodes replies. */
+function memoryEnv(opts) {
+  const env = new rlay.EnvSide({ observationSpace: rlay.box({ low: -1, high: 1, shape: [2], dtype: "float32" }), actionSpace: rlay.discrete(3), ...opts });
+  const out = new rlay.FrameReader();
+  let hooks;
+  env.attach({ start: (t) => (hooks = t), send: (f) => out.feed(f), close() {}, stream: true });
+  const sent = () => out.frames.splice(0).map(([k, d, b]) => ({ kind: k, fields: rlay.checkFields(k, rlay.decodeValue(b, d)) }));
+  const feed = (kind, fields) => hooks.onData(rlay.encodeFrame(kind, fields));
+  feed(rlay.Kind.HELLO, rlay.helloFields("agent"));
+  assert.deepEqual(sent().map((m) => m.kind), [rlay.Kind.HELLO, rlay.Kind.ENV_INFO]);
+  return { env, feed, sent };
+}
+const step = (a) => new Map([["action", a]]);
+const errorOf = (m) => [m.kind, rlay.errorName(Number(m.fields.get("code"))), m.fields.get("fatal")];
+
+test("a received STEP: structure (BAD_VALUE, fatal) before RESET_NEEDED before INVALID_ACTION (section 8)", () => {
+  const a = memoryEnv();
+  a.feed(rlay.Kind.STEP, step(7)); // in Discrete's structure, outside its bounds, before any reset
+  assert.equal(a.env.poll(), null);
+  assert.deepEqual(errorOf(a.sent()[0]), [rlay.Kind.ERROR, "RESET_NEEDED", false]);
+  a.feed(rlay.Kind.RESET, new Map([["seed", 1], ["options", null]]));
+  a.env.poll().reply(new Float32Array([0.5, -0.5]), {});
+  a.sent();
+  a.feed(rlay.Kind.STEP, step(7));
+  assert.equal(a.env.poll(), null);
+  assert.deepEqual(errorOf(a.sent()[0]), [rlay.Kind.ERROR, "INVALID_ACTION", false]);
+  const b = memoryEnv();
+  b.feed(rlay.Kind.STEP, step("left")); // not a Discrete value at all, still before any reset
+  assert.deepEqual(errorOf(b.sent()[0]), [rlay.Kind.ERROR, "BAD_VALUE", true]);
+  assert.ok(b.env.finished);
+});
+
+test("an env side never rounds its own observation: a non-fatal ENV_EXCEPTION names it (section 9)", () => {
+  const a = memoryEnv();
+  a.feed(rlay.Kind.RESET, new Map([["seed", null], ["options", null]]));
+  const cmd = a.env.poll();
+  try {
+    cmd.reply([0.1, 0], {}); // 0.1 is no float32
+  } catch (e) {
+    cmd.fail(e);
+  }
+  const [err] = a.sent();
+  assert.deepEqual(errorOf(err), [rlay.Kind.ERROR, "ENV_EXCEPTION", false]);
+  assert.match(err.fields.get("message"), /element 0 is 0\.1, which is not exactly a float32/);
+  a.feed(rlay.Kind.RESET, new Map([["seed", null], ["options", null]]));
+  a.env.poll().reply([0.5, Math.fround(0.1)], {}); // exact float32 values in a plain array are sent
+  const [ok] = a.sent();
+  assert.equal(ok.kind, rlay.Kind.RESET_RESULT);
+  assert.deepEqual(Array.from(ok.fields.get("obs").data), [0.5, Math.fround(0.1)]);
+  assert.throws(() => rlay.toWire(rlay.box({ low: 0, high: 9, shape: [1], dtype: "int32" }), [1.5]), /not exactly a int32/);
+});
+
+test("an ERROR with a code 1-15 is always fatal, sent or received (sections 6, 11)", () => {
+  assert.equal(rlay.errorFields(7, "bad field", false).get("fatal"), true);
+  assert.equal(rlay.errorFields(33, "outside", false).get("fatal"), false);
+  const env = new rlay.Connection("env", { state: "step" });
+  assert.throws(() => env.send(rlay.Kind.ERROR, new Map([...rlay.errorFields(33, "x", false)].map(([k, v]) => [k, k === "code" ? 7 : v]))), /must be fatal/);
+  const a = memoryEnv();
+  a.feed(rlay.Kind.ERROR, new Map([["code", 7], ["message", "you sent garbage"], ["fatal", false], ["remote_type", null], ["traceback", null]]));
+  assert.ok(a.env.finished);
+  assert.equal(a.env.error.codeName, "BAD_FIELD");
+});
+
+test("limits of section 13: the first frame's 64 KiB, max_values at the container header", () => {
+  const big = rlay.encodeFrame(rlay.Kind.HELLO, new Map([...rlay.helloFields("agent"), ["pad", "x".repeat(70000)]]));
+  assert.throws(() => new rlay.Connection("env").receiveData(big.subarray(0, 12)), /max_handshake_frame_size 65536/);
+  const c = new rlay.Connection("env", { state: "idle" }); // past the handshake: the full limit
+  c.receiveData(big.subarray(0, 12));
+  const body = new Uint8Array([0xdd, 0x00, 0x04, 0x00, 0x00]); // an array declaring 262144 elements
+  assert.throws(() => rlay.decodeValue(body), /MALFORMED|declares/); // fewer bytes than elements: MALFORMED first
+  const full = new Uint8Array(5 + 262144).fill(0xc0);
+  full.set(body);
+  assert.throws(() => rlay.decodeValue(full), (e) => e.codeName === "FRAME_TOO_LARGE");
+  const fits = new Uint8Array(5 + 262143).fill(0xc0); // 1 + 262143 values: exactly max_values
+  fits.set([0xdd, 0x00, 0x03, 0xff, 0xff]);
+  assert.equal(rlay.decodeValue(fits).length, 262143);
+  assert.equal(rlay.decodeValue(full, undefined, 1 << 20).length, 262144); // a user may raise it
+});
+
+test("a uint64 Discrete may start at 2^63 and above; its last value must fit (section 9)", () => {
+  const d = rlay.parseSpace(new Map([["kind", "discrete"], ["n", 3], ["start", 2n ** 64n - 3n], ["dtype", "uint64"]]));
+  assert.equal(d.start, 2n ** 64n - 3n);
+  assert.throws(() => rlay.parseSpace(new Map([["kind", "discrete"], ["n", 3], ["start", 2n ** 64n - 2n], ["dtype", "uint64"]])), (e) => e.codeName === "BAD_SPACE");
+});
