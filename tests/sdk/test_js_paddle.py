@@ -1,7 +1,8 @@
-"""The browser game examples/browser_paddle run headless under node (the same game and env code
-as the page, no DOM) as an rlay env side, stepped from Python through real episodes.
+"""The browser game examples/browser_paddle as an rlay env side, stepped from Python through real
+episodes: headless under node (the same game and env code as the page, no DOM) over tcp, unix
+and ws://, and the page itself in real headless Chromium dialling rlay.ServerEnv("ws://...").
 
-In CI (CI=true) a missing node fails these tests; elsewhere they skip.
+In CI (CI=true) a missing node or chromium fails these tests; elsewhere they skip.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import http.server
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import require_tool
-from test_js_sdk import MiniWsServer, WsAgent
 
 import rlay
-from rlay.protocol.messages import Close, CloseResult, EnvInfo, Hello, Render, Reset, Step
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADLESS = str(ROOT / "examples" / "browser_paddle" / "headless.mjs")
@@ -120,50 +121,102 @@ class QuietFiles(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_the_page_in_headless_chromium_over_a_websocket(node: str, tmp_path: Path) -> None:
-    """The static page (index.html?rlay=ws://...) in real headless Chromium dials a WebSocket and
-    is stepped through an episode; RENDER answers the canvas pixels. The agent here is rlay's
-    protocol core over a stdlib WebSocket server (test_js_sdk.MiniWsServer), standing in for
-    rlay.ServerEnv("ws://127.0.0.1:0") until the Python ws:// transport lands."""
-    chromium = require_tool("chromium")
+@pytest.fixture(scope="module")
+def page_url() -> Iterator[str]:
+    """The page's URL on a loopback static server; append the ServerEnv's address to it."""
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(ROOT))
     )
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    ws = MiniWsServer()
-    ws.listener.settimeout(90)
-    page = f"http://127.0.0.1:{httpd.server_address[1]}/examples/browser_paddle/index.html?rlay={ws.address}"
-    flags = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path}",
-    ]
-    browser = subprocess.Popen([chromium, *flags, page], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        ws.accept()
-        agent = WsAgent(ws)
-        hello, info = agent.receive(), agent.receive()
-        assert isinstance(hello, Hello) and hello.sdk == "rlay-js"
-        assert isinstance(info, EnvInfo) and info.name == "Paddle-v0" and info.render_mode == "rgb_array"
-        obs = agent.ask(Reset(3, None)).obs
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/examples/browser_paddle/index.html?rlay="
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def chromium_command(url: str, profile: Path) -> list[str]:
+    """Debian's chromium, headless, opening `url` (no sandbox: CI containers run as root)."""
+    chromium = require_tool("chromium")
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    return [chromium, *flags, f"--user-data-dir={profile}", url]
+
+
+def test_rlay_check_against_the_page_in_chromium(node: str, page_url: str, tmp_path: Path) -> None:
+    """`rlay check --server ws://127.0.0.1:0/ -- chromium PAGE?rlay={address}`: the page dials."""
+    browser = chromium_command(page_url + "{address}", tmp_path)
+    cmd = [sys.executable, "-m", "rlay.cli", "check", "--server", "ws://127.0.0.1:0/", "--", *browser]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rlay-js" in proc.stdout and "ws://127.0.0.1:" in proc.stdout
+    assert "rgb_array frame (120, 160, 3)" in proc.stdout
+
+
+@pytest.mark.parametrize("direction", ["node-listens", "node-dials"])
+def test_rlay_check_against_the_node_env_side_over_ws(node: str, direction: str) -> None:
+    """The headless game over ws:// both ways: rlay.ClientEnv("ws://...") dials node's own
+    WebSocket server; node (Node 20: --experimental-websocket) dials rlay.ServerEnv("ws://...")."""
+    if direction == "node-listens":
+        how = ["--", node, HEADLESS, "--listen", "ws://127.0.0.1:0/"]
+    else:
+        ws = ["--experimental-websocket"] if "WebSocket" not in node_globals(node) else []
+        how = ["--server", "ws://127.0.0.1:0/", "--", node, *ws, HEADLESS, "--connect", "{address}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlay.cli", "check", *how], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0 and " 0 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ws://127.0.0.1:" in proc.stdout and "rgb_array frame (120, 160, 3)" in proc.stdout
+
+
+@functools.cache
+def node_globals(node: str) -> str:
+    out = subprocess.run(
+        [node, "-e", "console.log(Object.getOwnPropertyNames(globalThis).join(' '))"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout
+
+
+def test_the_page_in_chromium_is_a_server_env(node: str, page_url: str, tmp_path: Path) -> None:
+    """The static page in real headless Chromium dials rlay.ServerEnv("ws://127.0.0.1:0/"), is
+    stepped through an episode, render() returns the canvas (read back with getImageData) as an
+    rgb_array; then the browser is killed and the agent's next call fails at once, by name."""
+    env = rlay.ServerEnv("ws://127.0.0.1:0/", wait=False, accept_timeout=90)
+    browser = subprocess.Popen(
+        chromium_command(page_url + env.address, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        env.accept()
+        assert env.env_name == "Paddle-v0" and env.render_mode == "rgb_array"
+        assert env.action_space == gym.spaces.Discrete(3) and env.observation_space.shape == (5,)
+        obs, info = env.reset(seed=3)
         score, steps = 0.0, 0
-        while True:
-            reply = agent.ask(Step(track(obs)))
-            obs, score, steps = reply.obs, score + reply.reward, steps + 1
-            if reply.terminated or reply.truncated or steps == 300:
-                break
-        assert steps == 300 and score >= 1 and reply.info["score"] == score
-        frame = agent.ask(Render()).frame  # the canvas, read back with getImageData
-        assert frame.dtype == np.uint8 and frame.shape == (HEIGHT, WIDTH, 3)
+        while steps < 300:
+            obs, reward, terminated, truncated, info = env.step(track(obs))
+            score, steps = score + float(reward), steps + 1
+            assert not (terminated or truncated)
+        assert score >= 1 and info["score"] == score
+        frame = env.render()
+        assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8
+        assert frame.shape == (HEIGHT, WIDTH, 3)
         paddle = np.nonzero(np.all(frame == PADDLE_RGB, axis=2))
         assert set(paddle[0].tolist()) == set(range(PADDLE_Y, PADDLE_Y + 4))
         assert abs(paddle[1].mean() + 0.5 - (obs[4] + 1) / 2 * WIDTH) <= 1
-        assert isinstance(agent.ask(Close()), CloseResult)
-        ws.closing_handshake()
-    finally:
-        browser.kill()
+        ball = np.nonzero(np.all(frame == BALL_RGB, axis=2))
+        assert abs(ball[1].mean() + 0.5 - (obs[0] + 1) / 2 * WIDTH) <= 1.5
+
+        browser.kill()  # SIGKILL: the browser's TCP connection is closed by the kernel
         browser.wait()
-        ws.close()
-        httpd.shutdown()
+        started = time.monotonic()
+        with pytest.raises(rlay.ConnectionClosed, match=r"STEP: the connection to .* over ws broke"):
+            env.step(1)
+        assert time.monotonic() - started < 5, "the agent must notice a killed browser at once"
+    finally:
+        if browser.poll() is None:
+            browser.kill()
+            browser.wait()
+        env.close()
