@@ -66,6 +66,13 @@ train-godot: setup
 	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
 	$(PY) examples/train_godot.py
 
+## train-browser: PPO learns Paddle, a canvas game (examples/browser_paddle), on headless node
+## instances, then plays the real page in headless chromium over ws:// (docs/browser_paddle.png).
+.PHONY: train-browser
+train-browser: setup
+	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
+	$(PY) examples/train_browser.py
+
 ## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
 fuzz: setup
 	$(PY) -m pip install -q 'atheris>=2.3'
