@@ -25,7 +25,9 @@ while (!env.finished) {
   tick();
 }
 const error = env.error;
-if (error && !(error instanceof rlay.PeerClosedError)) {
+// spec section 15: exit 0 after CLOSE or end of stream in idle (env.error is null then); any
+// other end, the agent vanishing mid-command included, exits 1 with one line on stderr
+if (error) {
   process.stderr.write(`paddle: ${error.message}\n`);
   process.exit(1);
 }

@@ -426,6 +426,15 @@ def test_the_env_side_exits_when_the_agent_vanishes(listening: Any) -> None:
     finish(proc, 0)
 
 
+def test_a_peer_vanishing_outside_idle_is_a_non_zero_exit(listening: Any) -> None:
+    """Spec §15: only CLOSE or end of stream in idle is an orderly end; a dialer that goes away
+    before its HELLO leaves the program in state hello: exit 1, one line on stderr."""
+    proc, sock = listening
+    assert read_frame(sock)[0] == 1  # the env side's HELLO
+    sock.close()
+    assert "closed by peer in state hello" in finish(proc, 1)
+
+
 def test_usage_errors(node: str) -> None:
     bad = subprocess.run([CARTPOLE, "--listen", "http://x"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "ADDRESS" in bad.stderr and "tcp://HOST:PORT" in bad.stderr

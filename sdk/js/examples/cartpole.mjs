@@ -255,7 +255,8 @@ async function main(argv) {
   try {
     await env.serve(handlers);
   } catch (e) {
-    if (e instanceof rlay.PeerClosedError) process.exit(0); // the trainer went away mid-command
+    // spec section 15: any end but CLOSE or end of stream in idle (the trainer vanishing
+    // mid-command included) exits non-zero with one line on stderr
     process.stderr.write(`cartpole: ${e.message}\n`);
     process.exit(1);
   }
