@@ -26,8 +26,8 @@ from rlay.protocol.messages import (
     Step,
     StepResult,
 )
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
-from rlay.spaces import SpaceCodec, fast_contains, fast_paths, from_descriptor
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
+from rlay.spaces import SpaceCodec, fast_contains, fast_paths
 from rlay.transports import Stream
 
 __all__ = ["ClientEnv", "ServerEnv"]
@@ -94,8 +94,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
     def _adopt(self, session: AgentSession) -> None:
         info = session.info
         try:
-            obs_space = from_descriptor(info.observation_space, "observation_space")
-            act_space = from_descriptor(info.action_space, "action_space")
+            obs_space, act_space = info.spaces  # built once, when ENV_INFO was received
             if info.num_envs != 1:
                 raise UsageError(
                     f"the env side hosts {info.num_envs} sub-envs; use a vector env for it, "
@@ -183,17 +182,8 @@ class _RemoteEnv(gym.Env[Any, Any]):
         reply = self._request(session, Step(self._act_codec.to_wire(action)), "STEP")
         if type(reply) is not StepResult:
             raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
-        reward = reply.reward
-        terminated = reply.terminated
-        truncated = reply.truncated
-        if type(reward) is not float:
-            reward = _float_reward(reward)
-        if type(terminated) is not bool or type(truncated) is not bool:
-            raise ProtocolError(
-                ErrorCode.BAD_FIELD,
-                "STEP_RESULT of a single env must carry bool flags, got "
-                f"{type(terminated).__name__} and {type(truncated).__name__}",
-            )
+        # The protocol core checked the fields against num_envs (§10): a float, two bools.
+        reward, terminated, truncated = reply.reward, reply.terminated, reply.truncated
         info = reply.info
         return (
             self._from_wire(session, self._obs_codec, reply.obs, "STEP"),
@@ -239,15 +229,6 @@ class _RemoteEnv(gym.Env[Any, Any]):
         session = getattr(self, "_session", None)
         if session is not None:
             session.abandon("the env was garbage-collected")
-
-
-def _float_reward(reward: Any) -> float:
-    if type(reward) is int:
-        return float(reward)  # §5: decoders accept an int where a float is due
-    raise ProtocolError(
-        ErrorCode.BAD_FIELD,
-        f"STEP_RESULT of a single env must carry a float reward, got {type(reward).__name__}",
-    )
 
 
 class ClientEnv(_RemoteEnv):
