@@ -7,12 +7,14 @@ Paddle (examples/browser_paddle) is a canvas game with its own main loop; each h
 scores 1, a miss ends the episode, 2000 steps (33 s of game time) truncate it. A random policy
 scores about 0.3; following the ball scores about 25. Training runs the same game and env code
 headless under node (examples/browser_paddle/headless.mjs, one process per sub-env, stepped
-through rlay.ClientEnv over unix sockets) and stops once the mean score of the last 20 episodes
-reaches ``--target`` (20 by default). Then the page itself is served on loopback, opened in
+through rlay.ClientEnv over unix sockets) and stops once the mean score of the last 40 episodes
+reaches ``--train-target`` (23 by default; a stochastic policy's score, so a margin above the
+goal). Then the page itself is served on loopback, opened in
 Debian's headless ``chromium``, dials ``rlay.ServerEnv("ws://127.0.0.1:0/")`` and is played by
 the trained policy for ``--eval-episodes`` seeded episodes; a screenshot of the page while the
 agent plays is written to ``--screenshot`` (taken through Chromium's DevTools protocol).
-Prints the learning curve and the result; exits 0 when both scores reach the target.
+Prints the learning curve and the result; exits 0 when the mean score of the deterministic policy
+in the page reaches ``--target`` (20 by default).
 """
 
 from __future__ import annotations
@@ -133,7 +135,10 @@ def main() -> int:
     parser.add_argument("--timesteps", type=int, default=600_000, help="budget (stops earlier at the target)")
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--target", type=float, default=20.0, help="mean score to reach")
+    parser.add_argument("--target", type=float, default=20.0, help="mean score the page must reach")
+    parser.add_argument(
+        "--train-target", type=float, default=23.0, help="mean score (last 40 episodes) that stops training"
+    )
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--screenshot", default=os.path.join(ROOT, "docs", "browser_paddle.png"))
     parser.add_argument(
@@ -171,7 +176,7 @@ def main() -> int:
 
         def __init__(self) -> None:
             super().__init__()
-            self.scores: deque[float] = deque(maxlen=20)
+            self.scores: deque[float] = deque(maxlen=40)
             self.episodes = 0
             self.started = time.perf_counter()
             self.next_print = 0
@@ -187,10 +192,10 @@ def main() -> int:
                 elapsed = time.perf_counter() - self.started
                 print(
                     f"  {self.num_timesteps:7d} steps  {elapsed:6.1f} s  episodes {self.episodes:5d}"
-                    f"  mean score (last 20) {mean:5.1f}",
+                    f"  mean score (last 40) {mean:5.1f}",
                     flush=True,
                 )
-            return not (len(self.scores) == self.scores.maxlen and mean >= args.target)
+            return not (len(self.scores) == self.scores.maxlen and mean >= args.train_target)
 
     model = PPO(
         "MlpPolicy",
@@ -216,7 +221,7 @@ def main() -> int:
     model.save(args.model)
     mean_train = float(np.mean(curve.scores)) if curve.scores else 0.0
     print(
-        f"training: {model.num_timesteps} steps, {train_time:.1f} s, mean score of the last 20 "
+        f"training: {model.num_timesteps} steps, {train_time:.1f} s, mean score of the last 40 "
         f"episodes {mean_train:.1f}"
     )
     scores = evaluate_in_chromium(model, args.eval_episodes, args.screenshot)
@@ -225,7 +230,7 @@ def main() -> int:
         f"evaluation in the page (headless chromium, ws://): mean score {final:.1f} over "
         f"{len(scores)} episodes (min {min(scores):.0f}, max {max(scores):.0f})"
     )
-    ok = mean_train >= args.target and final >= args.target
+    ok = final >= args.target
     print("TARGET REACHED" if ok else "TARGET NOT REACHED")
     return 0 if ok else 1
 

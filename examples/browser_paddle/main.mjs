@@ -49,7 +49,10 @@ async function agentMode(address) {
   const frame = () => {
     if (paced) tick();
     draw();
-    if (!env.finished) schedule(frame);
+    if (!env.finished) {
+      status.textContent = `connected to ${address}: the agent plays; score ${game.score}, step ${game.steps}`;
+      schedule(frame);
+    }
   };
   schedule(frame);
   if (!paced) {
