@@ -1865,9 +1865,14 @@ export class EnvSide {
     const n = this.numEnvs, seed = cmd.seed;
     if (Array.isArray(seed) && seed.length !== n) fail(ErrorCode.BAD_FIELD, `RESET: seed array of ${seed.length}, expected ${n} (num_envs)`);
     cmd.seeds = Array.from({ length: n }, (_, i) => (seed === null ? null : Array.isArray(seed) ? seed[i] : intOf(BigInt(seed) + BigInt(i))));
-    const mask = cmd.options?.reset_mask;
-    if (mask !== undefined && !(mask instanceof Tensor && mask.dtype === "bool" && sameShape(mask.shape, [n]))) fail(ErrorCode.BAD_FIELD, `RESET: options.reset_mask must be a bool tensor of shape [${n}]`);
+    const mask = cmd.options?.reset_mask ?? null; // absent or nil: every sub-env (section 10)
+    if (mask !== null && !(mask instanceof Tensor && mask.dtype === "bool" && sameShape(mask.shape, [n]))) fail(ErrorCode.BAD_FIELD, `RESET: options.reset_mask must be a bool tensor of shape [${n}]`);
     cmd.resetMask = mask ? Array.from(mask.data, (x) => x === 1) : new Array(n).fill(true);
+    // The options each sub-env's reset receives are without reset_mask (as SyncVectorEnv does)
+    if (cmd.options && "reset_mask" in cmd.options) {
+      const { reset_mask: _, ...rest } = cmd.options;
+      cmd.options = rest;
+    }
   }
   onEnd() {
     if (this.finished) return;

@@ -209,3 +209,19 @@ test("a uint64 Discrete may start at 2^63 and above; its last value must fit (se
   assert.equal(d.start, 2n ** 64n - 3n);
   assert.throws(() => rlay.parseSpace(new Map([["kind", "discrete"], ["n", 3], ["start", 2n ** 64n - 2n], ["dtype", "uint64"]])), (e) => e.codeName === "BAD_SPACE");
 });
+
+test("RESET with sub-envs: reset_mask nil means all, and is removed from the options (section 10)", () => {
+  const a = memoryEnv({ numEnvs: 3 });
+  a.feed(rlay.Kind.RESET, new Map([["seed", 5], ["options", new Map([["reset_mask", null], ["level", 2]])]]));
+  const all = a.env.poll();
+  assert.deepEqual(all.resetMask, [true, true, true]);
+  assert.deepEqual(all.seeds, [5, 6, 7]);
+  assert.deepEqual(all.options, { level: 2 });
+  all.reply(new Float32Array(6), {});
+  a.sent();
+  a.feed(rlay.Kind.RESET, new Map([["seed", [1, null, 3]], ["options", new Map([["reset_mask", rlay.tensor("bool", [3], [false, true, false])]])]]));
+  const some = a.env.poll();
+  assert.deepEqual(some.resetMask, [false, true, false]);
+  assert.deepEqual(some.seeds, [1, null, 3]);
+  assert.deepEqual(some.options, {});
+});
