@@ -1571,11 +1571,12 @@ function wsServerTransport(sock, pending, maxMessage) {
       } else if (n === 127) {
         if (buf.length < 10) return;
         const big = new DataView(buf.buffer, buf.byteOffset + 2, 8).getBigUint64(0);
-        n = big > BigInt(maxMessage) ? Infinity : Number(big);
+        n = big > BigInt(maxMessage()) ? Infinity : Number(big);
         p = 10;
       }
       if (!(b1 & 0x80)) throw new RlayError(ErrorCode.BAD_HEADER, "an unmasked WebSocket frame from the client (RFC 6455 section 5.1)");
-      if (n + (parts ? parts.length : 0) > maxMessage) throw new RlayError(ErrorCode.FRAME_TOO_LARGE, `a WebSocket message larger than max_frame_size + 12 (${maxMessage} bytes)`);
+      if (n + (parts ? parts.length : 0) > maxMessage())
+        throw new RlayError(ErrorCode.FRAME_TOO_LARGE, `a WebSocket message larger than ${maxMessage()} bytes (the frame limit + its 12-byte header; the first frame's limit is max_handshake_frame_size)`);
       if (buf.length < p + 4 + n) return;
       const mask = buf.subarray(p, p + 4);
       // 4 bytes of headroom: the rlay data section (12 bytes into the message) lands 8-aligned
@@ -1763,7 +1764,10 @@ export class EnvSide {
     this.server = server;
     server.once("connection", (sock) => {
       server.close();
-      const max = this.conn.reader.max + 12;
+      // a message holds one frame: the first one has the handshake limit (section 13), so a
+      // client that has not said HELLO cannot make us buffer more than 64 KiB
+      const reader = this.conn.reader;
+      const max = () => (reader.handshakeMax ?? reader.max) + 12;
       acceptWebSocket(sock, url.pathname, max).then(
         (transport) => this.attach(transport),
         (e) => {

@@ -862,6 +862,23 @@ def test_a_text_websocket_message_is_refused(node: str) -> None:
         ws.sock.close()
 
 
+def test_the_first_websocket_message_has_the_handshake_limit(node: str) -> None:
+    """Spec §13: before the peer's HELLO a side reads at most 64 KiB. The SDK's ws listener
+    refuses a first message declaring more on its WebSocket header, before buffering it."""
+    proc, address = start_ws_listener(node)
+    ws = MiniWsClient(address)
+    try:
+        ws.recv()  # the env's HELLO
+        ws.sock.sendall(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 65536 + 12 + 1) + os.urandom(4))
+        opcode, data = ws.recv()
+        assert opcode == 2 and data[2] == 48  # a fatal ERROR frame, code 3
+        body = msgpack.unpackb(data[12:])
+        assert body["code"] == 3 and body["fatal"] is True, body
+        assert "FRAME_TOO_LARGE" in finish(proc, 1)
+    finally:
+        ws.sock.close()
+
+
 def test_the_readmes_example_serves_python(node: str, tmp_path: Path) -> None:
     """The callback-style example at the top of sdk/js/README.md, run as written (its fixed
     address swapped for the launcher's), stepped from Python."""
