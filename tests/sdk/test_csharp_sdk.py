@@ -443,6 +443,58 @@ def test_a_batch_needs_every_sub_env_reset_before_a_step(build: Path) -> None:
         proc.wait()
 
 
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+ARRAY_OF_4M = b"\xdd" + struct.pack(">I", 4 << 20) + b"\x91\x90" * (4 << 20)  # 8 MiB of [[]]
+ARRAYS_OF_1000 = b"\xdc\x03\xe8" + b"\x91\x90" * 1000
+TENSOR_0D = b"\xc7\x06\x01\x05\x00\x00\x00\x00\x00"
+HOSTILE = {
+    "HELLO {protocol: 4M x [[]]}": (1, b"\x81\xa8protocol" + ARRAY_OF_4M, b""),
+    "STEP, action = one array of 4M [[]]": (17, b"\x81\xa6action" + ARRAY_OF_4M, b""),
+    "STEP, action = arrays of 1000 [[]]": (
+        17,
+        b"\x81\xa6action\xdd" + struct.pack(">I", 4194) + ARRAYS_OF_1000 * 4194,
+        b"",
+    ),
+    "STEP, action = 32768 0-d tensors": (
+        17,
+        b"\x81\xa6action\xdd" + struct.pack(">I", 32768) + TENSOR_0D * 32768,
+        b"\0" * 8,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_frames_are_refused_before_they_cost_much(listening: Any, name: str) -> None:
+    """Spec §13: an 8 MiB frame that would build millions of values is FRAME_TOO_LARGE (the
+    handshake limit on a HELLO's header; max_values at the container header or tensor that
+    passes it), answered within seconds and without building it (README: the figures, with -s)."""
+    proc, port = listening
+    kind, raw, data = HOSTILE[name]
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        read_frame(sock)  # its HELLO
+        if kind != 1:
+            sock.sendall(frame(1, HELLO))
+            read_frame(sock)
+            sock.sendall(frame(16, {"seed": 1, "options": None}))
+            assert read_frame(sock)[0] == 32
+        start = time.perf_counter()
+        try:
+            sock.sendall(struct.pack("<2sBBII", b"RL", kind, 0, len(data), len(raw)) + data + raw)
+        except OSError:
+            pass  # it may close before reading all of it
+        got, body = read_frame(sock)
+        elapsed = time.perf_counter() - start
+        rss = peak_rss_mib(proc.pid)
+    assert got == 48 and body["code"] == 3 and body["fatal"], body
+    assert proc.wait(30) == 1 and "FRAME_TOO_LARGE" in proc.stderr.read()
+    print(f"\n| {name} | FRAME_TOO_LARGE | {elapsed * 1000:.1f} ms | {rss:.1f} MiB |")
+    assert elapsed < 10 and rss < 200, (elapsed, rss)
+
+
 def test_the_program_ends_cleanly_when_the_agent_leaves_between_commands(listening: Any) -> None:
     proc, port = listening
     with socket.create_connection(("127.0.0.1", port)) as sock:

@@ -53,7 +53,8 @@
 //
 // LIMITS. Little-endian hosts only (every desktop, mobile and console CPU Unity targets). Input
 // is hostile: every length is checked before use, frames above MaxFrameSize (64 MiB) are refused
-// on their header. Nothing is allocated per step once the buffers have grown to the largest
+// on their header, the first frame (the agent's HELLO) above 64 KiB, and a body that declares
+// more than MaxValues (262 144) values at the header that passes it (section 13). Nothing is allocated per step once the buffers have grown to the largest
 // frame (measured by the SDK's tests). Unix sockets use a small EndPoint of this file (the
 // netstandard2.0 API has no UnixDomainSocketEndPoint); they work on Mono and .NET on Linux/macOS.
 using System;
@@ -232,7 +233,7 @@ namespace Rlay
         {
             values += n;
             if (values > MaxValues)
-                throw Wire.Err(ErrorCode.FrameTooLarge, "the body declares more than " + MaxValues + " values (at " + what + " of " + n + ")");
+                throw Wire.Err(ErrorCode.FrameTooLarge, "the body declares more than " + MaxValues + " values (max_values, section 13), at " + what + (what == "a tensor" ? "" : " of " + (what == "a map" ? n / 2 : n)));
         }
 
         /// <summary>Decodes exactly one value from buf[bodyStart, bodyEnd); tensors in buf[dataStart, +dataLen).</summary>
@@ -417,7 +418,7 @@ namespace Rlay
             int type = (sbyte)Buf[Need(1, "an ext type")];
             int p = Need(n, "an ext payload");
             if (type != 1) throw Wire.Err(ErrorCode.Malformed, "MessagePack ext type " + type + " is not allowed (only 1, the tensor)");
-            Declare(7, "a tensor, which adds");   // a tensor counts as 8 values (section 3)
+            Declare(7, "a tensor");   // a tensor counts as 8 values (section 3)
             // Section 4, in the order the spec lists the checks.
             if (n < 6) throw Wire.Err(ErrorCode.BadTensor, "tensor descriptor of " + n + " bytes, need at least 6");
             int code = Buf[p], ndim = Buf[p + 1];
@@ -2233,6 +2234,9 @@ namespace Rlay
         /// <summary>ENV_INFO.metadata: key/value pairs (PutKey, then a value).</summary>
         public readonly Writer Metadata = new Writer();
         public int MaxFrameSize = Wire.DefaultMaxFrameSize;
+        /// <summary>Section 13's other limits of what this side receives: the first frame (the agent's
+        /// HELLO, 64 KiB) and the values one body may declare (262 144; a tensor counts 8).</summary>
+        public int MaxHandshakeFrameSize = Wire.DefaultMaxHandshakeFrameSize, MaxValues = Wire.DefaultMaxValues;
         /// <summary>How long a dialer keeps trying to reach a listener that is not up yet (ms; -1: forever).</summary>
         public int ConnectTimeoutMs = 10000;
 
@@ -2431,7 +2435,7 @@ namespace Rlay
             else return false;
             if (sock.AddressFamily != AddressFamily.Unix) sock.NoDelay = true;
             sock.Blocking = false;
-            conn = new Connection(true) { MaxFrameSize = MaxFrameSize };
+            conn = new Connection(true) { MaxFrameSize = MaxFrameSize, MaxHandshakeFrameSize = MaxHandshakeFrameSize, MaxValues = MaxValues };
             Flush();
             return true;
         }
