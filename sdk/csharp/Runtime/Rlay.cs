@@ -1422,7 +1422,15 @@ namespace Rlay
         public int Check(Value v, int batch, out string why)
         {
             why = null;
-            return CheckAt(v, batch, ref why);
+            return CheckAt(v, batch, ref why, true);
+        }
+
+        /// <summary>The structure only (dtype, shape, keys, lengths of containers): -1 if it does not
+        /// match (BAD_VALUE), else 0. What the core checks on receipt and on its own observations.</summary>
+        public int CheckStructure(Value v, int batch, out string why)
+        {
+            why = null;
+            return CheckAt(v, batch, ref why, false);
         }
 
         int Fail(ref string why, string m) { why = m; return -1; }
@@ -1437,13 +1445,14 @@ namespace Rlay
             return true;
         }
 
-        int CheckAt(Value v, int batch, ref string why)
+        int CheckAt(Value v, int batch, ref string why, bool bounds)
         {
             switch (Kind)
             {
                 case SpaceKind.Box:
                     {
                         if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
+                        if (!bounds) return 0;
                         int n = low.Length / Wire.ItemSize(Dtype), total = v.Count;
                         bool big = Dtype == Dtype.Int64 || Dtype == Dtype.UInt64;
                         for (int i = 0; i < total; i++)
@@ -1462,6 +1471,7 @@ namespace Rlay
                         if (batch > 0)
                         {
                             if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape (" + batch + ",), got " + v.Describe());
+                            if (!bounds) return 0;
                             for (int i = 0; i < batch; i++)
                             {
                                 long x = v.GetLong(i);
@@ -1476,12 +1486,14 @@ namespace Rlay
                         else return Fail(ref why, "expected an int, got " + v.Describe());
                         // Section 9: a value outside the dtype's range is BAD_VALUE; outside the space, out of bounds.
                         if (a < DtypeMin(Dtype) || a > DtypeMax(Dtype)) return Fail(ref why, a + " does not fit the space's dtype " + Wire.DtypeName(Dtype));
+                        if (!bounds) return 0;
                         if (a < startValue || a - startValue >= N) { why = a + " is not in Discrete(" + N + ", start=" + startValue + ")"; return 1; }
                         return 0;
                     }
                 case SpaceKind.MultiDiscrete:
                     {
                         if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
+                        if (!bounds) return 0;
                         int n = low.Length / Wire.ItemSize(Dtype);
                         for (int i = 0; i < v.Count; i++)
                         {
@@ -1493,6 +1505,7 @@ namespace Rlay
                 case SpaceKind.MultiBinary:
                     {
                         if (!TensorShape(v, Dtype.Int8, batch, shape)) return Fail(ref why, "expected an int8 tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
+                        if (!bounds) return 0;
                         for (int i = 0; i < v.Count; i++)
                         {
                             long x = v.GetLong(i);
@@ -1508,7 +1521,7 @@ namespace Rlay
                         {
                             Value x = v.Get(keys[i]);
                             if (!x.Exists) return Fail(ref why, "missing key '" + keys[i] + "'");
-                            int r = subs[i].CheckAt(x, batch, ref why);
+                            int r = subs[i].CheckAt(x, batch, ref why, bounds);
                             if (r < 0) { why = "[" + keys[i] + "] " + why; return r; }
                             if (r > 0 && worst == 0) { worst = r; why = "[" + keys[i] + "] " + why; }
                         }
@@ -1521,7 +1534,7 @@ namespace Rlay
                         for (int i = 0; i < subs.Length; i++)
                         {
                             string w2 = null;
-                            int r = subs[i].CheckAt(v[i], batch, ref w2);
+                            int r = subs[i].CheckAt(v[i], batch, ref w2, bounds);
                             if (r < 0) { why = "[" + i + "] " + w2; return r; }
                             if (r > 0 && worst == 0) { worst = r; why = "[" + i + "] " + w2; }
                         }
@@ -1536,7 +1549,7 @@ namespace Rlay
                 for (int i = 0; i < batch; i++)
                 {
                     string w2 = null;
-                    int r = CheckAt(v[i], 0, ref w2);
+                    int r = CheckAt(v[i], 0, ref w2, bounds);
                     if (r < 0) { why = "sub-env " + i + ": " + w2; return r; }
                     if (r > 0 && worst == 0) { worst = r; why = "sub-env " + i + ": " + w2; }
                 }
@@ -1547,6 +1560,7 @@ namespace Rlay
                 case SpaceKind.Text:
                     {
                         if (v.Type != ValueKind.Str) return Fail(ref why, "expected a str, got " + v.Describe());
+                        if (!bounds) return 0;
                         string s = v.AsString();
                         int len = 0;
                         for (int i = 0; i < s.Length; i++)
@@ -1566,7 +1580,7 @@ namespace Rlay
                         for (int i = 0; i < v.Count; i++)
                         {
                             string w2 = null;
-                            int r = sub.CheckAt(v[i], 0, ref w2);
+                            int r = sub.CheckAt(v[i], 0, ref w2, bounds);
                             if (r < 0) { why = "[" + i + "] " + w2; return r; }
                             if (r > 0 && worst == 0) { worst = r; why = "[" + i + "] " + w2; }
                         }
@@ -1594,7 +1608,7 @@ namespace Rlay
                     {
                         if (v.Type != ValueKind.Array || v.Count != 2 || v[0].Type != ValueKind.Int) return Fail(ref why, "expected [index, value], got " + v.Describe());
                         if (v[0].IsNegative || v[0].AsULongBits() >= (ulong)subs.Length) return Fail(ref why, "index " + v[0].Describe() + " is not below " + subs.Length);
-                        return subs[(int)v[0].AsULongBits()].CheckAt(v[1], 0, ref why);
+                        return subs[(int)v[0].AsULongBits()].CheckAt(v[1], 0, ref why, bounds);
                     }
             }
             return Fail(ref why, "unknown space");
@@ -1956,7 +1970,7 @@ namespace Rlay
             Space sp = kind == Kind.Step ? ActionSpace : null;
             if (sp == null) return;
             string why;
-            if (sp.Check(body.Get(kind == Kind.Step ? "action" : "obs"), NumEnvs > 1 ? NumEnvs : 0, out why) < 0)
+            if (sp.CheckStructure(body.Get(kind == Kind.Step ? "action" : "obs"), NumEnvs > 1 ? NumEnvs : 0, out why) < 0)
                 throw new RlayException(ErrorCode.BadValue, (kind == Kind.Step ? "the action does not match " : "the observation does not match ") + (NumEnvs > 1 ? "batch_space(" + (kind == Kind.Step ? "action_space, " : "observation_space, ") + NumEnvs + ")" : kind == Kind.Step ? "action_space" : "observation_space") + ": " + why);
         }
 
@@ -2103,7 +2117,7 @@ namespace Rlay
             try
             {
                 outDoc.Decode(Out, at + 12 + dlen, at + 12 + dlen + blen, at + 12, dlen);
-                r = ObservationSpace.Check(outDoc.Root.Get("obs"), NumEnvs > 1 ? NumEnvs : 0, out why);
+                r = ObservationSpace.CheckStructure(outDoc.Root.Get("obs"), NumEnvs > 1 ? NumEnvs : 0, out why);
             }
             catch (RlayException e) { r = -1; why = e.Name + ": " + e.Message; }
             if (r >= 0) return;
@@ -2163,7 +2177,8 @@ namespace Rlay
         /// <summary>RESET: sub-env 0 got a seed (Seed). Per sub-env: Seeded[i], Seeds[i].</summary>
         public bool HasSeed { get { return Seeded[0]; } }
         public ulong Seed { get { return Seeds[0]; } }
-        /// <summary>RESET: the options map, or a nil Value for None.</summary>
+        /// <summary>RESET: the options map, or a nil Value for None. With NumEnvs > 1 it may hold
+        /// "reset_mask" (read ResetMask instead): a sub-env's reset takes the other keys (section 10).</summary>
         public Value Options { get; internal set; }
         /// <summary>STEP: the action, already checked against the action space.</summary>
         public Value Action { get; internal set; }
@@ -2626,7 +2641,11 @@ namespace Rlay
             Value mask = n > 1 ? options.Get("reset_mask") : default(Value);
             if (mask.Type == ValueKind.Tensor)
                 for (int i = 0; i < n; i++) cmd.ResetMask[i] = mask.GetLong(i) != 0;
-            for (int i = 0; i < n; i++) if (cmd.ResetMask[i]) { ended[i] = false; resetOnce[i] = true; }
+            for (int i = 0; i < n; i++)
+            {
+                if (cmd.ResetMask[i]) { ended[i] = false; resetOnce[i] = true; }
+                else cmd.Seeded[i] = false;   // section 10: seeds of unselected sub-envs are ignored
+            }
             cmd.Kind = CommandKind.Reset;
             cmd.Options = options;
             owed = CommandKind.Reset;
