@@ -1592,14 +1592,14 @@ namespace Rlay
                         if (v.Type != ValueKind.Map || v.Count != 3) return Fail(ref why, "expected a map of nodes, edges, edge_links, got " + v.Describe());
                         Value nodes = v.Get("nodes"), edges = v.Get("edges"), links = v.Get("edge_links");
                         if (!nodes.Exists || !edges.Exists || !links.Exists) return Fail(ref why, "a graph value holds nodes, edges and edge_links");
-                        if (!Leading(nodes, nodeSpace)) return Fail(ref why, "nodes must be a " + Wire.DtypeName(nodeSpace.Dtype) + " tensor of shape (n, " + ShapeTail(nodeSpace) + "), got " + nodes.Describe());
+                        if (!Leading(nodes, nodeSpace)) return Fail(ref why, "nodes must be a " + Wire.DtypeName(nodeSpace.Dtype) + " tensor of shape (n" + ShapeTail(nodeSpace) + "), got " + nodes.Describe());
                         if (edgeSpace == null)
                         {
                             if (!edges.IsNil || !links.IsNil) return Fail(ref why, "a graph without an edge space has nil edges and edge_links");
                             return 0;
                         }
                         if (edges.IsNil && links.IsNil) return 0;
-                        if (!Leading(edges, edgeSpace)) return Fail(ref why, "edges must be a " + Wire.DtypeName(edgeSpace.Dtype) + " tensor of shape (m, " + ShapeTail(edgeSpace) + "), got " + edges.Describe());
+                        if (!Leading(edges, edgeSpace)) return Fail(ref why, "edges must be a " + Wire.DtypeName(edgeSpace.Dtype) + " tensor of shape (m" + ShapeTail(edgeSpace) + "), got " + edges.Describe());
                         if (links.Type != ValueKind.Tensor || (links.Dtype != Dtype.Int64 && links.Dtype != Dtype.Int32) || links.Ndim != 2 || links.Dim(1) != 2 || links.Dim(0) != edges.Dim(0))
                             return Fail(ref why, "edge_links must be an int64 or int32 tensor of shape (" + edges.Dim(0) + ", 2), got " + links.Describe());
                         return 0;
@@ -1621,11 +1621,13 @@ namespace Rlay
             for (int i = 0; i < s.shape.Length; i++) if (v.Dim(i + 1) != s.shape[i]) return false;
             return true;
         }
+        /// <summary>", 2, 3" for a space of shape (2, 3); "," for a Discrete: "(n,)".</summary>
         static string ShapeTail(Space s)
         {
+            if (s.shape.Length == 0) return ",";
             var sb = new StringBuilder();
-            for (int i = 0; i < s.shape.Length; i++) sb.Append(i > 0 ? ", " : "").Append(s.shape[i]);
-            return s.shape.Length == 0 ? "" : sb.ToString();
+            foreach (int d in s.shape) sb.Append(", ").Append(d);
+            return sb.ToString();
         }
 
         string ShapeText(int batch)
