@@ -38,7 +38,10 @@
 // ERRORS. A protocol error ends the session (the peer is told why with a fatal ERROR) and shows as
 // an RlayException (Code: the wire code of section 11) in env.Error. An exception thrown by env
 // code is not an rlay error: Serve answers it with ENV_EXCEPTION (type name and stack trace) and
-// the session goes on; in loop style call env.ReplyException(e).
+// the session goes on; in loop style call env.ReplyException(e). An observation you write that
+// does not match the observation space exactly (dtype, shape, keys) is never sent nor rounded:
+// the command is answered with ENV_EXCEPTION naming the problem (section 9). A STEP is checked in
+// section 8's order: structure (BAD_VALUE, fatal), RESET_NEEDED, bounds (INVALID_ACTION).
 //
 // BATCHES (section 10). env.NumEnvs = n before Listen/Connect hosts n sub-envs on one connection
 // (Python: rlay.ClientVectorEnv / rlay.ServerVectorEnv). The spaces given are one sub-env's; on
