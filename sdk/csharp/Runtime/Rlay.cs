@@ -1023,7 +1023,7 @@ namespace Rlay
         byte[] low, high;            // box: raw elements; multi_discrete: nvec and start as raw elements
         public long N { get; private set; }          // discrete n
         /// <summary>Discrete start as a long (a uint64 start at 2^63 or above wraps: read StartValue).</summary>
-        public long Start { get { return (long)startValue; } }
+        public long Start { get { return startValue > long.MaxValue ? (long)(ulong)startValue : (long)startValue; } }
         /// <summary>Discrete start exactly, whatever the dtype (a uint64 start may pass long.MaxValue; section 9).</summary>
         public decimal StartValue { get { return startValue; } }
         decimal startValue;

@@ -292,6 +292,7 @@ static class UnitTests
         d.PutKey("start"); d.PutUInt(9223372036854775813UL); d.PutKey("dtype"); d.PutStr("uint64");
         Space u = Space.Read(Decoded(d).Body.Get("value"));
         Check(u.StartValue == 9223372036854775813m, "uint64 start kept: " + u.StartValue);
+        Check(u.Start == unchecked((long)9223372036854775813UL), "Start wraps like a cast, never throws");
         var back = new Writer();
         u.Write(back);
         Check(BodyHex(back) == BodyHex(d), "uint64 start written back as a uint 64");
