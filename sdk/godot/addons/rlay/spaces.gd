@@ -109,22 +109,37 @@ static func to_wire(space: Dictionary, v, where: String = "obs") -> Array:
 		"box", "multi_discrete", "multi_binary":
 			var dtype: String = space["dtype"] if kind == "box" else ("int8" if kind == "multi_binary" else space["nvec"].dtype_name())
 			var shape := _shape_of(space)
+			var flat: Array
 			if typeof(v) == TYPE_OBJECT and v is Rlay.Tensor:
-				if v.dtype_name() != dtype or v.shape != shape:
+				if v.shape != shape:
 					return [false, "%s: expected a %s%s tensor, got %s%s" % [where, dtype, str(shape), v.dtype_name(), str(v.shape)]]
-				return [true, v]
-			if not typeof(v) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
+				if v.dtype_name() == dtype:
+					return [true, v]
+				flat = v.to_array()  # another dtype: sent only if every element converts exactly
+				if v.dtype == Rlay.DT_UINT64:
+					for i in range(flat.size()):
+						if flat[i] < 0:
+							flat[i] = Rlay.U64.new(flat[i])
+			elif typeof(v) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
+				flat = _flatten(v)
+			else:
 				return [false, "%s: expected an Array of %d numbers (or an Rlay.Tensor), got %s" % [where, _count(shape), Rlay.W.describe(v)]]
-			var flat := _flatten(v)
 			if flat.size() != _count(shape):
 				return [false, "%s: expected %d numbers for shape %s, got %d" % [where, _count(shape), str(shape), flat.size()]]
+			var why := _exact_all(dtype, flat, where)
+			if why != "":
+				return [false, why]
 			return [true, Rlay.tensor(dtype, shape, flat)]
 		"discrete":
-			if typeof(v) == TYPE_INT:
-				return [true, v]
-			if typeof(v) == TYPE_REAL and v == floor(v):
-				return [true, int(v)]
-			return [false, "%s: expected an int, got %s" % [where, Rlay.W.describe(v)]]
+			var dt: String = space["dtype"]
+			var x = v
+			if typeof(v) == TYPE_REAL and v == floor(v) and abs(v) < 9.2e18:
+				x = int(v)
+			elif typeof(v) == TYPE_BOOL:
+				x = 1 if v else 0
+			if not Rlay.W.is_int(x) or not _int_fits(dt, x):
+				return [false, "%s: expected an int of the %s range, got %s" % [where, dt, Rlay.W.describe(v)]]
+			return [true, x]
 		"text":
 			if typeof(v) == TYPE_STRING:
 				return [true, v]
@@ -175,6 +190,67 @@ static func to_wire(space: Dictionary, v, where: String = "obs") -> Array:
 	return [true, v]  # graph: the game gives the wire value itself
 
 
+# §9 "An env side's own observations": never rounded. Every element must convert exactly to
+# `dtype` (NaN to NaN); "" or why not, naming the first element that would change. Bools become
+# 0 / 1 in place (numpy casts them exactly).
+static func _exact_all(dtype: String, flat: Array, where: String) -> String:
+	var buf := StreamPeerBuffer.new()
+	for i in range(flat.size()):
+		var x = flat[i]
+		if typeof(x) == TYPE_BOOL and dtype != "bool":
+			x = 1 if x else 0
+			flat[i] = x
+		if not _exact(dtype, x, buf):
+			return "%s: element %d = %s does not convert exactly to %s (an env side never rounds its observation: convert it in the game, e.g. Rlay.tensor(\"%s\", shape, values))" % [where, i, Rlay.W.describe(x), dtype, dtype]
+	return ""
+
+
+static func _exact(dtype: String, x, buf: StreamPeerBuffer) -> bool:
+	var t := typeof(x)
+	if t == TYPE_OBJECT and x is Rlay.U64:
+		return dtype == "uint64"
+	if dtype == "bool":
+		return t == TYPE_BOOL or ((t == TYPE_INT or t == TYPE_REAL) and (x == 0 or x == 1))
+	if t == TYPE_INT:
+		match dtype:
+			"float64":
+				return abs(x) <= 9007199254740992 or int(float(x)) == x
+			"float32", "float16":
+				return _float_exact(dtype, float(x), buf) and abs(x) < 16777216 * 16777216
+		return _int_fits(dtype, x)
+	if t != TYPE_REAL:
+		return false
+	if is_nan(x) or is_inf(x):
+		return dtype.begins_with("float")
+	match dtype:
+		"float64":
+			return true
+		"float32", "float16":
+			return _float_exact(dtype, x, buf)
+	if x != floor(x) or abs(x) >= 9.2e18:
+		return false
+	return _int_fits(dtype, int(x))
+
+
+static func _float_exact(dtype: String, x: float, buf: StreamPeerBuffer) -> bool:
+	if dtype == "float16":
+		return Rlay.W._half_to_float(Rlay._float_to_half(x)) == x
+	buf.seek(0)
+	buf.put_float(x)
+	buf.seek(0)
+	return buf.get_float() == x
+
+
+# Does the int (or Rlay.U64) `x` fit the integer dtype `dtype`?
+static func _int_fits(dtype: String, x) -> bool:
+	if typeof(x) == TYPE_OBJECT:
+		return dtype == "uint64"
+	if not Rlay.W.INT_RANGE.has(dtype):
+		return false
+	var r: Array = Rlay.W.INT_RANGE[dtype]
+	return x >= r[0] and x <= r[1]
+
+
 static func _flatten(v) -> Array:
 	var out := []
 	for x in v:
@@ -191,7 +267,9 @@ static func _flatten(v) -> Array:
 # discrete -> int, multi_discrete / multi_binary -> Array of int, text -> String,
 # dict -> Dictionary, tuple -> Array. Returns [0, value] or [code, why] with code BAD_VALUE
 # (the structure is wrong: fatal) or INVALID_ACTION (outside the space: the session goes on).
-static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
+# With bounds false only the structure is checked (BAD_VALUE): spec §8's order on a STEP is
+# structure, then RESET_NEEDED, then bounds.
+static func from_wire(space: Dictionary, v, where: String = "action", bounds: bool = true) -> Array:
 	var kind: String = space["kind"]
 	match kind:
 		"box", "multi_discrete", "multi_binary":
@@ -199,6 +277,8 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 			var shape := _shape_of(space)
 			if not (typeof(v) == TYPE_OBJECT and v is Rlay.Tensor) or v.dtype_name() != dtype or v.shape != shape:
 				return [Rlay.BAD_VALUE, "%s: expected a %s%s tensor, got %s" % [where, dtype, str(shape), Rlay.W.describe(v)]]
+			if not bounds:
+				return [0, v if kind == "box" else v.to_array()]
 			var xs: Array = v.to_array()
 			if kind == "box":
 				var lo: Array = space["low"].to_array()
@@ -219,20 +299,34 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 					return [Rlay.INVALID_ACTION, "%s: element %d = %d is outside [%d, %d)" % [where, i, xs[i], st[i], st[i] + nvec[i]]]
 			return [0, xs]
 		"discrete":
+			var dt: String = space["dtype"]
 			var a = v
 			if typeof(v) == TYPE_OBJECT and v is Rlay.Tensor and v.shape.size() == 0 and v.dtype >= Rlay.DT_INT8 and v.dtype <= Rlay.DT_UINT64:
 				a = v.to_array()[0]
-			if typeof(a) == TYPE_OBJECT and a is Rlay.U64:
-				return [Rlay.INVALID_ACTION, "%s: %s is outside the space" % [where, str(a)]]
-			if typeof(a) != TYPE_INT:
+				if v.dtype == Rlay.DT_UINT64 and a < 0:
+					a = Rlay.U64.new(a)
+			if not Rlay.W.is_int(a):
 				return [Rlay.BAD_VALUE, "%s: expected an int, got %s" % [where, Rlay.W.describe(v)]]
-			var start: int = space["start"]
-			if a < start or a >= start + space["n"]:
-				return [Rlay.INVALID_ACTION, "%s: %d is outside [%d, %d)" % [where, a, start, start + space["n"]]]
+			if not _int_fits(dt, a):  # §9: a Discrete value outside the dtype's range
+				return [Rlay.BAD_VALUE, "%s: %s is outside the %s range" % [where, str(a), dt]]
+			if not bounds:
+				return [0, a]
+			var start = space["start"]
+			var n: int = space["n"]
+			var inside: bool
+			if dt == "uint64":  # unsigned 64-bit, never int64 (§9)
+				var off: int = _bits(a) - _bits(start)
+				inside = not Rlay.W.u_gt(start, a) and off >= 0 and off < n
+			else:
+				inside = a >= start and a <= start + n - 1
+			if not inside:
+				return [Rlay.INVALID_ACTION, "%s: %s is outside [%s, %s + %d)" % [where, str(a), str(start), str(start), n]]
 			return [0, a]
 		"text":
 			if typeof(v) != TYPE_STRING:
 				return [Rlay.BAD_VALUE, "%s: expected a str, got %s" % [where, Rlay.W.describe(v)]]
+			if not bounds:
+				return [0, v]
 			if v.length() < space["min_length"] or v.length() > space["max_length"]:
 				return [Rlay.INVALID_ACTION, "%s: length %d outside [%d, %d]" % [where, v.length(), space["min_length"], space["max_length"]]]
 			for i in range(v.length()):
@@ -246,7 +340,7 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 			for k in space["spaces"]:
 				if not v.has(k):
 					return [Rlay.BAD_VALUE, "%s: missing key %s" % [where, k]]
-				var r := from_wire(space["spaces"][k], v[k], "%s[%s]" % [where, k])
+				var r := from_wire(space["spaces"][k], v[k], "%s[%s]" % [where, k], bounds)
 				if r[0] != 0:
 					return r
 				out[k] = r[1]
@@ -257,7 +351,7 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 				return [Rlay.BAD_VALUE, "%s: expected an array of %d values, got %s" % [where, subs.size(), Rlay.W.describe(v)]]
 			var out2 := []
 			for i in range(subs.size()):
-				var r2 := from_wire(subs[i], v[i], "%s[%d]" % [where, i])
+				var r2 := from_wire(subs[i], v[i], "%s[%d]" % [where, i], bounds)
 				if r2[0] != 0:
 					return r2
 				out2.append(r2[1])
@@ -267,7 +361,7 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 				return [Rlay.BAD_VALUE, "%s: expected an array, got %s" % [where, Rlay.W.describe(v)]]
 			var out3 := []
 			for i in range(v.size()):
-				var r3 := from_wire(space["space"], v[i], "%s[%d]" % [where, i])
+				var r3 := from_wire(space["space"], v[i], "%s[%d]" % [where, i], bounds)
 				if r3[0] != 0:
 					return r3
 				out3.append(r3[1])
@@ -278,11 +372,15 @@ static func from_wire(space: Dictionary, v, where: String = "action") -> Array:
 				return [Rlay.BAD_VALUE, "%s: expected [index, value], got %s" % [where, Rlay.W.describe(v)]]
 			if v[0] < 0 or v[0] >= subs2.size():
 				return [Rlay.BAD_VALUE, "%s: index %d outside the %d sub-spaces" % [where, v[0], subs2.size()]]
-			var r4 := from_wire(subs2[v[0]], v[1], "%s[%d]" % [where, v[0]])
+			var r4 := from_wire(subs2[v[0]], v[1], "%s[%d]" % [where, v[0]], bounds)
 			if r4[0] != 0:
 				return r4
 			return [0, [v[0], r4[1]]]
 	return [0, v]
+
+
+static func _bits(x) -> int:
+	return x.bits if typeof(x) == TYPE_OBJECT else x
 
 
 # ---- §10 batching: N values of `space` <-> one value of batch_space(space, N) ------------------

@@ -49,7 +49,7 @@ func rlay_step(action) -> Array:
 	return [action, 0.0, false, false, {"echo": true}]
 
 
-func rlay_reset_batch(seeds: Array, _options) -> Array:
+func rlay_reset_batch(seeds: Array, _options, _mask: Array) -> Array:
 	var obs := []
 	var infos := []
 	for _i in seeds:
