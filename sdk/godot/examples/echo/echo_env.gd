@@ -2,7 +2,8 @@
 # (box, discrete, multi_discrete, multi_binary, text, dict, tuple, sequence, one_of): the tests send actions from
 # Python and check that each comes back unchanged, through from_wire, to_wire and (with
 # --num-envs N) the §10 batching. CALL "fail" answers an EnvError; RESET with the option
-# "script_error" hits a GDScript runtime error (an ENV_EXCEPTION reply; the session goes on).
+# "script_error" hits a GDScript runtime error (an ENV_EXCEPTION reply; the session goes on);
+# RESET with the option "patch" (a map) puts the given values into the observation.
 extends Node
 
 const Rlay = preload("res://addons/rlay/rlay.gd")
@@ -36,7 +37,11 @@ func rlay_reset(_seed, options) -> Array:
 	if typeof(options) == TYPE_DICTIONARY and options.has("script_error"):
 		var nothing = null
 		nothing.crash()  # a runtime error: this function aborts and returns null
-	return [_zero(), {}]
+	var obs := _zero()
+	if typeof(options) == TYPE_DICTIONARY and options.has("patch"):
+		for k in options["patch"]:  # the test's own values for some keys (exact-observation checks)
+			obs[k] = options["patch"][k]
+	return [obs, {}]
 
 
 func _zero() -> Dictionary:
