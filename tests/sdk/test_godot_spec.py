@@ -170,6 +170,9 @@ def echo_env() -> rlay.ClientEnv:
         ({"tuple": [1, [0.5, "x"]]}, "obs[tuple][1]: element 1"),
         ({"discrete": 2.5}, "obs[discrete]"),
         ({"multi_binary": [0, 1]}, "obs[multi_binary]: expected 3 numbers"),
+        ({"graph": {"nodes": [[0.5, 0.1]], "edges": [], "edge_links": []}}, "obs[graph][nodes]: element 1"),
+        ({"graph": {"nodes": [[0.5, 0.5]], "edges": [1], "edge_links": None}}, "obs[graph][edge_links]"),
+        ({"graph_nodes": {"nodes": [1], "edges": [], "edge_links": []}}, "without an edge space"),
     ],
 )
 def test_an_observation_that_does_not_convert_exactly_is_never_sent(

@@ -3,9 +3,8 @@
 #     const Spaces = preload("res://addons/rlay/spaces.gd")
 #     var obs_space = Spaces.box(-1.0, 1.0, [4], "float32")
 #
-# Supported for values: box, discrete, multi_discrete, multi_binary, text, dict, tuple, sequence,
-# one_of (nested). graph descriptors can be sent (they are plain maps), but this file does not
-# convert or check graph values: the game passes the wire value itself (see README).
+# Supported for values: every kind of §9 (box, discrete, multi_discrete, multi_binary, text,
+# dict, tuple, sequence, graph, one_of), nested.
 extends Reference
 
 const Rlay = preload("res://addons/rlay/rlay.gd")
@@ -72,6 +71,12 @@ static func tuple(spaces: Array) -> Dictionary:
 
 static func sequence(space: Dictionary, stack: bool = false) -> Dictionary:
 	return {"kind": "sequence", "space": space, "stack": stack}
+
+
+# node_space / edge_space: a box or discrete space; edge_space null: a graph without edge
+# features, whose values have no edges (§9).
+static func graph(node_space: Dictionary, edge_space = null) -> Dictionary:
+	return {"kind": "graph", "node_space": node_space, "edge_space": edge_space}
 
 
 static func one_of(spaces: Array) -> Dictionary:
@@ -187,7 +192,9 @@ static func to_wire(space: Dictionary, v, where: String = "obs") -> Array:
 			if not r4[0]:
 				return r4
 			return [true, [v[0], r4[1]]]
-	return [true, v]  # graph: the game gives the wire value itself
+		"graph":
+			return _graph_to_wire(space, v, where)
+	return [false, "%s: unknown space kind %s" % [where, kind]]
 
 
 # §9 "An env side's own observations": never rounded. Every element must convert exactly to
@@ -376,7 +383,124 @@ static func from_wire(space: Dictionary, v, where: String = "action", bounds: bo
 			if r4[0] != 0:
 				return r4
 			return [0, [v[0], r4[1]]]
-	return [0, v]
+		"graph":
+			var why := _graph_problem(space, v, where)
+			if why != "":
+				return [Rlay.BAD_VALUE, why]
+			if bounds:
+				why = _graph_outside(space, v, where)
+				if why != "":
+					return [Rlay.INVALID_ACTION, why]
+			return [0, v]
+	return [Rlay.BAD_VALUE, "%s: unknown space kind %s" % [where, kind]]
+
+
+# ---- graph values (§9): a map of exactly nodes, edges, edge_links ------------------------------
+
+# [dtype, shape] of one node or edge of a graph's (box or discrete) node / edge space.
+static func _layout(space: Dictionary) -> Array:
+	if space["kind"] == "discrete":
+		return [space["dtype"], []]
+	return [space["dtype"], space["shape"]]
+
+
+static func _tail(shape: Array) -> Array:
+	var out := []
+	for i in range(1, shape.size()):
+		out.append(shape[i])
+	return out
+
+
+static func _is_tensor(x) -> bool:
+	return typeof(x) == TYPE_OBJECT and x is Rlay.Tensor
+
+
+# The structure of a graph value; "" or why not (BAD_VALUE). Nodes: (n, *node shape) of the node
+# dtype; with an edge space, edges (m, *edge shape) and int64 or int32 edge_links (m, 2), or both
+# nil; without one, both nil.
+static func _graph_problem(space: Dictionary, v, where: String) -> String:
+	if typeof(v) != TYPE_DICTIONARY or v.size() != 3 or not (v.has("nodes") and v.has("edges") and v.has("edge_links")):
+		return "%s: expected a map of exactly nodes, edges, edge_links, got %s" % [where, Rlay.W.describe(v) if typeof(v) != TYPE_DICTIONARY else str(v.keys())]
+	var nl := _layout(space["node_space"])
+	var nodes = v["nodes"]
+	if not _is_tensor(nodes) or nodes.dtype_name() != nl[0] or nodes.shape.size() != 1 + nl[1].size() or _tail(nodes.shape) != nl[1]:
+		return "%s[nodes]: expected a %s tensor of shape (n, %s), got %s" % [where, nl[0], str(nl[1]), Rlay.W.describe(nodes)]
+	var edges = v["edges"]
+	var links = v["edge_links"]
+	if space["edge_space"] == null:
+		if edges != null or links != null:
+			return "%s: a graph without an edge space has nil edges and edge_links" % where
+		return ""
+	if edges == null and links == null:
+		return ""
+	var el := _layout(space["edge_space"])
+	if not _is_tensor(edges) or edges.dtype_name() != el[0] or edges.shape.size() != 1 + el[1].size() or _tail(edges.shape) != el[1]:
+		return "%s[edges]: expected a %s tensor of shape (m, %s) (or nil with nil edge_links), got %s" % [where, el[0], str(el[1]), Rlay.W.describe(edges)]
+	if not _is_tensor(links) or not links.dtype in [Rlay.DT_INT64, Rlay.DT_INT32] or links.shape != [edges.shape[0], 2]:
+		return "%s[edge_links]: expected an int64 or int32 tensor of shape (%d, 2), got %s" % [where, edges.shape[0], Rlay.W.describe(links)]
+	return ""
+
+
+# Gymnasium's Graph.contains: nodes and edges inside their spaces, links between existing nodes.
+static func _graph_outside(space: Dictionary, v, where: String) -> String:
+	var parts := [["nodes", space["node_space"], v["nodes"]]]
+	if v["edges"] != null:
+		parts.append(["edges", space["edge_space"], v["edges"]])
+	for p in parts:
+		var sub: Dictionary = p[1]
+		var xs: Array = p[2].to_array()
+		if sub["kind"] == "discrete":
+			for i in range(xs.size()):
+				var x = xs[i]
+				if sub["dtype"] == "uint64" and x < 0:
+					x = Rlay.U64.new(x)  # to_array gives uint64 elements as their signed bits
+				var r := from_wire(sub, x, "%s[%s][%d]" % [where, p[0], i])
+				if r[0] != 0:
+					return r[1]
+		else:
+			var lo: Array = sub["low"].to_array()
+			var hi: Array = sub["high"].to_array()
+			var per := lo.size()
+			for i in range(xs.size()):
+				if not (xs[i] >= lo[i % per] and xs[i] <= hi[i % per]):
+					return "%s[%s]: element %d = %s is outside [%s, %s]" % [where, p[0], i, str(xs[i]), str(lo[i % per]), str(hi[i % per])]
+	if v["edge_links"] != null:
+		var n: int = v["nodes"].shape[0]
+		var ls: Array = v["edge_links"].to_array()
+		for i in range(ls.size()):
+			if ls[i] < 0 or ls[i] >= n:
+				return "%s[edge_links]: element %d = %d is not a node index (the graph has %d nodes)" % [where, i, ls[i], n]
+	return ""
+
+
+# The game's graph observation: tensors, or Arrays (nodes and edges flattened in C order, one
+# node / edge after another; edge_links pairs) converted exactly.
+static func _graph_to_wire(space: Dictionary, v, where: String) -> Array:
+	if typeof(v) != TYPE_DICTIONARY:
+		return [false, "%s: expected a Dictionary of nodes, edges, edge_links, got %s" % [where, Rlay.W.describe(v)]]
+	var out := {}
+	for p in [["nodes", space["node_space"]], ["edges", space["edge_space"]], ["edge_links", null]]:
+		var x = v.get(p[0])
+		if p[0] != "nodes" and space["edge_space"] == null and x != null:
+			return [false, "%s: a graph without an edge space has nil edges and edge_links" % where]
+		if typeof(x) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
+			var lay: Array = ["int64", [2]] if p[1] == null else _layout(p[1])
+			var per := _count(lay[1])
+			var flat := _flatten(x)
+			if per == 0 or flat.size() % per != 0:
+				return [false, "%s[%s]: %d numbers do not make whole items of shape %s" % [where, p[0], flat.size(), str(lay[1])]]
+			var why := _exact_all(lay[0], flat, "%s[%s]" % [where, p[0]])
+			if why != "":
+				return [false, why]
+			x = Rlay.tensor(lay[0], [flat.size() / per] + lay[1], flat)
+		out[p[0]] = x
+	for k in v:
+		if not k in ["nodes", "edges", "edge_links"]:
+			return [false, "%s: unknown key %s (a graph has nodes, edges, edge_links)" % [where, str(k)]]
+	var problem := _graph_problem(space, out, where)
+	if problem != "":
+		return [false, problem]
+	return [true, out]
 
 
 static func _bits(x) -> int:

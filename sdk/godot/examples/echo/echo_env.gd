@@ -1,5 +1,5 @@
 # An env whose observation is the action it was given, with every space kind the addon converts
-# (box, discrete, multi_discrete, multi_binary, text, dict, tuple, sequence, one_of): the tests send actions from
+# (box, discrete, multi_discrete, multi_binary, text, dict, tuple, sequence, one_of, graph): the tests send actions from
 # Python and check that each comes back unchanged, through from_wire, to_wire and (with
 # --num-envs N) the §10 batching. CALL "fail" answers an EnvError; RESET with the option
 # "script_error" hits a GDScript runtime error (an ENV_EXCEPTION reply; the session goes on);
@@ -26,6 +26,8 @@ func _ready() -> void:
 		"tuple": Spaces.tuple([Spaces.discrete(2), Spaces.box(-1.0, 1.0, [2], "float64")]),
 		"sequence": Spaces.sequence(Spaces.discrete(3)),
 		"one_of": Spaces.one_of([Spaces.discrete(2), Spaces.box(-1.0, 1.0, [2], "float32")]),
+		"graph": Spaces.graph(Spaces.box(-1.0, 1.0, [2], "float32"), Spaces.discrete(3)),
+		"graph_nodes": Spaces.graph(Spaces.discrete(4)),
 	})
 	env.observation_space = space
 	env.action_space = space
@@ -47,7 +49,8 @@ func rlay_reset(_seed, options) -> Array:
 func _zero() -> Dictionary:
 	return {"box": [0.0, 0.0, 0.0, 0.0], "grid": [0, 0, 0], "discrete": 0, "multi_discrete": [0, 0],
 		"multi_binary": [0, 1, 0], "text": "a", "tuple": [1, [0.5, -0.5]], "sequence": [2, 0],
-		"one_of": [1, [0.25, 0.5]]}
+		"one_of": [1, [0.25, 0.5]], "graph": {"nodes": [[0.5, -0.5]], "edges": [], "edge_links": []},
+		"graph_nodes": {"nodes": [1, 3], "edges": null, "edge_links": null}}
 
 
 func rlay_step(action) -> Array:
