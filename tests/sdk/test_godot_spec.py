@@ -227,6 +227,17 @@ def test_rlay_mode_other_than_listen_or_dial_is_an_error() -> None:
     assert "RLAY_" not in proc.stdout
 
 
+def test_the_puck_game_follows_rlay_mode_too() -> None:
+    """The Puck game (examples/godot_puck, loop style) reads the launcher's variables through the
+    same node: an unknown RLAY_MODE ends it with exit 1 and a message naming it."""
+    game = str(ROOT / "examples" / "godot_puck")
+    cmd = ["godot3-server", "--no-window", "--fixed-fps", "15", "--path", game]
+    env = {**launcher_env(RLAY_MODE="both"), "LANG": "en_US.UTF-8"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "RLAY_MODE must be listen or dial, got 'both'" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_rlay_mode_unset_or_empty_listens_and_end_of_stream_in_idle_exits_0() -> None:
     """§15: RLAY_MODE unset or empty is listen; unknown RLAY_* variables are ignored; end of stream
     in idle (a trainer that exits without CLOSE) is an orderly end: exit 0."""

@@ -27,7 +27,8 @@ static func _bound(v, shape: Array, dtype: String):
 	return Rlay.tensor_filled(dtype, shape, v)
 
 
-static func discrete(n: int, start: int = 0, dtype: String = "int64") -> Dictionary:
+# start: an int, or an Rlay.U64 for a uint64 Discrete starting at 2^63 or above (§9).
+static func discrete(n: int, start = 0, dtype: String = "int64") -> Dictionary:
 	return {"kind": "discrete", "n": n, "start": start, "dtype": dtype}
 
 
@@ -554,7 +555,11 @@ static func unstack(space: Dictionary, v, n: int):
 			for i in range(n):
 				var bytes := PoolByteArray() if per == 0 else v.data.subarray(i * per, (i + 1) * per - 1)
 				var t := Rlay.Tensor.new(v.dtype, inner.duplicate(), bytes)
-				out.append(t.to_array()[0] if kind == "discrete" else t)
+				if kind != "discrete":
+					out.append(t)
+				else:
+					var x = t.to_array()[0]
+					out.append(Rlay.U64.new(x) if v.dtype == Rlay.DT_UINT64 and x < 0 else x)
 			return out
 		"dict":
 			if typeof(v) != TYPE_DICTIONARY:

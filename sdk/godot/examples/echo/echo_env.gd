@@ -28,6 +28,7 @@ func _ready() -> void:
 		"one_of": Spaces.one_of([Spaces.discrete(2), Spaces.box(-1.0, 1.0, [2], "float32")]),
 		"graph": Spaces.graph(Spaces.box(-1.0, 1.0, [2], "float32"), Spaces.discrete(3)),
 		"graph_nodes": Spaces.graph(Spaces.discrete(4)),
+		"big": Spaces.discrete(2, Rlay.U64.new(-2), "uint64"),  # 2^64 - 2 and 2^64 - 1 (§9)
 	})
 	env.observation_space = space
 	env.action_space = space
@@ -50,7 +51,7 @@ func _zero() -> Dictionary:
 	return {"box": [0.0, 0.0, 0.0, 0.0], "grid": [0, 0, 0], "discrete": 0, "multi_discrete": [0, 0],
 		"multi_binary": [0, 1, 0], "text": "a", "tuple": [1, [0.5, -0.5]], "sequence": [2, 0],
 		"one_of": [1, [0.25, 0.5]], "graph": {"nodes": [[0.5, -0.5]], "edges": [], "edge_links": []},
-		"graph_nodes": {"nodes": [1, 3], "edges": null, "edge_links": null}}
+		"graph_nodes": {"nodes": [1, 3], "edges": null, "edge_links": null}, "big": Rlay.U64.new(-1)}
 
 
 func rlay_step(action) -> Array:
