@@ -20,7 +20,7 @@ static func box(low, high, shape: Array, dtype: String = "float32") -> Dictionar
 
 
 static func _bound(v, shape: Array, dtype: String):
-	if typeof(v) == TYPE_OBJECT:
+	if typeof(v) == TYPE_OBJECT and v is Rlay.Tensor:
 		return v
 	if typeof(v) in [TYPE_ARRAY, TYPE_REAL_ARRAY, TYPE_INT_ARRAY]:
 		return Rlay.tensor(dtype, shape, v)
@@ -291,8 +291,10 @@ static func from_wire(space: Dictionary, v, where: String = "action", bounds: bo
 			if kind == "box":
 				var lo: Array = space["low"].to_array()
 				var hi: Array = space["high"].to_array()
+				var u64: bool = v.dtype == Rlay.DT_UINT64  # to_array gives its elements' signed bits
 				for i in range(xs.size()):
-					if not (xs[i] >= lo[i] and xs[i] <= hi[i]):
+					var outside: bool = (Rlay.W.u_gt(lo[i], xs[i]) or Rlay.W.u_gt(xs[i], hi[i])) if u64 else not (xs[i] >= lo[i] and xs[i] <= hi[i])
+					if outside:
 						return [Rlay.INVALID_ACTION, "%s: element %d = %s is outside [%s, %s]" % [where, i, str(xs[i]), str(lo[i]), str(hi[i])]]
 				return [0, v]
 			if kind == "multi_binary":

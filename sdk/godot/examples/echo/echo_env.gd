@@ -29,6 +29,7 @@ func _ready() -> void:
 		"graph": Spaces.graph(Spaces.box(-1.0, 1.0, [2], "float32"), Spaces.discrete(3)),
 		"graph_nodes": Spaces.graph(Spaces.discrete(4)),
 		"big": Spaces.discrete(2, Rlay.U64.new(-2), "uint64"),  # 2^64 - 2 and 2^64 - 1 (§9)
+		"big_box": Spaces.box(0, Rlay.U64.new(-1), [2], "uint64"),  # 0 ... 2^64 - 1
 	})
 	env.observation_space = space
 	env.action_space = space
@@ -51,7 +52,8 @@ func _zero() -> Dictionary:
 	return {"box": [0.0, 0.0, 0.0, 0.0], "grid": [0, 0, 0], "discrete": 0, "multi_discrete": [0, 0],
 		"multi_binary": [0, 1, 0], "text": "a", "tuple": [1, [0.5, -0.5]], "sequence": [2, 0],
 		"one_of": [1, [0.25, 0.5]], "graph": {"nodes": [[0.5, -0.5]], "edges": [], "edge_links": []},
-		"graph_nodes": {"nodes": [1, 3], "edges": null, "edge_links": null}, "big": Rlay.U64.new(-1)}
+		"graph_nodes": {"nodes": [1, 3], "edges": null, "edge_links": null}, "big": Rlay.U64.new(-1),
+		"big_box": [0, Rlay.U64.new(-1)]}
 
 
 func rlay_step(action) -> Array:
