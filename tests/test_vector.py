@@ -880,3 +880,21 @@ def test_batch_result_template_is_the_canonical_encoding(dtype: str, shape: tupl
     assert template.decode(memoryview(bytes(bad)), body) is None
     with pytest.raises(ProtocolError, match="bool tensor holds a byte other than 0 or 1"):
         decode(body, bytes(bad))
+
+
+def test_a_seed_past_u64_for_the_last_sub_env_is_refused_here() -> None:
+    """§10: sub-env i gets seed + i; one that would pass 2**64 - 1 is the caller's error, named
+    before anything is sent (the env side would answer a fatal BAD_FIELD)."""
+    make = lambda: gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 3)  # noqa: E731
+    server = serve_vector(make, "tcp://127.0.0.1:0", block=False)
+    env = ClientVectorEnv(server.address)
+    try:
+        with pytest.raises(UsageError, match=r"seed \+ i"):
+            env.reset(seed=2**64 - 2)
+        with pytest.raises(UsageError, match=r"seed\[1\]"):
+            env.reset(seed=[0, -1, None])
+        obs, _ = env.reset(seed=2**64 - 3)  # the last sub-env gets 2**64 - 1: fine
+        assert obs.shape == (3, 4)
+    finally:
+        env.close()
+        server.close()

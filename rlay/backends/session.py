@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import gymnasium as gym
 import numpy as np
 
-from rlay.batching import batch_contains, batch_fast_paths
+from rlay.batching import batch_contains, batch_fast_paths, wire_spaces
 from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.connection import Connection, State
@@ -39,7 +39,7 @@ from rlay.protocol.messages import (
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
 from rlay.session import Session
-from rlay.spaces import SpaceCodec, batched, describe, fast_contains, fast_paths
+from rlay.spaces import SpaceCodec, describe, fast_contains, fast_paths
 from rlay.transports import Stream, dial, listen
 
 __all__ = ["Command", "EnvSession"]
@@ -101,8 +101,7 @@ class EnvSession:
         self.action_space = action_space
         self.num_envs = num_envs
         # §10: ENV_INFO describes one sub-env; with num_envs > 1 the values on the wire are batched.
-        wire_obs = observation_space if num_envs == 1 else batched(observation_space, num_envs)
-        wire_act = action_space if num_envs == 1 else batched(action_space, num_envs)
+        wire_obs, wire_act = wire_spaces(observation_space, action_space, num_envs)
         self._wire_action_space = wire_act
         # §9: an observation outside its space is the env code's error (ENV_EXCEPTION): never rounded.
         self._obs_codec = SpaceCodec(wire_obs, "observation", exact=True)

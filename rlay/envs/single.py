@@ -3,6 +3,7 @@ are the same ``gymnasium.Env`` once connected; only who opened the port differs 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -26,11 +27,17 @@ from rlay.protocol.messages import (
     Step,
     StepResult,
 )
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
-from rlay.spaces import SpaceCodec, fast_contains, fast_paths, from_descriptor
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
+from rlay.spaces import SpaceCodec, fast_contains, fast_paths
 from rlay.transports import Stream
 
-__all__ = ["ClientEnv", "ServerEnv"]
+__all__ = ["GAME_ADDRESS", "ClientEnv", "ServerEnv"]
+
+log = logging.getLogger("rlay")
+
+#: Where a game dials a ServerEnv by default (every SDK's samples use it): an editor game cannot
+#: learn a port chosen at run time. ``rlay.ServerEnv(rlay.GAME_ADDRESS)`` listens there.
+GAME_ADDRESS = "tcp://127.0.0.1:5555"
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_ACCEPT_TIMEOUT = 120.0
@@ -94,8 +101,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
     def _adopt(self, session: AgentSession) -> None:
         info = session.info
         try:
-            obs_space = from_descriptor(info.observation_space, "observation_space")
-            act_space = from_descriptor(info.action_space, "action_space")
+            obs_space, act_space = info.spaces  # built once, when ENV_INFO was received
             if info.num_envs != 1:
                 raise UsageError(
                     f"the env side hosts {info.num_envs} sub-envs; use a vector env for it, "
@@ -155,12 +161,16 @@ class _RemoteEnv(gym.Env[Any, Any]):
             raise ConnectionClosed("the env is closed")
         return session
 
+    def _live_for_reset(self) -> AgentSession:
+        """The session a reset goes to (a ServerEnv waits here for a game that left to return)."""
+        return self._live()
+
     # -- gymnasium.Env ---------------------------------------------------------------------------
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        session = self._live()
+        session = self._live_for_reset()
         super().reset(seed=seed)
         if seed is not None:
             if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
@@ -183,17 +193,8 @@ class _RemoteEnv(gym.Env[Any, Any]):
         reply = self._request(session, Step(self._act_codec.to_wire(action)), "STEP")
         if type(reply) is not StepResult:
             raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
-        reward = reply.reward
-        terminated = reply.terminated
-        truncated = reply.truncated
-        if type(reward) is not float:
-            reward = _float_reward(reward)
-        if type(terminated) is not bool or type(truncated) is not bool:
-            raise ProtocolError(
-                ErrorCode.BAD_FIELD,
-                "STEP_RESULT of a single env must carry bool flags, got "
-                f"{type(terminated).__name__} and {type(truncated).__name__}",
-            )
+        # The protocol core checked the fields against num_envs (§10): a float, two bools.
+        reward, terminated, truncated = reply.reward, reply.terminated, reply.truncated
         info = reply.info
         return (
             self._from_wire(session, self._obs_codec, reply.obs, "STEP"),
@@ -239,15 +240,6 @@ class _RemoteEnv(gym.Env[Any, Any]):
         session = getattr(self, "_session", None)
         if session is not None:
             session.abandon("the env was garbage-collected")
-
-
-def _float_reward(reward: Any) -> float:
-    if type(reward) is int:
-        return float(reward)  # §5: decoders accept an int where a float is due
-    raise ProtocolError(
-        ErrorCode.BAD_FIELD,
-        f"STEP_RESULT of a single env must carry a float reward, got {type(reward).__name__}",
-    )
 
 
 class ClientEnv(_RemoteEnv):
@@ -366,17 +358,59 @@ class ServerEnv(LazyAccept, _RemoteEnv):
     def _accepted(self) -> bool:
         return self.__dict__.get("_session") is not None
 
+    @property
+    def connected(self) -> bool:
+        """Whether an env side is attached and its session usable. Between a game leaving (stop
+        in the editor, a crash) and the next one dialling in, this is False: ``step`` raises
+        :class:`ConnectionClosed`, and ``reset`` / :meth:`accept` wait for the game to return."""
+        session = self.__dict__.get("_session")
+        return session is not None and not session.closed
+
     def accept(self, timeout: Any = ...) -> None:
-        """Wait for an env side to dial in and do the handshake (no-op if one is attached)."""
-        if self._session is not None:
+        """Wait for an env side to dial in and do the handshake (no-op while one is attached).
+
+        After the env side has gone (the game was stopped), this waits for the next one: the
+        loop of a game developer who presses stop and play again. The returning game must have
+        the same spaces (:class:`UsageError` otherwise). A launched program is not waited for
+        again: it is gone for good.
+        """
+        session = self._session
+        if session is not None and not session.closed:
             return
-        if self._endpoints is None:
+        endpoints = self._endpoints
+        if endpoints is None:
             raise ConnectionClosed("the env is closed")
+        if session is not None:
+            if endpoints.processes:
+                raise ConnectionClosed(f"the launched env program is gone ({session.engine.closed_why})")
+            why = session.engine.closed_why
+            log.info("= the env side left (%s); waiting for it at %s", why, self.address)
+            before = (self.observation_space, self.action_space)
+            self._session = None
+        else:
+            before = None
         seconds = self._accept_timeout if timeout is ... else timeout
-        _, stream = self._endpoints.connect(0, seconds)
+        _, stream = endpoints.connect(0, seconds)
         self._attach(stream)
+        if before is not None and before != (self.observation_space, self.action_space):
+            now = (self.observation_space, self.action_space)
+            self._session.close()  # type: ignore[union-attr]
+            self._session = None
+            raise UsageError(
+                f"the env side that dialled in has the spaces {now[0]} / {now[1]}, but this env "
+                f"had {before[0]} / {before[1]}; a returning game must keep its spaces"
+            )
 
     def _live(self) -> AgentSession:
         if self._session is None and self._endpoints is not None:
             self.accept()
+        return super()._live()
+
+    def _live_for_reset(self) -> AgentSession:
+        endpoints = self._endpoints
+        if endpoints is not None and not endpoints.processes:
+            if self._session is not None:
+                self._session.peek()  # a game stopped since the last command: notice it now
+            if not self.connected:
+                self.accept()
         return super()._live()

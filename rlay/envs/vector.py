@@ -45,6 +45,7 @@ from rlay.batching import (
     join,
     parse_autoreset_mode,
     part,
+    wire_spaces,
 )
 from rlay.envs._endpoints import Endpoints
 from rlay.envs._session import AgentSession
@@ -78,7 +79,7 @@ from rlay.protocol.messages import (
     StepResult,
 )
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
-from rlay.spaces import SpaceCodec, batched, fast_paths, from_descriptor
+from rlay.spaces import SpaceCodec, batched, fast_paths
 from rlay.transports import Stream
 
 __all__ = [
@@ -133,8 +134,7 @@ def _open_link(index: int, address: str, stream: Stream, offset: int, env: _Remo
 def _link(index: int, address: str, session: AgentSession, offset: int) -> _Link:
     try:
         info = session.info
-        obs_space = from_descriptor(info.observation_space, "observation_space")
-        act_space = from_descriptor(info.action_space, "action_space")
+        obs_space, act_space = info.spaces  # built once, when ENV_INFO was received
         metadata = free_from_wire(info.metadata)
         n = info.num_envs
         mode = None
@@ -149,8 +149,7 @@ def _link(index: int, address: str, session: AgentSession, offset: int) -> _Link
                 )
         elif n > 1:
             mode = AutoresetMode.NEXT_STEP  # §10: the default of a batch
-        wire_obs = obs_space if n == 1 else batched(obs_space, n)
-        wire_act = act_space if n == 1 else batched(act_space, n)
+        wire_obs, wire_act = wire_spaces(obs_space, act_space, n)
         session.conn.fast = (
             fast_paths(wire_obs, wire_act) if n == 1 else batch_fast_paths(obs_space, act_space, n)
         )
@@ -609,7 +608,13 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         if seed is None:
             return [None] * n_envs
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
-            return [int(seed) + i for i in range(n_envs)]
+            seeds = [int(seed) + i for i in range(n_envs)]
+            if seeds[0] < 0 or seeds[-1] > 2**64 - 1:  # §10: every sub-env's seed is a u64
+                raise UsageError(
+                    f"seed {int(seed)}: sub-env i is seeded with seed + i, which must be in 0 .. 2**64 - 1 "
+                    f"for all {n_envs} sub-envs"
+                )
+            return seeds
         if isinstance(seed, (list, tuple)):
             if len(seed) != n_envs:
                 raise UsageError(f"seed: expected {n_envs} seeds (one per sub-env), actual {len(seed)}")
@@ -621,6 +626,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                     raise UsageError(
                         f"seed[{i}]: expected an int or None, actual {type(s).__name__} {s!r:.40}"
                     )
+                if s is not None and not 0 <= int(s) <= 2**64 - 1:
+                    raise UsageError(f"seed[{i}] {int(s)} is outside 0 .. 2**64 - 1")
                 out.append(None if s is None else int(s))
             return out
         raise UsageError(
@@ -674,44 +681,19 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
     def _single_step(self, link: _Link, reply: Message) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if type(reply) is not StepResult:
             raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
-        try:
-            reward, terminated, truncated = reply.reward, reply.terminated, reply.truncated
-            if type(reward) is not float:
-                if type(reward) is not int:
-                    raise ProtocolError(
-                        ErrorCode.BAD_FIELD,
-                        f"STEP_RESULT.reward of one env must be a float, got {_what(reward)}",
-                    )
-                reward = float(reward)
-            if type(terminated) is not bool or type(truncated) is not bool:
-                raise ProtocolError(
-                    ErrorCode.BAD_FIELD,
-                    "STEP_RESULT of one env must carry bool flags, got "
-                    f"{_what(terminated)} and {_what(truncated)}",
-                )
+        try:  # the reply's fields were checked against num_envs by the protocol core (§10)
             obs = link.obs_codec.from_wire(reply.obs)
-            return obs, reward, terminated, truncated, self._link_info(link, reply.info)
+            info = self._link_info(link, reply.info)
         except ProtocolError as exc:
             self._fail(link, exc, "reading the reply to STEP")
+        return obs, reply.reward, reply.terminated, reply.truncated, info
 
     def _batch_result(
         self, link: _Link, reply: Message, copy: bool | None = None
     ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if type(reply) is not StepResult:
             raise AssertionError(f"state machine let {reply!r} through as STEP_RESULT")
-        n = link.n
-        try:
-            for name, value, dtype in (
-                ("reward", reply.reward, np.float64),
-                ("terminated", reply.terminated, np.bool_),
-                ("truncated", reply.truncated, np.bool_),
-            ):
-                if type(value) is not np.ndarray or value.dtype != dtype or value.shape != (n,):
-                    raise ProtocolError(
-                        ErrorCode.BAD_FIELD,
-                        f"STEP_RESULT.{name} of a batch of {n} sub-envs must be a "
-                        f"{np.dtype(dtype).name} tensor of shape ({n},) (§10), got {_what(value)}",
-                    )
+        try:  # reward and flags were checked against num_envs by the protocol core (§10)
             obs = link.obs_codec.from_wire(reply.obs)
             info = self._link_info(link, reply.info)
         except ProtocolError as exc:

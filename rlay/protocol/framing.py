@@ -86,8 +86,9 @@ class FrameReader:
         pos = 0
         end = len(view)
         while end - pos >= HEADER_SIZE:
-            first = self._seen == 0 and self.first_frame_size is not None
-            limit = min(self.max_frame_size, self.first_frame_size) if first else self.max_frame_size  # type: ignore[type-var]
+            first_size = self.first_frame_size if self._seen == 0 else None
+            first = first_size is not None
+            limit = self.max_frame_size if first_size is None else min(self.max_frame_size, first_size)
             try:
                 kind, data_len, body_len = check_header(view[pos : pos + HEADER_SIZE], limit)
             except ProtocolError as exc:

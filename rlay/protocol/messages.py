@@ -211,6 +211,7 @@ class EnvInfo(Message):
     metadata: dict[str, Any]
     render_mode: str | None
     name: str | None
+    _spaces: tuple[Any, Any]
 
     @classmethod
     def from_body(cls, body: Any) -> Message:
@@ -222,7 +223,7 @@ class EnvInfo(Message):
         # UNKNOWN_DTYPE); the receiver finds out here, not when it first uses the space.
         from rlay.spaces import from_descriptor  # the spaces layer sits above this module
 
-        msg._spaces = (  # type: ignore[attr-defined]
+        msg._spaces = (
             from_descriptor(msg.observation_space, "observation_space"),
             from_descriptor(msg.action_space, "action_space"),
         )
@@ -233,7 +234,7 @@ class EnvInfo(Message):
         """The Gymnasium ``(observation_space, action_space)`` the descriptors describe (one
         sub-env's, §10); built once, when a received ENV_INFO was checked."""
         try:
-            return self._spaces  # type: ignore[no-any-return]
+            return self._spaces
         except AttributeError:
             from rlay.spaces import from_descriptor
 
