@@ -63,7 +63,11 @@ var action_space: Dictionary = {}
 var metadata := {}
 var render_mode = null
 var handler: Object = null
+# §13 limits on what the agent side sends (raise them if you must; lower max_frame_size for a
+# game that only gets small frames).
 var max_frame_size := Rlay.DEFAULT_MAX_FRAME_SIZE
+var max_handshake_frame_size := Rlay.DEFAULT_MAX_HANDSHAKE_FRAME_SIZE
+var max_values := Rlay.DEFAULT_MAX_VALUES
 
 var conn = null  # Rlay.Connection
 var command = null  # the outstanding command (Rlay.Message), if any
@@ -266,6 +270,8 @@ func _begin() -> void:
 	_peer.set_no_delay(true)
 	conn = Rlay.Connection.new("env")
 	conn.reader.max_frame_size = max_frame_size
+	conn.reader.max_first_frame_size = max_handshake_frame_size
+	conn.max_values = max_values
 	_flush()
 	emit_signal("session_started")
 
