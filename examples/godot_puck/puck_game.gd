@@ -47,7 +47,9 @@ func _ready() -> void:
 	env.env_name = "Puck (Godot RigidBody2D)"
 	Physics2DServer.set_active(false)  # on only during a STEP's ticks
 	# No handler: loop style (_physics_process below polls). The node connects once every _ready
-	# has run: to RLAY_ADDRESS / --connect ADDR if given, else it dials tcp://127.0.0.1:5555.
+	# has run: --listen / --connect ADDR if given, else RLAY_ADDRESS with RLAY_MODE (listen or dial,
+	# unset: listen; spec §15), else it dials tcp://127.0.0.1:5555 (Play in the editor). A launched
+	# game serves one session and exits: 0 after CLOSE or end of stream in idle, 1 on an error.
 
 
 func _build_arena(origin: Vector2) -> Dictionary:
@@ -87,15 +89,17 @@ func _random_point(a: Dictionary) -> Vector2:
 	return a.origin + Vector2(a.rng.randf_range(m, ARENA.x - m), a.rng.randf_range(m, ARENA.y - m))
 
 
-func _observe(a: Dictionary) -> Array:
+# The observation, rounded to float32 here by the game itself (GDScript computes in float64; the
+# addon never rounds an observation, spec §9).
+func _observe(a: Dictionary) -> Rlay.Tensor:
 	var p: Vector2 = a.puck.position - a.origin
 	var t: Vector2 = a.target - a.origin
 	var v: Vector2 = a.puck.linear_velocity
 	var d := t - p
 	var half := ARENA / 2
-	return [d.x / 400.0, d.y / 400.0, v.x / 400.0, v.y / 400.0,
+	return Rlay.tensor("float32", [8], [d.x / 400.0, d.y / 400.0, v.x / 400.0, v.y / 400.0,
 		(p.x - half.x) / half.x, (p.y - half.y) / half.y,
-		(t.x - half.x) / half.x, (t.y - half.y) / half.y]
+		(t.x - half.x) / half.x, (t.y - half.y) / half.y])
 
 
 func _physics_process(_delta: float) -> void:
@@ -153,13 +157,11 @@ func _reset_one(a: Dictionary, seed_value) -> void:
 
 func _reset(cmd) -> void:
 	var seeds: Array = env.seeds_of(cmd)
-	var options = cmd.body["options"]
-	var mask = options.get("reset_mask") if typeof(options) == TYPE_DICTIONARY else null
-	var flags = mask.to_array() if mask is Rlay.Tensor else null
+	var mask: Array = env.reset_mask_of(cmd)  # §10: the sub-envs to reset (all without a mask)
 	var obs := []
 	var infos := []
 	for i in range(arenas.size()):
-		if flags == null or flags[i]:
+		if mask[i]:
 			_reset_one(arenas[i], seeds[i])
 		obs.append(_observe(arenas[i]))
 		infos.append({"distance": arenas[i].last})

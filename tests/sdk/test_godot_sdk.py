@@ -55,6 +55,8 @@ def puck(godot: str) -> list[str]:
 
 
 def same(got: Any, want: Any) -> bool:
+    if want is None:
+        return got is None
     if isinstance(want, dict):
         return list(got) == list(want) and all(same(got[k], want[k]) for k in want)
     if isinstance(want, tuple):
@@ -67,14 +69,15 @@ def same(got: Any, want: Any) -> bool:
 
 def test_every_space_kind_round_trips(godot: str) -> None:
     """Actions sampled from a Dict of box (float32 with ±inf, uint8), discrete with a start,
-    multi_discrete, multi_binary, text, a tuple, a sequence and a one_of come back as
-    observations, bit for bit."""
+    multi_discrete, multi_binary, text, a tuple, a sequence, a one_of and two graphs (with edges
+    of a Discrete space and int32 links as Gymnasium samples them; without an edge space) and a
+    uint64 Discrete above 2^63 and a uint64 Box up to 2^64 - 1 come back as observations, bit for bit."""
     env = rlay.ClientEnv("tcp://127.0.0.1:0", launch=echo(godot, "--listen", "{address}"), connect_timeout=60)
     try:
         space = env.observation_space
         assert space == env.action_space
         kinds = ["box", "grid", "discrete", "multi_discrete", "multi_binary", "text", "tuple"]
-        kinds += ["sequence", "one_of"]
+        kinds += ["sequence", "one_of", "graph", "graph_nodes", "big", "big_box"]
         assert list(space) == kinds
         obs, _ = env.reset(seed=0)
         assert space.contains(obs)

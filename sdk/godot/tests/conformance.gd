@@ -1,5 +1,5 @@
 # The spec §12 conformance runner, in the engine: one line in (`roundtrip FRAME CANON` or
-# `reject STREAM ERROR ROLE STATE`), one line out (`ok` or `fail <why>`), exit 0 at end of input.
+# `reject STREAM ERROR ROLE STATE [NUM_ENVS]`), one line out (`ok` or `fail <why>`), exit 0 at end of input.
 # Run by bin/conformance. Answers are printed with the prefix "RLAY " (the engine prints its own
 # banner on stdout too); bin/conformance keeps only those lines and strips the prefix.
 extends SceneTree
@@ -42,8 +42,9 @@ func answer_line(line: String):
 	var parts := line.split(" ")
 	if parts.size() == 3 and parts[0] == "roundtrip":
 		return roundtrip(from_hex(parts[1]), from_hex(parts[2]))
-	if parts.size() == 5 and parts[0] == "reject":
-		return reject(from_hex(parts[1]), parts[2], parts[3], parts[4])
+	if (parts.size() == 5 or parts.size() == 6) and parts[0] == "reject":
+		var n := int(parts[5]) if parts.size() == 6 else 1
+		return reject(from_hex(parts[1]), parts[2], parts[3], parts[4], n)
 	return "fail cannot parse the line: " + line.left(60)
 
 
@@ -73,7 +74,7 @@ func roundtrip(frame: PoolByteArray, canon: PoolByteArray) -> String:
 	return "ok"
 
 
-func reject(stream: PoolByteArray, want: String, role: String, state: String) -> String:
+func reject(stream: PoolByteArray, want: String, role: String, state: String, num_envs: int) -> String:
 	var code := 0
 	var why := ""
 	if state == "-":
@@ -97,7 +98,14 @@ func reject(stream: PoolByteArray, want: String, role: String, state: String) ->
 					why = m[1]
 	else:
 		var conn = Rlay.Connection.new(role)
-		conn.state = state  # where a valid conversation leaves it (its own HELLO sent)
+		# Where a valid conversation leaves it (§12): its own HELLO sent; past `hello` the peer's
+		# HELLO was its first frame (so the handshake limit is over); past `describe` the
+		# ENV_INFO had Discrete(2) spaces and this num_envs.
+		conn.state = state
+		if state != "hello":
+			conn.reader.max_first_frame_size = 0
+		if not state in ["hello", "describe"]:
+			conn.num_envs = num_envs
 		conn.take_output()
 		conn.receive_data(stream)
 		conn.receive_eof()

@@ -24,6 +24,11 @@ const SDK_VERSION := "0.1.0"
 const DEFAULT_MAX_FRAME_SIZE := 67108864
 const MAX_DEPTH := 64
 const MAX_NDIM := 32
+# §13: the first frame a side receives (the peer's HELLO, or a fatal ERROR) is at most 64 KiB,
+# and a body may declare at most 262 144 values (a tensor counts 8), both FRAME_TOO_LARGE.
+const DEFAULT_MAX_HANDSHAKE_FRAME_SIZE := 65536
+const DEFAULT_MAX_VALUES := 262144
+const TENSOR_VALUES := 8
 
 # §6 message kinds (append-only).
 const HELLO := 1
@@ -379,12 +384,18 @@ class W:
 			out[f[0]] = v
 		if kind == ENV_INFO and out["num_envs"] is int and out["num_envs"] < 1:
 			return [BAD_FIELD, "ENV_INFO.num_envs must be >= 1, got %d" % out["num_envs"]]
-		if kind == ENV_INFO and out["num_envs"] is U64:
-			return [BAD_FIELD, "ENV_INFO.num_envs too large"]
+		if kind == ENV_INFO and (out["num_envs"] is U64 or out["num_envs"] > 0x7fffffff):
+			return [BAD_FIELD, "ENV_INFO.num_envs must be at most 2147483647, got %s" % str(out["num_envs"])]
 		if kind == ERROR:
 			var code = out["code"]
 			if not (code is int) or code < 1 or code > 0x7fffffff:
 				return [BAD_FIELD, "ERROR.code must be in 1..2147483647, got %s" % str(code)]
+		if kind == ENV_INFO:
+			# §6: a space field that is a map but not a valid descriptor is BAD_SPACE.
+			for f in ["observation_space", "action_space"]:
+				var bad := W.check_space(out[f], f)
+				if bad.size() > 0:
+					return bad
 		canon.append(out)
 		return []
 
@@ -404,6 +415,233 @@ class W:
 
 	static func message_frame(m: Message, why: Array = []) -> PoolByteArray:
 		return W.encode_frame(m.kind, m.body, why)
+
+	# §10: a received message's batched fields against the session's num_envs; "" or why not
+	# (BAD_FIELD). RESET's seed is checked here too (an int >= 0; seed + N - 1 within uint64).
+	static func check_batch(m: Message, n: int) -> String:
+		var b := m.body
+		match m.kind:
+			STEP_RESULT:
+				for f in [["reward", DT_FLOAT64, TYPE_REAL], ["terminated", DT_BOOL, TYPE_BOOL], ["truncated", DT_BOOL, TYPE_BOOL]]:
+					var v = b[f[0]]
+					if n == 1:
+						if typeof(v) != f[2]:
+							return "STEP_RESULT.%s of one env must be a %s, got %s" % [f[0], "float" if f[2] == TYPE_REAL else "bool", W.describe(v)]
+					elif not (typeof(v) == TYPE_OBJECT and v is Tensor and v.dtype == f[1] and v.shape == [n]):
+						return "STEP_RESULT.%s of a batch of %d sub-envs must be a %s tensor of shape (%d,), got %s" % [f[0], n, DTYPES[f[1]][0], n, W.describe(v)]
+			CALL_RESULT:
+				var value = b["value"]
+				if n > 1 and (typeof(value) != TYPE_ARRAY or value.size() != n):
+					return "CALL_RESULT.value must be an array of %d values (num_envs is %d), got %s" % [n, n, W.describe(value)]
+			RENDER_RESULT:
+				var frame = b["frame"]
+				if n > 1 and frame != null and (typeof(frame) != TYPE_ARRAY or frame.size() != n):
+					return "RENDER_RESULT.frame must be nil or an array of %d frames (num_envs is %d), got %s" % [n, n, W.describe(frame)]
+			RESET:
+				var sd = b["seed"]
+				if typeof(sd) == TYPE_INT:
+					if sd < 0:
+						return "RESET.seed must be >= 0, got %d" % sd
+				elif typeof(sd) == TYPE_OBJECT:  # U64: 2^63 ... 2^64 - 1
+					if sd.bits + (n - 1) >= 0:
+						return "RESET.seed %s: the seed of sub-env %d (seed + %d) would exceed 2^64 - 1" % [str(sd), n - 1, n - 1]
+				elif typeof(sd) == TYPE_ARRAY:
+					if n == 1:
+						return "RESET.seed is an array, but num_envs is 1"
+					if sd.size() != n:
+						return "RESET.seed is an array of %d seeds; expected one per sub-env (%d)" % [sd.size(), n]
+					for i in range(n):
+						if typeof(sd[i]) == TYPE_INT and sd[i] < 0:
+							return "RESET.seed[%d] must be >= 0, got %d" % [i, sd[i]]
+				var options = b["options"]
+				if n > 1 and options != null and options.has("reset_mask"):
+					var mask = options["reset_mask"]
+					if mask != null and not (typeof(mask) == TYPE_OBJECT and mask is Tensor and mask.dtype == DT_BOOL and mask.shape == [n]):
+						return "RESET.options.reset_mask must be a bool tensor of shape (%d,), got %s" % [n, W.describe(mask)]
+		return ""
+
+	# ---- §9 space descriptors: [] when valid, else [code, why] (BAD_SPACE, UNKNOWN_DTYPE,
+	# TOO_DEEP). The same rules as the Python reference's rlay.spaces.from_descriptor.
+
+	const SPACE_FIELDS := {
+		"box": ["dtype", "shape", "low", "high"], "discrete": ["n", "start", "dtype"],
+		"multi_discrete": ["nvec", "start"], "multi_binary": ["n"],
+		"text": ["min_length", "max_length", "charset"], "dict": ["spaces"], "tuple": ["spaces"],
+		"sequence": ["space", "stack"], "graph": ["node_space", "edge_space"], "one_of": ["spaces"],
+	}
+	# Integer dtype ranges (uint64's maximum does not fit an int: handled apart).
+	const INT_RANGE := {
+		"int8": [-128, 127], "int16": [-32768, 32767], "int32": [-2147483648, 2147483647],
+		"int64": [-9223372036854775807 - 1, 9223372036854775807], "uint8": [0, 255],
+		"uint16": [0, 65535], "uint32": [0, 4294967295], "uint64": [0, 9223372036854775807],
+	}
+
+	static func check_space(desc, where: String, depth: int = 1) -> Array:
+		if depth > MAX_DEPTH:
+			return [TOO_DEEP, "%s: spaces nested deeper than %d" % [where, MAX_DEPTH]]
+		if typeof(desc) != TYPE_DICTIONARY:
+			return [BAD_SPACE, "%s: expected a space descriptor (a map), got %s" % [where, W.describe(desc)]]
+		var kind = desc.get("kind")
+		if typeof(kind) != TYPE_STRING or not SPACE_FIELDS.has(kind):
+			return [BAD_SPACE, "%s.kind: expected one of %s, got %s" % [where, str(SPACE_FIELDS.keys()), W.describe(kind)]]
+		var fields: Array = SPACE_FIELDS[kind]
+		for f in fields:
+			if not desc.has(f):
+				return [BAD_SPACE, "%s: a '%s' descriptor needs the field %s" % [where, kind, f]]
+		if desc.size() != fields.size() + 1:
+			return [BAD_SPACE, "%s: a '%s' descriptor has exactly the fields kind, %s" % [where, kind, PoolStringArray(fields).join(", ")]]
+		match kind:
+			"box":
+				var dt = desc["dtype"]
+				if typeof(dt) != TYPE_STRING:
+					return [BAD_SPACE, "%s.dtype: expected a dtype name, got %s" % [where, W.describe(dt)]]
+				if not DTYPE_CODES.has(dt):
+					return [UNKNOWN_DTYPE, "%s.dtype: unknown dtype %s" % [where, dt.left(40)]]
+				var shape = desc["shape"]
+				var ok_shape: bool = typeof(shape) == TYPE_ARRAY and shape.size() <= MAX_NDIM
+				if ok_shape:
+					for d in shape:
+						if typeof(d) != TYPE_INT or d < 0:
+							ok_shape = false
+				if not ok_shape:
+					return [BAD_SPACE, "%s.shape: expected an array of at most %d ints >= 0, got %s" % [where, MAX_NDIM, W.describe(shape)]]
+				var lo = desc["low"]
+				var hi = desc["high"]
+				for pair in [["low", lo], ["high", hi]]:
+					var t = pair[1]
+					if not (typeof(t) == TYPE_OBJECT and t is Tensor) or t.dtype != DTYPE_CODES[dt] or t.shape != shape:
+						return [BAD_SPACE, "%s.%s: expected a %s%s tensor, got %s" % [where, pair[0], dt, str(shape), W.describe(t)]]
+				var los: Array = lo.to_array()
+				var his: Array = hi.to_array()
+				var unsigned64: bool = dt == "uint64"
+				for i in range(los.size()):
+					if typeof(los[i]) == TYPE_REAL and (is_nan(los[i]) or is_nan(his[i])):
+						return [BAD_SPACE, "%s: a NaN bound at element %d" % [where, i]]
+					if W.u_gt(los[i], his[i]) if unsigned64 else los[i] > his[i]:
+						return [BAD_SPACE, "%s: low > high at element %d" % [where, i]]
+			"discrete":
+				var n = desc["n"]
+				var start = desc["start"]
+				var dt2 = desc["dtype"]
+				if typeof(n) != TYPE_INT or n < 1:
+					return [BAD_SPACE, "%s.n: expected an int >= 1, got %s" % [where, W.describe(n)]]
+				if not W.is_int(start):
+					return [BAD_SPACE, "%s.start: expected an int, got %s" % [where, W.describe(start)]]
+				if typeof(dt2) != TYPE_STRING:
+					return [BAD_SPACE, "%s.dtype: expected a dtype name, got %s" % [where, W.describe(dt2)]]
+				if not DTYPE_CODES.has(dt2):
+					return [UNKNOWN_DTYPE, "%s.dtype: unknown dtype %s" % [where, dt2.left(40)]]
+				if not INT_RANGE.has(dt2):
+					return [BAD_SPACE, "%s.dtype: expected an integer dtype, got %s" % [where, dt2]]
+				var r: Array = INT_RANGE[dt2]
+				if n > r[1]:
+					return [BAD_SPACE, "%s.n: %d is outside the %s range" % [where, n, dt2]]
+				if start is U64:
+					# §9: a uint64 Discrete may start at 2^63 or above (held as its unsigned bits).
+					if dt2 != "uint64":
+						return [BAD_SPACE, "%s.start: %s is outside the %s range" % [where, str(start), dt2]]
+					if start.bits + (n - 1) >= 0:  # the unsigned sum wrapped past 2^64 - 1
+						return [BAD_SPACE, "%s: the last value start + n - 1 is above the uint64 maximum" % where]
+				else:
+					if start < r[0] or start > r[1]:
+						return [BAD_SPACE, "%s.start: %d is outside the %s range" % [where, start, dt2]]
+					if dt2 != "uint64" and start > 0 and n - 1 > r[1] - start:
+						return [BAD_SPACE, "%s: the last value start + n - 1 is above the %s maximum" % [where, dt2]]
+			"multi_discrete":
+				var nvec = desc["nvec"]
+				var st = desc["start"]
+				if not (typeof(nvec) == TYPE_OBJECT and nvec is Tensor) or not INT_RANGE.has(nvec.dtype_name()):
+					return [BAD_SPACE, "%s.nvec: expected an integer tensor, got %s" % [where, W.describe(nvec)]]
+				if not (typeof(st) == TYPE_OBJECT and st is Tensor) or st.dtype != nvec.dtype or st.shape != nvec.shape:
+					return [BAD_SPACE, "%s.start: expected a %s%s tensor, got %s" % [where, nvec.dtype_name(), str(nvec.shape), W.describe(st)]]
+				var ns: Array = nvec.to_array()
+				for i in range(ns.size()):
+					if ns[i] == 0 or (ns[i] < 0 and nvec.dtype != DT_UINT64):
+						return [BAD_SPACE, "%s.nvec: element %d = %d, expected >= 1" % [where, i, ns[i]]]
+			"multi_binary":
+				var mb = desc["n"]
+				var ok_mb := false
+				if typeof(mb) == TYPE_INT:
+					ok_mb = mb >= 1
+				elif typeof(mb) == TYPE_ARRAY and mb.size() <= MAX_NDIM:
+					ok_mb = true
+					for d in mb:
+						if typeof(d) != TYPE_INT or d < 1:
+							ok_mb = false
+				if not ok_mb:
+					return [BAD_SPACE, "%s.n: expected an int >= 1 or an array of at most %d ints >= 1, got %s" % [where, MAX_NDIM, W.describe(mb)]]
+			"text":
+				var mn = desc["min_length"]
+				var mx = desc["max_length"]
+				if typeof(mn) != TYPE_INT or mn < 0 or typeof(mx) != TYPE_INT or mx < 0:
+					return [BAD_SPACE, "%s: min_length and max_length must be ints >= 0" % where]
+				if mn > mx:
+					return [BAD_SPACE, "%s: min_length %d > max_length %d" % [where, mn, mx]]
+				var cs = desc["charset"]
+				var cps = W.code_points(cs)
+				if cps == null:
+					return [BAD_SPACE, "%s.charset: expected a str, got %s" % [where, W.describe(cs)]]
+				for i in range(1, cps.size()):
+					if cps[i - 1] >= cps[i]:
+						return [BAD_SPACE, "%s.charset: expected each character once, in ascending code-point order (U+%04X before U+%04X at %d)" % [where, cps[i - 1], cps[i], i]]
+			"dict":
+				var subs = desc["spaces"]
+				if typeof(subs) != TYPE_DICTIONARY:
+					return [BAD_SPACE, "%s.spaces: expected a map of str to space, got %s" % [where, W.describe(subs)]]
+				for k in subs:
+					var bad := W.check_space(subs[k], "%s.spaces[%s]" % [where, str(k).left(40)], depth + 1)
+					if bad.size() > 0:
+						return bad
+			"tuple", "one_of":
+				var subs2 = desc["spaces"]
+				if typeof(subs2) != TYPE_ARRAY or (kind == "one_of" and subs2.size() == 0):
+					return [BAD_SPACE, "%s.spaces: expected %s array of spaces, got %s" % [where, "a non-empty" if kind == "one_of" else "an", W.describe(subs2)]]
+				for i in range(subs2.size()):
+					var bad2 := W.check_space(subs2[i], "%s.spaces[%d]" % [where, i], depth + 1)
+					if bad2.size() > 0:
+						return bad2
+			"sequence":
+				if typeof(desc["stack"]) != TYPE_BOOL:
+					return [BAD_SPACE, "%s.stack: expected a bool, got %s" % [where, W.describe(desc["stack"])]]
+				return W.check_space(desc["space"], where + ".space", depth + 1)
+			"graph":
+				for part in ["node_space", "edge_space"]:
+					var sub = desc[part]
+					if part == "edge_space" and sub == null:
+						continue
+					if typeof(sub) != TYPE_DICTIONARY or not sub.get("kind") in ["box", "discrete"]:
+						return [BAD_SPACE, "%s.%s: expected a 'box' or 'discrete' space%s, got %s" % [where, part, " or nil" if part == "edge_space" else "", W.describe(sub)]]
+					var bad3 := W.check_space(sub, "%s.%s" % [where, part], depth + 1)
+					if bad3.size() > 0:
+						return bad3
+		return []
+
+	# a > b for two uint64 held in signed ints (or U64 objects).
+	static func u_gt(a, b) -> bool:
+		var x: int = a.bits if typeof(a) == TYPE_OBJECT else a
+		var y: int = b.bits if typeof(b) == TYPE_OBJECT else b
+		return (x ^ (-9223372036854775807 - 1)) > (y ^ (-9223372036854775807 - 1))
+
+	# The code points of a str (String or NulStr), or null for anything else.
+	static func code_points(v):
+		var out := []
+		if typeof(v) == TYPE_STRING:
+			for i in range(v.length()):
+				out.append(v.ord_at(i))
+			return out
+		if typeof(v) == TYPE_OBJECT and v is NulStr:
+			var b: PoolByteArray = v.utf8  # valid UTF-8: the decoder checked it
+			var i := 0
+			while i < b.size():
+				var c: int = b[i]
+				var need := 0 if c < 0x80 else (1 if c < 0xe0 else (2 if c < 0xf0 else 3))
+				var cp: int = c if need == 0 else (c & (0x3f >> need))
+				for k in range(1, need + 1):
+					cp = (cp << 6) | (b[i + k] & 0x3f)
+				out.append(cp)
+				i += need + 1
+			return out
+		return null
 
 
 # ------------------------------------------------------------------------------------------------
@@ -619,6 +857,8 @@ class Decoder:
 	var data: PoolByteArray
 	var pos := 0
 	var max_depth := MAX_DEPTH
+	var max_values := DEFAULT_MAX_VALUES
+	var values := 1  # §3: values declared so far (the body's one value, then each header's count)
 	var err := 0
 	var err_msg := ""
 
@@ -764,6 +1004,8 @@ class Decoder:
 			return fail(TOO_DEEP, "nesting deeper than %d" % max_depth)
 		if not _need(n):  # every element takes at least one byte
 			return null
+		if not _count(n):
+			return null
 		var out := []
 		out.resize(n)
 		for i in range(n):
@@ -777,6 +1019,8 @@ class Decoder:
 			return fail(TOO_DEEP, "nesting deeper than %d" % max_depth)
 		if n > (buf.size() - pos) / 2:
 			return fail(MALFORMED, "map of %d pairs in %d remaining bytes" % [n, buf.size() - pos])
+		if not _count(2 * n):
+			return null
 		var out := {}
 		for i in range(n):
 			var k = value(depth + 1)
@@ -799,6 +1043,8 @@ class Decoder:
 		pos += 1
 		if t != 1:
 			return fail(MALFORMED, "ext type %d (only 1, the tensor, is allowed)" % (t - 256 if t >= 128 else t))
+		if not _count(TENSOR_VALUES - 1):  # §3: a tensor counts as 8 values
+			return null
 		var start := pos
 		pos += n
 		if n < 6:
@@ -837,6 +1083,14 @@ class Decoder:
 					return fail(BAD_TENSOR, "bool tensor holds the byte %d (only 0 or 1)" % bytes[i])
 		return Tensor.new(code, shape, bytes)
 
+	# §3/§13: a container header or tensor adds what it declares, checked before allocating.
+	func _count(n: int) -> bool:
+		values += n
+		if values > max_values:
+			fail(FRAME_TOO_LARGE, "the body declares more than %d values (max_values, spec §13)" % max_values)
+			return false
+		return true
+
 	func _le32(at: int) -> int:
 		return buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)
 
@@ -847,6 +1101,8 @@ class Decoder:
 class FrameReader:
 	var rx := PoolByteArray()
 	var max_frame_size := DEFAULT_MAX_FRAME_SIZE
+	# §13: the limit of the first frame (0: none, a stand-alone reader); cleared once it is cut.
+	var max_first_frame_size := 0
 	var err := 0
 	var err_msg := ""
 
@@ -880,6 +1136,8 @@ class FrameReader:
 			return fail(BAD_HEADER, "frame with an empty body")
 		if data_len + body_len > max_frame_size:
 			return fail(FRAME_TOO_LARGE, "frame of %d bytes, limit %d" % [data_len + body_len, max_frame_size])
+		if max_first_frame_size > 0 and data_len + body_len > max_first_frame_size:
+			return fail(FRAME_TOO_LARGE, "first frame of %d bytes, limit %d before the handshake (spec §13)" % [data_len + body_len, max_first_frame_size])
 		if not KIND_NAMES.has(kind):
 			return fail(UNKNOWN_KIND, "unknown message kind %d" % kind)
 		var total := 12 + data_len + body_len
@@ -888,6 +1146,7 @@ class FrameReader:
 		var data := PoolByteArray() if data_len == 0 else rx.subarray(12, 12 + data_len - 1)
 		var body := rx.subarray(12 + data_len, total - 1)
 		rx = PoolByteArray() if n == total else rx.subarray(total, n - 1)
+		max_first_frame_size = 0
 		return [kind, data, body]
 
 	# End of stream: inside a frame it is TRUNCATED; between frames it is the orderly end.
@@ -912,11 +1171,16 @@ class Connection:
 	var err := 0
 	var err_msg := ""
 	var max_depth := MAX_DEPTH
+	var max_values := DEFAULT_MAX_VALUES
 	var peer_hello = null
 	var eof := false
+	# ENV_INFO's num_envs once it was sent or received (§10), else 0: RESET's seed and
+	# reset_mask and every reply's reward / flags / value / frame are checked against it.
+	var num_envs := 0
 
 	func _init(p_role: String = "env", capabilities: Dictionary = {}):
 		role = p_role
+		reader.max_first_frame_size = DEFAULT_MAX_HANDSHAKE_FRAME_SIZE  # §13
 		_write(HELLO, {"protocol": PROTOCOL, "version": VERSION, "role": role,
 			"sdk": SDK_NAME, "sdk_version": SDK_VERSION, "capabilities": capabilities})
 
@@ -970,6 +1234,7 @@ class Connection:
 		# §8's order: (header, done by the reader,) body, state table, fields.
 		var d := Decoder.new(body, data)
 		d.max_depth = max_depth
+		d.max_values = max_values
 		var v = d.decode_body()
 		if d.err != 0:
 			return _fail(d.err, d.err_msg)
@@ -992,11 +1257,19 @@ class Connection:
 			return _fail(bad_fields[0], bad_fields[1])
 		var m := Message.new(kind, canon[0])
 		if kind == ERROR:
+			if m.body["code"] is int and m.body["code"] <= BAD_VALUE:
+				m.body["fatal"] = true  # §11: codes 1-15 are always fatal, whatever the flag says
 			nxt = _after_error(m.body["fatal"])
 			if nxt == null:
 				return _fail(UNEXPECTED_MESSAGE, "received a %s ERROR in state '%s' (role %s)" % ["fatal" if m.body["fatal"] else "non-fatal", state, role])
 		elif kind == HELLO:
 			peer_hello = m.body
+		elif kind == ENV_INFO:
+			num_envs = m.body["num_envs"]
+		elif num_envs > 0:
+			var bad_batch := W.check_batch(m, num_envs)
+			if bad_batch != "":
+				return _fail(BAD_FIELD, bad_batch)
 		state = nxt
 		return m
 
@@ -1049,4 +1322,6 @@ class Connection:
 		if why != "":
 			return why
 		state = nxt
+		if kind == ENV_INFO:
+			num_envs = body["num_envs"]
 		return ""

@@ -15,13 +15,22 @@
 # - callback: `env.handler = self`; the node calls `rlay_reset(seed, options)` -> [obs, info] and
 #   `rlay_step(action)` -> [obs, reward, terminated, truncated, info] (optional: `rlay_render()`
 #   -> frame, `rlay_call(name, args, kwargs)` -> value) and answers at once. With num_envs > 1:
-#   `rlay_reset_batch(seeds, options)` -> [obs_list, info_list] and `rlay_step_batch(actions)` ->
-#   [obs_list, rewards, terminateds, truncateds, info_list], one entry per sub-env.
+#   `rlay_reset_batch(seeds, options, mask)` -> [obs_list, info_list] (mask: an Array of bool,
+#   the sub-envs to reset, from §10's reset_mask, which `options` no longer holds; seeds[i] is
+#   null for a sub-env left out) and `rlay_step_batch(actions)` -> [obs_list, rewards,
+#   terminateds, truncateds, info_list], one entry per sub-env.
 # - loop: no handler; the game calls `poll()` from its own _physics_process; it returns the next
 #   command (Rlay.Message: .kind is Rlay.RESET / STEP / RENDER / CALL; .body holds seed, options,
 #   action, ...; `command_action` the action already converted) or null, and the game answers
 #   when it is ready, frames later if it likes, with reply_reset / reply_step / reply_render /
-#   reply_call / reply_error (or the *_batch forms).
+#   reply_call / reply_error (or the *_batch forms). For a batched RESET, seeds_of(cmd),
+#   reset_mask_of(cmd) and reset_options_of(cmd) give what each sub-env's reset receives.
+#
+# Observations are never rounded (spec §9): a value converts to the space's dtype only when every
+# element survives exactly (a float32 Box takes float32 values; GDScript floats are float64, so a
+# game that computes in float64 rounds itself: Rlay.tensor("float32", shape, values), as
+# Gymnasium's envs do with np.array(state, dtype=np.float32)). Anything else is answered with a
+# non-fatal ENV_EXCEPTION naming the element, and the session goes on.
 #
 # Errors: GDScript has no exceptions. A runtime error in a handler aborts that function, which then
 # returns null: the node answers ENV_EXCEPTION (remote_type "ScriptError", the engine printed the
@@ -54,7 +63,11 @@ var action_space: Dictionary = {}
 var metadata := {}
 var render_mode = null
 var handler: Object = null
+# §13 limits on what the agent side sends (raise them if you must; lower max_frame_size for a
+# game that only gets small frames).
 var max_frame_size := Rlay.DEFAULT_MAX_FRAME_SIZE
+var max_handshake_frame_size := Rlay.DEFAULT_MAX_HANDSHAKE_FRAME_SIZE
+var max_values := Rlay.DEFAULT_MAX_VALUES
 
 var conn = null  # Rlay.Connection
 var command = null  # the outstanding command (Rlay.Message), if any
@@ -63,9 +76,11 @@ var _pending := []
 var _server: TCP_Server = null
 var _peer: StreamPeerTCP = null
 var _dialing := false
-var _ever_reset := false
+var _reset_seen := []  # per sub-env: reset at least once (STEP is RESET_NEEDED until all were)
+var _command_mask = null  # the outstanding batched RESET's reset_mask (Array of bool), or null
 var _ended := false
 var _started := false
+var _mode_from := "mode"  # where `mode` came from, for the message of a bad value
 var _configured := false
 
 
@@ -105,6 +120,7 @@ func _auto_start() -> void:
 # own _ready (which runs after its children's) can read num_envs.
 func configure() -> void:
 	_configured = true
+	_mode_from = "mode"
 	var args := OS.get_cmdline_args()
 	var i := 0
 	while i < args.size():
@@ -121,7 +137,8 @@ func configure() -> void:
 	if address == "":
 		address = OS.get_environment("RLAY_ADDRESS")
 		if mode == "":
-			mode = OS.get_environment("RLAY_MODE")
+			mode = OS.get_environment("RLAY_MODE")  # §15: unset or empty: listen
+			_mode_from = "RLAY_MODE"
 		if address != "" and mode == "":
 			mode = "listen"
 	if address == "":
@@ -141,6 +158,13 @@ func start() -> String:
 		return "num_envs must be >= 1, got %d" % num_envs
 	if observation_space.empty() or action_space.empty():
 		return "set observation_space and action_space (in the game's _ready at the latest) before the node connects"
+	for f in [["observation_space", observation_space], ["action_space", action_space]]:
+		var bad: Array = Rlay.W.check_space(f[1], f[0])
+		if bad.size() > 0:
+			return "invalid %s (%s): %s" % [f[0], Rlay.ERROR_NAMES[bad[0]], bad[1]]
+	_reset_seen = []
+	for _i in range(num_envs):
+		_reset_seen.append(false)
 	var hp := _parse(address)
 	if hp.size() == 0:
 		return "cannot use the address %s: the Godot addon speaks tcp://HOST:PORT only (Godot 3 has no unix sockets)" % address
@@ -153,7 +177,7 @@ func start() -> String:
 			return "cannot dial %s (error %d)" % [address, err]
 		_dialing = true
 		return ""
-	return "RLAY_MODE must be listen or dial, got %s" % mode
+	return "%s must be listen or dial, got '%s'" % [_mode_from, mode]
 
 
 static func _parse(addr: String) -> Array:
@@ -246,6 +270,8 @@ func _begin() -> void:
 	_peer.set_no_delay(true)
 	conn = Rlay.Connection.new("env")
 	conn.reader.max_frame_size = max_frame_size
+	conn.reader.max_first_frame_size = max_handshake_frame_size
+	conn.max_values = max_values
 	_flush()
 	emit_signal("session_started")
 
@@ -312,41 +338,83 @@ func _next_command():
 	var m = _pending.pop_front()
 	command = m
 	command_action = null
+	_command_mask = null
 	if m.kind == Rlay.STEP:
-		if not _ever_reset:
-			_answer_error(Rlay.RESET_NEEDED, "STEP before the first RESET", false, null)
+		# §8's order on a STEP: the action's structure (BAD_VALUE, fatal), then RESET_NEEDED,
+		# then its bounds (INVALID_ACTION, naming the first sub-env whose action is outside).
+		var st := _action_of(m.body["action"], false)
+		if st[0] != 0:
+			_answer_error(st[0], st[1], true, null)
+			return null
+		var missing := _reset_seen.find(false)
+		if missing >= 0:
+			var why := "STEP before the first RESET"
+			if num_envs > 1:
+				why = "STEP before every sub-env was reset once (sub-env %d was not)" % missing
+			_answer_error(Rlay.RESET_NEEDED, why, false, null)
 			return _next_command()
-		var r := _action_of(m.body["action"])
+		var r := _action_of(m.body["action"], true)
 		if r[0] != 0:
-			_answer_error(r[0], r[1], r[0] == Rlay.BAD_VALUE, null)
+			_answer_error(r[0], r[1], false, null)
 			return _next_command()
 		command_action = r[1]
 	elif m.kind == Rlay.RESET:
-		_ever_reset = true
+		var mask := reset_mask_of(m)
+		for i in range(num_envs):
+			if mask[i]:
+				_reset_seen[i] = true
+		if num_envs > 1 and typeof(m.body["options"]) == TYPE_DICTIONARY and m.body["options"].get("reset_mask") != null:
+			_command_mask = mask
 	return m
 
 
-func _action_of(v) -> Array:
+func _action_of(v, bounds: bool) -> Array:
 	if num_envs == 1:
-		return Spaces.from_wire(action_space, v)
+		return Spaces.from_wire(action_space, v, "action", bounds)
 	var parts = Spaces.unstack(action_space, v, num_envs)
 	if typeof(parts) == TYPE_STRING:
 		return [Rlay.BAD_VALUE, "action: " + parts]
 	var out := []
 	for i in range(num_envs):
-		var r := Spaces.from_wire(action_space, parts[i], "action[%d]" % i)
+		var r := Spaces.from_wire(action_space, parts[i], "action[%d]" % i, bounds)
 		if r[0] != 0:
 			return r
 		out.append(r[1])
 	return [0, out]
 
 
-# The seeds of a RESET for each sub-env (§10: nil, an int (sub-env i gets seed + i), or an array).
+# §10: which sub-envs a RESET resets (its options' reset_mask; absent or nil: all). With one env
+# reset_mask is an ordinary option and every entry is true.
+func reset_mask_of(m) -> Array:
+	var out := []
+	var options = m.body["options"]
+	var mask = options.get("reset_mask") if num_envs > 1 and typeof(options) == TYPE_DICTIONARY else null
+	var flags = mask.to_array() if mask != null else null  # a bool tensor (N,): checked on receipt
+	for i in range(num_envs):
+		out.append(flags == null or flags[i])
+	return out
+
+
+# §10: a batched RESET's options as each sub-env's reset receives them: without reset_mask.
+func reset_options_of(m):
+	var options = m.body["options"]
+	if num_envs == 1 or typeof(options) != TYPE_DICTIONARY or not options.has("reset_mask"):
+		return options
+	var out: Dictionary = options.duplicate()
+	out.erase("reset_mask")
+	return out
+
+
+# The seeds of a RESET for each sub-env (§10: nil, an int (sub-env i gets seed + i), or an array;
+# nil for a sub-env its reset_mask leaves out).
 func seeds_of(m) -> Array:
 	var s = m.body["seed"]
+	var mask := reset_mask_of(m)
 	var out := []
 	for i in range(num_envs):
-		if typeof(s) == TYPE_ARRAY:
+		if not mask[i]:
+			out.append(null)
+		elif typeof(s) == TYPE_ARRAY:
 			out.append(s[i] if i < s.size() else null)
 		elif s == null:
 			out.append(null)
@@ -370,7 +438,7 @@ func _dispatch() -> void:
 				r = handler.call(what, m.body["seed"], m.body["options"])
 			else:
 				what = "rlay_reset_batch"
-				r = handler.call(what, seeds_of(m), m.body["options"])
+				r = handler.call(what, seeds_of(m), reset_options_of(m), reset_mask_of(m))
 			if _check_result(r, 2, what):
 				if num_envs == 1:
 					reply_reset(r[0], r[1])
@@ -450,6 +518,14 @@ func reply_reset_batch(obs_list: Array, infos: Array) -> void:
 	if typeof(obs) == TYPE_STRING:
 		_bad_reply(obs)
 		return
+	if infos.size() != num_envs:
+		_bad_reply("reset_batch: infos needs %d entries, got %d" % [num_envs, infos.size()])
+		return
+	if _command_mask != null:  # §10: a sub-env the reset_mask left out has its info entries unset
+		infos = infos.duplicate()
+		for i in range(num_envs):
+			if not _command_mask[i]:
+				infos[i] = {}
 	_reply(Rlay.RESET_RESULT, {"obs": obs, "info": Spaces.stack_infos(infos)})
 
 

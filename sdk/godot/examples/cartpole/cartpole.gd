@@ -99,29 +99,35 @@ func _bounds(options) -> Array:
 	return [low, high]
 
 
+# The observation as Gymnasium makes it: np.array(state, dtype=np.float32), the game's own
+# rounding of its float64 state (the addon never rounds an observation, spec §9).
+func _obs(e: Dictionary) -> Rlay.Tensor:
+	return Rlay.tensor("float32", [4], e.s)
+
+
 # ---- the handler (callback style) --------------------------------------------------------------
 
 func rlay_reset(seed_value, options) -> Array:
 	var b := _bounds(options)
 	_reset_one(envs[0], seed_value, b[0], b[1], 0)
-	return [envs[0].s, {}]
+	return [_obs(envs[0]), {}]
 
 
 func rlay_step(action: int) -> Array:
 	var r := _step_one(envs[0], action)
-	return [envs[0].s, r[0], r[1], r[2], {}]
+	return [_obs(envs[0]), r[0], r[1], r[2], {}]
 
 
-func rlay_reset_batch(seeds: Array, options) -> Array:
+# mask: which sub-envs to reset (§10 reset_mask; options arrive without it). The others keep
+# their state; their observation is their last one.
+func rlay_reset_batch(seeds: Array, options, mask: Array) -> Array:
 	var b := _bounds(options)
-	var mask = options.get("reset_mask") if typeof(options) == TYPE_DICTIONARY else null
-	var flags = mask.to_array() if mask is Rlay.Tensor else null
 	var obs := []
 	var infos := []
 	for i in range(envs.size()):
-		if flags == null or flags[i]:
+		if mask[i]:
 			_reset_one(envs[i], seeds[i], b[0], b[1], i)
-		obs.append(envs[i].s)
+		obs.append(_obs(envs[i]))
 		infos.append({})
 	return [obs, infos]
 
@@ -144,6 +150,6 @@ func rlay_step_batch(actions: Array) -> Array:
 			rewards.append(r[0])
 			terms.append(r[1])
 			truncs.append(r[2])
-		obs.append(e.s)
+		obs.append(_obs(e))
 		infos.append({})
 	return [obs, rewards, terms, truncs, infos]
