@@ -167,7 +167,7 @@ def _check_reset(m: Reset, n: int) -> None:
             if s is not None and s < 0:
                 raise _bad_field(f"RESET.seed[{i}] must be >= 0, got {s}")
     options = m.options
-    if n > 1 and options is not None and "reset_mask" in options:
+    if n > 1 and options is not None and options.get("reset_mask") is not None:  # nil: all (§10)
         mask = options["reset_mask"]
         if type(mask) is not np.ndarray or mask.dtype != _BOOL or mask.shape != (n,):
             raise _bad_field(
