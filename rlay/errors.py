@@ -14,7 +14,49 @@ Exceptions keep their fields as attributes and build the message in ``__str__``.
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 from rlay.protocol.wire import ErrorCode
+
+#: How many characters of a peer's value an error message quotes at most.
+CLIP = 200
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` cuts a str before quoting it; bytes need the same (its default quotes them
+    whole, then cuts)."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return self._cut(bytes(x[: self.maxstring]), len(x))
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        return self._cut(bytes(x[: self.maxstring]), len(x))
+
+    def repr_int(self, x: int, level: int) -> str:
+        return repr(x) if x.bit_length() <= 200 else f"<int of {x.bit_length()} bits>"
+
+    def repr_memoryview(self, x: memoryview, level: int) -> str:
+        return f"<memoryview of {x.nbytes} bytes>"
+
+    def _cut(self, head: bytes, size: int) -> str:
+        text = repr(head)
+        return text if size <= len(head) else f"{text}... ({size} bytes)"
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxlevel = 3
+_SHORT.maxstring = CLIP
+_SHORT.maxother = CLIP
+_SHORT.maxlong = 60
+
+
+def clip(value: Any, limit: int = CLIP) -> str:
+    """A ``repr`` of ``value`` (a peer's value: untrusted, maybe huge) of at most about ``limit``
+    characters, computed without formatting the whole value first (``f"{v!r:.200}"`` would).
+    Use it wherever a peer's value goes into a message or a log line."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RlayError(Exception):
