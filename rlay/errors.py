@@ -15,6 +15,8 @@ Exceptions keep their fields as attributes and build the message in ``__str__``.
 from __future__ import annotations
 
 import reprlib
+import signal
+from collections.abc import Sequence
 from typing import Any
 
 from rlay.protocol.wire import ErrorCode
@@ -153,6 +155,43 @@ class ConnectionClosed(RlayError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+class LaunchError(ConnectionClosed):
+    """A launched env program could not be started, or exited (before it was ready, or during
+    the session). A :class:`ConnectionClosed`: the env is gone either way, so code that restarts
+    dead envs catches launched ones too. ``returncode`` says how it exited (negative: the signal
+    that killed it; ``None``: it was still running), ``stderr`` holds its last lines."""
+
+    def __init__(
+        self, command: Sequence[str], detail: str, returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(detail)
+        self.args = (command, detail)
+        self.command = list(command)
+        self.returncode = returncode
+        self.stderr = stderr
+
+    def __reduce__(self) -> tuple[Any, ...]:  # complete across processes (AsyncVectorEnv workers)
+        return (type(self), (self.command, self.detail, self.returncode, self.stderr))
+
+    def __str__(self) -> str:
+        text = f"{self.detail}: {' '.join(self.command)}"
+        if self.returncode is not None:
+            text += f" ({describe_returncode(self.returncode)})"
+        if self.stderr:
+            text += "\n--- last lines of its stderr ---\n" + self.stderr.rstrip()
+        return text
+
+
+def describe_returncode(code: int) -> str:
+    """``exit code 3``, ``killed by SIGSEGV``: a process's exit as people say it."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 class Timeout(RlayError, TimeoutError):

@@ -41,6 +41,7 @@ class Endpoints:
             raise UsageError(f"the number of env programs must be an int >= 1, got {count!r}")
         self.mode = mode
         self.processes: list[Process] = []
+        self._alive_after_failure: set[Process] = set()
         self._sockets: SocketDir | None = None
         self.listener: Listener | None = None
         self.addresses: list[str] = []
@@ -158,11 +159,17 @@ class Endpoints:
             return exc  # which program served which accepted connection is not known
         if not self.processes:
             return exc
-        process = self.processes[index if self.mode == "dial" else 0]
-        try:
-            process.popen.wait(1.0)  # it is probably exiting: say how
-        except Exception:
+        if isinstance(exc, LaunchError):
             return exc
+        process = self.processes[index if self.mode == "dial" else 0]
+        if process.exited() is None:
+            if process in self._alive_after_failure:
+                return exc  # waited once already: it stays (e.g. after a Timeout); fail at once
+            try:
+                process.popen.wait(1.0)  # it is probably exiting: say how
+            except Exception:
+                self._alive_after_failure.add(process)
+                return exc
         return process.failure(f"{exc}; the env program exited")
 
     def close(self) -> None:

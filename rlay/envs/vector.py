@@ -358,6 +358,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                 session.fail(exc, during)
             except ProtocolError:
                 pass
+        if isinstance(exc, ConnectionClosed) and self._endpoints is not None:
+            exc = self._endpoints.process_failure(link.index, exc)  # a launched program's exit
         session.abandon(f"env side {link.index} failed {during}: {exc}")
         link.waiting = None
         failure = EnvSideFailed(link.index, link.address, link.sub_envs, during, exc)
