@@ -206,3 +206,31 @@ def test_unix_socket_is_owner_only_whatever_the_umask(tmp_path: object) -> None:
         assert os.stat(path).st_mode & 0o777 == 0o600
     finally:
         server.close()
+
+
+def test_a_failing_factory_under_connect_reaches_the_server_env(tmp_path: object) -> None:
+    import threading
+
+    path = os.path.join(str(tmp_path), "agent.sock")
+    raised: list[BaseException] = []
+
+    def factory() -> gym.Env:
+        raise RuntimeError("no GPU for the renderer")
+
+    def env_side() -> None:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            rlay.connect(factory, f"unix://{path}")
+        except RuntimeError as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=env_side, daemon=True)
+    thread.start()
+    with pytest.raises(RemoteError) as info:
+        rlay.ServerEnv(f"unix://{path}", accept_timeout=10, handshake_timeout=10)
+    thread.join(10)
+    assert info.value.remote_type == "RuntimeError" and "no GPU for the renderer" in str(info.value)
+    assert info.value.code == ErrorCode.ENV_EXCEPTION and info.value.fatal
+    assert len(raised) == 1  # and the env side raises it too

@@ -28,6 +28,7 @@ __all__ = [
     "answer_commands",
     "connect",
     "lookup_call",
+    "refuse",
     "run_session",
     "serve",
 ]
@@ -160,6 +161,34 @@ def _session_for(env: gym.Env[Any, Any], stream: Stream, **kwargs: Any) -> EnvSe
         name=name,
         **kwargs,
     )
+
+
+def refuse(
+    stream: Stream,
+    code: ErrorCode,
+    message: str,
+    exc: BaseException | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> None:
+    """Say HELLO, take the agent's, then end with a fatal ERROR (§11) saying why (with the type
+    and traceback of ``exc``, if given): how an env side that cannot serve tells the agent side."""
+    conn = Connection(Role.ENV, max_frame_size=max_frame_size)
+    session = Session(conn, stream, "agent side")
+    try:
+        session.flush("sending HELLO", 5.0)
+        wait = 5.0 if handshake_timeout is None else min(5.0, handshake_timeout)
+        session.receive("waiting for the agent's HELLO", wait)
+        remote_type = tb = None
+        if exc is not None:
+            remote_type = type(exc).__qualname__
+            tb = "".join(traceback.format_exception(exc))
+        conn.send(Error(int(code), message, True, remote_type, tb))
+        session.flush("refusing the session", 5.0)
+    except Exception:
+        pass
+    finally:
+        session.close("refused")
 
 
 class Server:
@@ -306,23 +335,7 @@ class Server:
     def _refuse(
         self, stream: Stream, code: ErrorCode, message: str, exc: BaseException | None = None
     ) -> None:
-        """Say HELLO, take the agent's, then end with a fatal ERROR (§11) saying why."""
-        conn = Connection(Role.ENV, max_frame_size=self._kwargs["max_frame_size"])  # type: ignore[arg-type]
-        session = Session(conn, stream, "agent side")
-        try:
-            session.flush("sending HELLO", 5.0)
-            wait = 5.0 if self._handshake_timeout is None else min(5.0, self._handshake_timeout)
-            session.receive("waiting for the agent's HELLO", wait)
-            remote_type = tb = None
-            if exc is not None:
-                remote_type = type(exc).__qualname__
-                tb = "".join(traceback.format_exception(exc))
-            conn.send(Error(int(code), message, True, remote_type, tb))
-            session.flush("refusing the session", 5.0)
-        except Exception:
-            pass
-        finally:
-            session.close("refused")
+        refuse(stream, code, message, exc, self._kwargs["max_frame_size"], self._handshake_timeout)  # type: ignore[arg-type]
 
     # What a subclass (rlay.backends.vector.VectorServer) changes: what it serves and how.
     def _shared(self) -> bool:
@@ -358,6 +371,9 @@ def serve(env: EnvSource, address: str = "tcp://127.0.0.1:0", *, block: bool = T
 
     ``block=True`` serves until interrupted; ``block=False`` serves in a background thread and
     returns the :class:`Server` (its ``address`` is the address actually bound; ``close()`` stops it).
+    ``kwargs`` go to :class:`Server`: ``idle_timeout`` (default 30 minutes: an agent side silent
+    that long is told ``SHUTTING_DOWN`` and dropped), ``handshake_timeout``, ``max_frame_size``,
+    ``calls``. What the server does under faults is in :class:`Server`'s docstring.
     """
     server = Server(env, address, **kwargs)
     if not block:
@@ -377,8 +393,20 @@ def connect(
     calls: CallTable | None = None,
     **kwargs: Any,
 ) -> None:
-    """Dial a ``ServerEnv`` at ``address`` and serve ``env`` until the agent side closes."""
-    instance = env if isinstance(env, gym.Env) else env()
+    """Dial a ``ServerEnv`` at ``address`` and serve ``env`` until the agent side closes.
+
+    If the factory ``env`` raises, the agent side still hears why (a fatal ``ENV_EXCEPTION``
+    with the type and traceback) and the exception is raised here too."""
+    try:
+        instance = env if isinstance(env, gym.Env) else env()
+    except Exception as exc:
+        log.error("! the env factory failed: %s", clip(exc), exc_info=exc)
+        try:
+            stream = dial(address, connect_timeout)
+        except (ConnectionClosed, Timeout):
+            raise exc from None
+        refuse(stream, ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc)
+        raise
     try:
         session = _session_for(instance, dial(address, connect_timeout), **kwargs)
         try:
