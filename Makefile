@@ -18,7 +18,8 @@ system:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q 'torch==2.13.0'  # first, so that SB3 takes this one (a CPU build where one is offered)
+	$(PY) -m pip install -q -e '.[dev,sb3]'
 	touch $@
 
 tests/thirdparty/node_modules/.installed: $(wildcard tests/thirdparty/package*.json)
@@ -48,10 +49,11 @@ bench: setup
 	$(PY) bench/step.py
 	$(PY) bench/vector.py
 
-## train: PPO (Stable-Baselines3, CPU torch) learns the C CartPole through rlay until solved.
+## train: PPO (Stable-Baselines3, CPU torch) learns the C CartPole through rlay until solved:
+## one C program hosting 8 batched sub-envs (rlay.sb3.SB3VecEnv); TRAIN_ARGS= for 8 processes.
+TRAIN_ARGS ?= --batched
 train: setup
-	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
-	$(PY) examples/train_cartpole.py
+	$(PY) examples/train_cartpole.py $(TRAIN_ARGS)
 
 ## train-csharp: the same PPO on the C# SDK's CartPole (sdk/csharp, mcs + mono) until solved.
 .PHONY: train-csharp

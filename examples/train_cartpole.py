@@ -1,10 +1,13 @@
 """Training proof: PPO (Stable-Baselines3) learns the C CartPole through rlay.
 
-    python examples/train_cartpole.py [--timesteps N] [--envs N] [--program PATH]
+    python examples/train_cartpole.py [--timesteps N] [--envs N] [--program PATH] [--batched]
 
 Each sub-env is a real env program launched and stepped through rlay.ClientEnv: by default the
 C CartPole (sdk/c/examples/cartpole.c); ``--program sdk/<lang>/bin/cartpole`` trains on another
 SDK's CartPole (every SDK's entry point takes ``--listen ADDRESS``, see sdk/README.md).
+``--batched`` runs one program hosting all ``--envs`` CartPoles as batched sub-envs (spec §10),
+handed to SB3 through ``rlay.sb3.SB3VecEnv``; without it, one program per env (SB3's
+DummyVecEnv of ``rlay.ClientEnv``s). Steps per second are printed for comparison.
 Training stops once the mean return of the last 20 episodes reaches 475 (the
 CartPole-v1 "solved" threshold, with 500-step truncation), then the policy is evaluated on fresh
 C processes. Prints the learning curve and the result (steps, wall time, final return).
@@ -44,15 +47,18 @@ def main() -> int:
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--program", help="an SDK's CartPole entry point (default: the C one, built here)")
+    parser.add_argument("--batched", action="store_true", help="one program hosting every env (spec §10)")
     args = parser.parse_args()
     try:
         import torch
         from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.monitor import Monitor
-        from stable_baselines3.common.vec_env import DummyVecEnv
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+        from rlay.sb3 import SB3VecEnv
     except ImportError as exc:
-        raise SystemExit(f"{exc}: install the training extra: pip install -e '.[train]'") from None
+        raise SystemExit(f"{exc}: install the SB3 extra: pip install -e '.[sb3]'") from None
 
     torch.set_num_threads(1)
     cartpole = os.path.abspath(args.program) if args.program else build()
@@ -61,7 +67,14 @@ def main() -> int:
     def make_env() -> Any:
         return Monitor(rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"]))
 
-    venv = DummyVecEnv([make_env] * args.envs)
+    venv: Any
+    if args.batched:
+        launch = [cartpole, "--listen", "{address}", "--num-envs", str(args.envs)]
+        venv = VecMonitor(SB3VecEnv(rlay.make_vec(launch)))
+        how = f"1 process hosting {args.envs} batched sub-envs"
+    else:
+        venv = DummyVecEnv([make_env] * args.envs)
+        how = f"{args.envs} processes"
     venv.seed(args.seed)
 
     class Curve(BaseCallback):
@@ -106,7 +119,15 @@ def main() -> int:
         verbose=0,
         device="cpu",
     )
-    print(f"PPO on {which} through rlay: {args.envs} processes, budget {args.timesteps} steps")
+    print(f"PPO on {which} through rlay: {how}, budget {args.timesteps} steps")
+    venv.reset()
+    rollout, started = 0, time.perf_counter()
+    while rollout < 20_000:  # the env alone, as SB3 steps it (random actions)
+        venv.step(np.array([venv.action_space.sample() for _ in range(args.envs)]))
+        rollout += args.envs
+    rate = rollout / (time.perf_counter() - started)
+    print(f"env steps alone, through SB3's VecEnv API: {rate:,.0f} steps/s ({how})")
+    venv.seed(args.seed)
     curve = Curve()
     started = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=curve)
@@ -114,8 +135,8 @@ def main() -> int:
     venv.close()
     mean_train = float(np.mean(curve.returns)) if curve.returns else 0.0
     print(
-        f"training: {model.num_timesteps} steps, {train_time:.1f} s, mean return of the last 20 "
-        f"episodes {mean_train:.1f}"
+        f"training: {model.num_timesteps} steps, {train_time:.1f} s ({model.num_timesteps / train_time:,.0f} "
+        f"steps/s with learning), mean return of the last 20 episodes {mean_train:.1f}"
     )
 
     env = rlay.ClientEnv(launch=[cartpole, "--listen", "{address}"])

@@ -10,7 +10,7 @@ import gymnasium as _gym
 
 from rlay.backends import Command, EnvSession, Server, connect, serve
 from rlay.backends.vector import connect_vector, serve_vector
-from rlay.envs import ClientEnv, ServerEnv
+from rlay.envs import GAME_ADDRESS, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 from rlay.errors import (
     ConnectionClosed,
@@ -31,6 +31,7 @@ from rlay.launch import LaunchError
 __version__ = "0.1.0"
 
 __all__ = [
+    "GAME_ADDRESS",
     "ClientEnv",
     "ClientVectorEnv",
     "Command",

@@ -1,15 +1,9 @@
-"""The ``rlay`` command: serve a Gymnasium env, check an env side, benchmark one.
-
-rlay serve CartPole-v1 --address tcp://127.0.0.1:5555
-rlay check tcp://127.0.0.1:5555            # an env side that listens
-rlay check -- ./cartpole --listen {address}     # launch it (rlay picks the address)
-rlay check --server -- ./game              # launch a program that dials in (RLAY_ADDRESS)
-rlay bench unix:///tmp/env.sock --steps 20000
-"""
+"""The ``rlay`` command: serve a Gymnasium env, check an env side, benchmark one (``EXAMPLES``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +15,15 @@ import numpy as np
 import rlay
 from rlay.envs import ClientEnv, ServerEnv
 from rlay.errors import RlayError
+
+EXAMPLES = """examples:
+  rlay serve CartPole-v1 --address tcp://127.0.0.1:5555     serve a registered Gymnasium env
+  rlay serve CartPole-v1 --kwarg sutton_barto_reward=true --seed 7
+  rlay check tcp://127.0.0.1:5555                           an env side that listens
+  rlay check -- ./cartpole --listen {address}               launch it (rlay picks the address)
+  rlay check --server -- ./game                             launch a program that dials in
+  rlay bench -- ./cartpole --listen {address}               steps/s and latency percentiles
+"""
 
 
 def _open_env(args: argparse.Namespace, **kwargs: Any) -> ClientEnv | ServerEnv:
@@ -40,11 +43,39 @@ def _open_env(args: argparse.Namespace, **kwargs: Any) -> ClientEnv | ServerEnv:
 # -- serve -----------------------------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    def make() -> gym.Env[Any, Any]:
-        return gym.make(args.env_id, render_mode=args.render_mode)
+def _kwargs(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that reads as JSON (3, 0.5, true, [1, 2]) is taken as such."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"rlay serve: --kwarg takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
 
-    make().close()  # fail here, clearly, if the id is unknown
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    kwargs = _kwargs(args.kwarg)
+    created = [0]
+
+    def make() -> gym.Env[Any, Any]:
+        env = gym.make(args.env_id, render_mode=args.render_mode, **kwargs)
+        if args.seed is not None:  # each env's stream starts from a known seed, even unseeded
+            env.reset(seed=args.seed + created[0])
+            created[0] += 1
+        return env
+
+    try:
+        gym.make(args.env_id, render_mode=args.render_mode, **kwargs).close()  # fail here, clearly
+    except gym.error.Error as exc:
+        print(f"rlay serve: cannot make {args.env_id!r}: {exc}", file=sys.stderr)
+        return 2
+    except TypeError as exc:
+        print(f"rlay serve: {args.env_id!r} does not take these arguments: {exc}", file=sys.stderr)
+        return 2
     if args.num_envs != 1:
         from rlay.backends.vector import serve_vector  # type: ignore[import-not-found, unused-ignore]
 
@@ -111,6 +142,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if term or trunc:
                 env.reset()
         times = np.empty(args.steps)
+        tty = sys.stderr.isatty()
+        print(
+            f"stepping {env.address} {args.steps} times with random actions ...", file=sys.stderr, flush=True
+        )
         clock = time.perf_counter
         started = last_print = clock()
         for i in range(args.steps):
@@ -120,14 +155,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             times[i] = t1 - t0
             if term or trunc:
                 env.reset()
-            if t1 - last_print > 0.2 and sys.stderr.isatty():
+            if t1 - last_print > (0.2 if tty else 2.0):
                 last_print = t1
                 done = i + 1
-                print(
-                    f"\r  {done}/{args.steps} steps, {done / (t1 - started):,.0f} steps/s",
-                    end="",
-                    file=sys.stderr,
-                )
+                line = f"  {done}/{args.steps} steps, {done / (t1 - started):,.0f} steps/s"
+                if tty:  # one line, rewritten in place
+                    print("\r" + line, end="", file=sys.stderr, flush=True)
+                else:  # piped: a line now and then, so a log shows progress
+                    print(line, file=sys.stderr, flush=True)
         total = clock() - started
         if sys.stderr.isatty():
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
@@ -162,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "These commands serve a Gymnasium env, check that an env side speaks rlay correctly, "
         "and measure its speed.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog=EXAMPLES,
     )
     parser.add_argument("--version", action="version", version=f"rlay {rlay.__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="{serve,check,bench}")
@@ -178,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-envs", type=int, default=1, help="batched sub-envs per connection (default 1)")
     p.add_argument("--render-mode", default=None, help="e.g. rgb_array or ansi")
+    p.add_argument(
+        "--kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument of gym.make (repeatable)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed each env created with SEED, SEED+1, ...")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser(

@@ -125,3 +125,31 @@ def test_check_as_a_library() -> None:
     report = run_checks(env, steps=30, out=lines.append)
     assert report.ok and report.passed == 6 and len(lines) == 6, str(report)
     assert "check_env" in str(report)
+
+
+def test_serve_an_unknown_env_id_says_so_in_one_line() -> None:
+    out = run("serve", "NoSuchEnv-v0")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "cannot make 'NoSuchEnv-v0'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_serve_passes_kwargs_and_seeds_each_env() -> None:
+    cmd = [*RLAY, "serve", "CartPole-v1", "--kwarg", "sutton_barto_reward=true", "--seed", "7"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        env = rlay.ClientEnv(line.split()[1])
+        env.reset()  # no seed: the env's own stream, started from --seed 7
+        rewards = [env.step(1)[1] for _ in range(3)]
+        assert rewards == [0.0, 0.0, 0.0], rewards  # sutton_barto_reward: 0 per step until the end
+        env.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_help_is_plain_text_and_bench_talks_when_piped() -> None:
+    help_text = run("--help").stdout
+    assert "``" not in help_text and "examples:" in help_text
+    out = run("bench", "--steps", "500", "--", *GAME, "--listen", "{address}")
+    assert out.returncode == 0 and "stepping" in out.stderr and "steps/s" in out.stdout

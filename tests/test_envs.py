@@ -193,3 +193,53 @@ def test_bound_address_is_reported(sock_dir: str) -> None:
     env = rlay.ServerEnv("tcp://127.0.0.1:0", wait=False)
     assert not env.address.endswith(":0")
     env.close()
+
+
+def test_server_env_waits_for_the_game_again_after_stop_and_play() -> None:
+    """The editor loop: the game stops (its session ends), ``connected`` turns False, a step
+    fails, and the next ``reset`` waits for the game to dial in again at the same address."""
+    import threading
+
+    from rlay.errors import ConnectionClosed, RemoteError, UsageError
+
+    env = rlay.ServerEnv("tcp://127.0.0.1:0", wait=False, accept_timeout=10)
+
+    def play(steps: int, space: gym.Space[Any] | None = None) -> threading.Thread:
+        def game() -> None:
+            template = TrivialEnv()
+            session = rlay.EnvSession.dial(
+                env.address, space or template.observation_space, template.action_space
+            )
+            for _ in range(steps):
+                cmd = session.poll(10)
+                assert cmd is not None
+                if cmd.kind == "reset":
+                    session.reply_reset(np.zeros(4, np.float32))
+                elif cmd.kind == "step":
+                    session.reply_step(np.zeros(4, np.float32), 1.0, False, False)
+            session.close()  # the developer presses stop
+
+        thread = threading.Thread(target=game, daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        first = play(2)
+        env.reset(seed=0)
+        env.step(0)
+        first.join(10)
+        with pytest.raises(RemoteError, match="closed the session"):
+            env.step(0)
+        assert not env.connected
+        with pytest.raises(ConnectionClosed):
+            env.step(0)
+        second = play(2)  # play again
+        obs, _ = env.reset()
+        assert env.connected and obs.shape == (4,)
+        env.step(1)
+        second.join(10)
+        play(1, space=gym.spaces.Box(0, 1, (2,), np.float32))  # a game whose spaces changed
+        with pytest.raises(UsageError, match="must keep its spaces"):
+            env.reset()
+    finally:
+        env.close()

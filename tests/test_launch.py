@@ -210,3 +210,20 @@ def test_launching_from_a_thread_that_ends_keeps_the_program_alive() -> None:
         assert obs.shape == (3,)
     finally:
         env.close()
+
+
+def test_connects_launches_and_handshakes_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The standard logging module, logger "rlay": what happened when a session was set up (and
+    nothing per step)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="rlay")
+    env = rlay.ClientEnv(launch=[sys.executable, "-c", LISTEN])
+    env.reset(seed=0)
+    setup = len(caplog.records)
+    for _ in range(20):
+        env.step(0)
+    env.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "launched" in text and "connected to" in text, text
+    assert len(caplog.records) == setup, "something was logged on the step path"

@@ -10,6 +10,7 @@ Two styles over one state machine, each usable with both connection directions:
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from rlay.spaces import SpaceCodec, describe, fast_contains, fast_paths
 from rlay.transports import Stream, dial, listen
 
 __all__ = ["Command", "EnvSession"]
+
+log = logging.getLogger("rlay")
 
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 
@@ -131,6 +134,7 @@ class EnvSession:
                 raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
             self.conn.send(info)
             self._flush()
+            log.info("= serving %s (%s %s)", stream.peer, hello.sdk, hello.sdk_version)
             self.conn.fast = (
                 fast_paths(wire_obs, wire_act)
                 if num_envs == 1

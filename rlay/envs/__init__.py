@@ -6,7 +6,7 @@
   env sides, or over batched sub-envs (spec §10).
 """
 
-from rlay.envs.single import ClientEnv, ServerEnv
+from rlay.envs.single import GAME_ADDRESS, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 
-__all__ = ["ClientEnv", "ClientVectorEnv", "ServerEnv", "ServerVectorEnv", "make_vec"]
+__all__ = ["GAME_ADDRESS", "ClientEnv", "ClientVectorEnv", "ServerEnv", "ServerVectorEnv", "make_vec"]

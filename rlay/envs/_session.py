@@ -88,6 +88,18 @@ class AgentSession:
         assert reply is not None  # not polling: None never comes back
         return reply
 
+    def peek(self) -> None:
+        """Notice, without waiting, an env side that left while no command was outstanding (its
+        fatal ERROR or end of stream is already here): the session is then closed."""
+        if self.engine.closed or self.conn.state is not State.IDLE:
+            return
+        try:
+            event = self.engine.receive("checking that the env side is still there", 0, poll=True)
+        except (ConnectionClosed, ProtocolError):
+            return
+        if type(event) is Error:
+            self._remote_error(event, "while idle")
+
     def fail(self, exc: ProtocolError, what: str) -> NoReturn:
         """A reply broke the protocol above the core (e.g. a value outside its space, BAD_VALUE):
         tell the env side with a fatal ERROR (spec §11), end the session, raise."""

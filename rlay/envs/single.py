@@ -3,6 +3,7 @@ are the same ``gymnasium.Env`` once connected; only who opened the port differs 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -30,7 +31,13 @@ from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
 from rlay.spaces import SpaceCodec, fast_contains, fast_paths
 from rlay.transports import Stream
 
-__all__ = ["ClientEnv", "ServerEnv"]
+__all__ = ["GAME_ADDRESS", "ClientEnv", "ServerEnv"]
+
+log = logging.getLogger("rlay")
+
+#: Where a game dials a ServerEnv by default (every SDK's samples use it): an editor game cannot
+#: learn a port chosen at run time. ``rlay.ServerEnv(rlay.GAME_ADDRESS)`` listens there.
+GAME_ADDRESS = "tcp://127.0.0.1:5555"
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_ACCEPT_TIMEOUT = 120.0
@@ -154,12 +161,16 @@ class _RemoteEnv(gym.Env[Any, Any]):
             raise ConnectionClosed("the env is closed")
         return session
 
+    def _live_for_reset(self) -> AgentSession:
+        """The session a reset goes to (a ServerEnv waits here for a game that left to return)."""
+        return self._live()
+
     # -- gymnasium.Env ---------------------------------------------------------------------------
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        session = self._live()
+        session = self._live_for_reset()
         super().reset(seed=seed)
         if seed is not None:
             if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
@@ -347,17 +358,59 @@ class ServerEnv(LazyAccept, _RemoteEnv):
     def _accepted(self) -> bool:
         return self.__dict__.get("_session") is not None
 
+    @property
+    def connected(self) -> bool:
+        """Whether an env side is attached and its session usable. Between a game leaving (stop
+        in the editor, a crash) and the next one dialling in, this is False: ``step`` raises
+        :class:`ConnectionClosed`, and ``reset`` / :meth:`accept` wait for the game to return."""
+        session = self.__dict__.get("_session")
+        return session is not None and not session.closed
+
     def accept(self, timeout: Any = ...) -> None:
-        """Wait for an env side to dial in and do the handshake (no-op if one is attached)."""
-        if self._session is not None:
+        """Wait for an env side to dial in and do the handshake (no-op while one is attached).
+
+        After the env side has gone (the game was stopped), this waits for the next one: the
+        loop of a game developer who presses stop and play again. The returning game must have
+        the same spaces (:class:`UsageError` otherwise). A launched program is not waited for
+        again: it is gone for good.
+        """
+        session = self._session
+        if session is not None and not session.closed:
             return
-        if self._endpoints is None:
+        endpoints = self._endpoints
+        if endpoints is None:
             raise ConnectionClosed("the env is closed")
+        if session is not None:
+            if endpoints.processes:
+                raise ConnectionClosed(f"the launched env program is gone ({session.engine.closed_why})")
+            why = session.engine.closed_why
+            log.info("= the env side left (%s); waiting for it at %s", why, self.address)
+            before = (self.observation_space, self.action_space)
+            self._session = None
+        else:
+            before = None
         seconds = self._accept_timeout if timeout is ... else timeout
-        _, stream = self._endpoints.connect(0, seconds)
+        _, stream = endpoints.connect(0, seconds)
         self._attach(stream)
+        if before is not None and before != (self.observation_space, self.action_space):
+            now = (self.observation_space, self.action_space)
+            self._session.close()  # type: ignore[union-attr]
+            self._session = None
+            raise UsageError(
+                f"the env side that dialled in has the spaces {now[0]} / {now[1]}, but this env "
+                f"had {before[0]} / {before[1]}; a returning game must keep its spaces"
+            )
 
     def _live(self) -> AgentSession:
         if self._session is None and self._endpoints is not None:
             self.accept()
+        return super()._live()
+
+    def _live_for_reset(self) -> AgentSession:
+        endpoints = self._endpoints
+        if endpoints is not None and not endpoints.processes:
+            if self._session is not None:
+                self._session.peek()  # a game stopped since the last command: notice it now
+            if not self.connected:
+                self.accept()
         return super()._live()

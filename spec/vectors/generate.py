@@ -1407,10 +1407,12 @@ def gen_reject_states() -> Vectors:
         "RENDER": frame("RENDER", message("RENDER")),
         "CLOSE": frame("CLOSE", message("CLOSE")),
         "CALL": frame("CALL", message("CALL", name="f", args=[], kwargs={})),
-        "RESET_RESULT": frame("RESET_RESULT", message("RESET_RESULT", obs=OBS4, info={})),
+        # obs=1: a value of the Discrete(2) observation space these receivers were given (§12), so
+        # a receiver that checks values at once still meets the fault each vector is about.
+        "RESET_RESULT": frame("RESET_RESULT", message("RESET_RESULT", obs=1, info={})),
         "STEP_RESULT": frame(
             "STEP_RESULT",
-            message("STEP_RESULT", obs=OBS4, reward=1.0, terminated=False, truncated=False, info={}),
+            message("STEP_RESULT", obs=1, reward=1.0, terminated=False, truncated=False, info={}),
         ),
         "RENDER_RESULT": frame("RENDER_RESULT", message("RENDER_RESULT", frame=None)),
         "CLOSE_RESULT": frame("CLOSE_RESULT", message("CLOSE_RESULT")),

@@ -367,6 +367,134 @@ def test_a_structurally_wrong_action_is_bad_value_and_fatal(listening: Any) -> N
     assert proc.wait(30) == 1
 
 
+def tensor_frame(kind: int, body: dict[str, Any]) -> bytes:
+    """A frame whose body may hold numpy arrays (tensors, with their data section), by rlay's encoder."""
+    raw, chunks, dlen = Encoder().encode(body)
+    return struct.pack("<2sBBII", b"RL", kind, 0, dlen, len(raw)) + b"".join(bytes(c) for c in chunks) + raw
+
+
+def test_step_checks_the_structure_first(listening: Any) -> None:
+    """Spec §8: a STEP's action structure (BAD_VALUE, fatal) is checked before RESET_NEEDED."""
+    proc, port = listening
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(frame(1, HELLO))
+        read_frame(sock), read_frame(sock)
+        sock.sendall(frame(17, {"action": [1]}))  # before any RESET, and not an int
+        kind, body = read_frame(sock)
+        assert kind == 48 and body["code"] == 15 and body["fatal"], body
+    assert proc.wait(30) == 1
+    assert "BAD_VALUE" in proc.stderr.read()
+
+
+def test_step_checks_reset_needed_before_the_bounds(listening: Any) -> None:
+    """Spec §8: RESET_NEEDED (non-fatal) comes before INVALID_ACTION (non-fatal); both go on."""
+    proc, port = listening
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(frame(1, HELLO))
+        read_frame(sock), read_frame(sock)
+        sock.sendall(frame(17, {"action": 7}))  # before any RESET, and outside Discrete(2)
+        kind, body = read_frame(sock)
+        assert kind == 48 and body["code"] == 35 and not body["fatal"], body
+        sock.sendall(frame(16, {"seed": 3, "options": None}))
+        assert read_frame(sock)[0] == 32
+        sock.sendall(frame(17, {"action": 7}))
+        kind, body = read_frame(sock)
+        assert kind == 48 and body["code"] == 33 and not body["fatal"], body
+        sock.sendall(frame(17, {"action": 1}))
+        assert read_frame(sock)[0] == 33
+        sock.sendall(frame(19, {}))
+        assert read_frame(sock)[0] == 35
+    assert proc.wait(30) == 0
+
+
+def test_a_batch_needs_every_sub_env_reset_before_a_step(build: Path) -> None:
+    """Spec §8/§10: a partial first RESET is legal; STEP is RESET_NEEDED (naming the sub-env)
+    until every sub-env has been reset once; a reset_mask of the wrong shape is BAD_FIELD."""
+    proc = subprocess.Popen(
+        mono(build, "cartpole.exe", "--listen", "tcp://127.0.0.1:0", "--num-envs", "3"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(frame(1, HELLO))
+            read_frame(sock), read_frame(sock)
+            mask = np.array([True, False, True])
+            sock.sendall(tensor_frame(16, {"seed": 5, "options": {"reset_mask": mask}}))
+            assert read_frame(sock)[0] == 32
+            step = tensor_frame(17, {"action": np.array([0, 1, 0], dtype=np.int64)})
+            sock.sendall(step)
+            kind, body = read_frame(sock)
+            assert kind == 48 and body["code"] == 35 and "sub-env 1" in body["message"], body
+            sock.sendall(tensor_frame(16, {"seed": None, "options": {"reset_mask": ~mask}}))
+            assert read_frame(sock)[0] == 32
+            sock.sendall(step)
+            assert read_frame(sock)[0] == 33
+            sock.sendall(tensor_frame(16, {"seed": None, "options": {"reset_mask": mask[:2]}}))
+            kind, body = read_frame(sock)
+            assert kind == 48 and body["code"] == 7 and body["fatal"], body
+            assert "reset_mask" in body["message"], body
+        assert proc.wait(30) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+ARRAY_OF_4M = b"\xdd" + struct.pack(">I", 4 << 20) + b"\x91\x90" * (4 << 20)  # 8 MiB of [[]]
+ARRAYS_OF_1000 = b"\xdc\x03\xe8" + b"\x91\x90" * 1000
+TENSOR_0D = b"\xc7\x06\x01\x05\x00\x00\x00\x00\x00"
+HOSTILE = {
+    "HELLO {protocol: 4M x [[]]}": (1, b"\x81\xa8protocol" + ARRAY_OF_4M, b""),
+    "STEP, action = one array of 4M [[]]": (17, b"\x81\xa6action" + ARRAY_OF_4M, b""),
+    "STEP, action = arrays of 1000 [[]]": (
+        17,
+        b"\x81\xa6action\xdd" + struct.pack(">I", 4194) + ARRAYS_OF_1000 * 4194,
+        b"",
+    ),
+    "STEP, action = 32768 0-d tensors": (
+        17,
+        b"\x81\xa6action\xdd" + struct.pack(">I", 32768) + TENSOR_0D * 32768,
+        b"\0" * 8,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_frames_are_refused_before_they_cost_much(listening: Any, name: str) -> None:
+    """Spec §13: an 8 MiB frame that would build millions of values is FRAME_TOO_LARGE (the
+    handshake limit on a HELLO's header; max_values at the container header or tensor that
+    passes it), answered within seconds and without building it (README: the figures, with -s)."""
+    proc, port = listening
+    kind, raw, data = HOSTILE[name]
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        read_frame(sock)  # its HELLO
+        if kind != 1:
+            sock.sendall(frame(1, HELLO))
+            read_frame(sock)
+            sock.sendall(frame(16, {"seed": 1, "options": None}))
+            assert read_frame(sock)[0] == 32
+        start = time.perf_counter()
+        try:
+            sock.sendall(struct.pack("<2sBBII", b"RL", kind, 0, len(data), len(raw)) + data + raw)
+        except OSError:
+            pass  # it may close before reading all of it
+        got, body = read_frame(sock)
+        elapsed = time.perf_counter() - start
+        rss = peak_rss_mib(proc.pid)
+    assert got == 48 and body["code"] == 3 and body["fatal"], body
+    assert proc.wait(30) == 1 and "FRAME_TOO_LARGE" in proc.stderr.read()
+    print(f"\n| {name} | FRAME_TOO_LARGE | {elapsed * 1000:.1f} ms | {rss:.1f} MiB |")
+    assert elapsed < 10 and rss < 200, (elapsed, rss)
+
+
 def test_the_program_ends_cleanly_when_the_agent_leaves_between_commands(listening: Any) -> None:
     proc, port = listening
     with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -410,6 +538,74 @@ def test_a_dialler_gives_up_on_a_listener_that_never_comes(build: Path) -> None:
     )
     assert proc.returncode == 1 and "cannot connect" in proc.stderr, proc.stderr
     assert 1.5 < time.monotonic() - start < 30  # retried until the timeout, then a clear error
+
+
+def test_a_wrong_observation_is_never_sent_nor_rounded(build: Path) -> None:
+    """Spec §9: game code that writes a float64 observation for its float32 Box gets the command
+    answered with a non-fatal ENV_EXCEPTION naming the problem; the session goes on."""
+    env = game(build, "ClientEnv")
+    try:
+        with pytest.raises(rlay.RemoteError) as info:
+            env.reset(options={"float64": True})
+        err = info.value
+        assert err.code_name == "ENV_EXCEPTION" and not err.fatal, err
+        assert "observation_space" in str(err) and "float32" in str(err) and "float64" in str(err), err
+        obs, _ = env.reset()
+        assert obs.dtype == np.float32 and obs.tolist() == [0.0, 0.0]
+        assert env.step(2)[0][1] > 0
+    finally:
+        env.close()
+
+
+def launched(cmd: list[str], mode: str | None, address: str = "tcp://127.0.0.1:0") -> subprocess.Popen[str]:
+    """A program started as rlay's launcher starts it (spec §15)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RLAY_")}
+    environ["RLAY_ADDRESS"] = address
+    if mode is not None:
+        environ["RLAY_MODE"] = mode
+    return subprocess.Popen(cmd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("program", ["cartpole.exe", "game_loop.exe", "sample_host.exe"])
+def test_rlay_mode_other_than_listen_or_dial_is_an_error(build: Path, program: str) -> None:
+    """Spec §15: any RLAY_MODE but listen/dial (or unset/empty) exits non-zero naming it."""
+    proc = launched(mono(build, program), "both")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode not in (0, None) and "RLAY_MODE" in err and "'both'" in err, (out, err)
+    assert "RLAY_" not in out
+
+
+@pytest.mark.parametrize(
+    ("program", "mode"),
+    [
+        ("cartpole.exe", None),
+        ("cartpole.exe", ""),
+        ("cartpole.exe", "listen"),
+        ("game_loop.exe", None),
+        ("sample_host.exe", None),
+    ],
+)
+def test_a_launched_listener_serves_one_session_and_exits_0(
+    build: Path, program: str, mode: str | None
+) -> None:
+    """Spec §15: RLAY_MODE unset, empty or listen: one RLAY_LISTENING line with the bound port,
+    one session, exit 0 after CLOSE (the Unity sample quits through Application.Quit)."""
+    proc = launched(mono(build, program), mode)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("RLAY_LISTENING tcp://127.0.0.1:") and not line.endswith(":0\n"), line
+        env = rlay.ClientEnv(line.split()[1], connect_timeout=30)
+        try:
+            env.reset(seed=1)
+            env.step(1)
+        finally:
+            env.close()
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.stdout.read() == ""  # nothing else on stdout
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_game_that_quits_tells_the_trainer(build: Path) -> None:
@@ -486,7 +682,9 @@ def test_the_sample_started_before_the_trainer_keeps_dialling(build: Path) -> No
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     game_proc = subprocess.Popen(
-        mono(build, "sample_host.exe"), env={**os.environ, "RLAY_ADDRESS": address}, stderr=subprocess.PIPE
+        mono(build, "sample_host.exe"),
+        env={**os.environ, "RLAY_ADDRESS": address, "RLAY_MODE": "dial"},
+        stderr=subprocess.PIPE,
     )
     try:
         time.sleep(1.0)

@@ -38,7 +38,10 @@
 // ERRORS. A protocol error ends the session (the peer is told why with a fatal ERROR) and shows as
 // an RlayException (Code: the wire code of section 11) in env.Error. An exception thrown by env
 // code is not an rlay error: Serve answers it with ENV_EXCEPTION (type name and stack trace) and
-// the session goes on; in loop style call env.ReplyException(e).
+// the session goes on; in loop style call env.ReplyException(e). An observation you write that
+// does not match the observation space exactly (dtype, shape, keys) is never sent nor rounded:
+// the command is answered with ENV_EXCEPTION naming the problem (section 9). A STEP is checked in
+// section 8's order: structure (BAD_VALUE, fatal), RESET_NEEDED, bounds (INVALID_ACTION).
 //
 // BATCHES (section 10). env.NumEnvs = n before Listen/Connect hosts n sub-envs on one connection
 // (Python: rlay.ClientVectorEnv / rlay.ServerVectorEnv). The spaces given are one sub-env's; on
@@ -53,7 +56,8 @@
 //
 // LIMITS. Little-endian hosts only (every desktop, mobile and console CPU Unity targets). Input
 // is hostile: every length is checked before use, frames above MaxFrameSize (64 MiB) are refused
-// on their header. Nothing is allocated per step once the buffers have grown to the largest
+// on their header, the first frame (the agent's HELLO) above 64 KiB, and a body that declares
+// more than MaxValues (262 144) values at the header that passes it (section 13). Nothing is allocated per step once the buffers have grown to the largest
 // frame (measured by the SDK's tests). Unix sockets use a small EndPoint of this file (the
 // netstandard2.0 API has no UnixDomainSocketEndPoint); they work on Mono and .NET on Linux/macOS.
 using System;
@@ -124,6 +128,10 @@ namespace Rlay
         public const int MaxNdim = 32;
         public const int MaxDepth = 64;
         public const int DefaultMaxFrameSize = 64 << 20;
+        /// <summary>Section 13: the first frame a side receives (the peer's HELLO, or a fatal ERROR).</summary>
+        public const int DefaultMaxHandshakeFrameSize = 64 << 10;
+        /// <summary>Section 13: values one body may declare (a tensor counts 8), checked while decoding.</summary>
+        public const int DefaultMaxValues = 262144;
 
         static readonly string[] DtypeNames =
             { null, "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64" };
@@ -216,9 +224,20 @@ namespace Rlay
         internal byte[] Buf;     // body and data section live here
         internal int BodyStart, BodyEnd, DataStart, DataLen;
         internal int MaxDepth = Wire.MaxDepth;
+        internal int MaxValues = Wire.DefaultMaxValues;
         HashSet<string> keySet;
 
         int pos;
+        long values;   // values declared so far (section 3's value count)
+
+        /// <summary>Section 3: a container header or tensor adds what it declares; past MaxValues the
+        /// body is FRAME_TOO_LARGE, detected before anything is allocated for it.</summary>
+        void Declare(long n, string what)   // what: a literal, so nothing is allocated per container
+        {
+            values += n;
+            if (values > MaxValues)
+                throw Wire.Err(ErrorCode.FrameTooLarge, "the body declares more than " + MaxValues + " values (max_values, section 13), at " + what + (what == "a tensor" ? "" : " of " + (what == "a map" ? n / 2 : n)));
+        }
 
         /// <summary>Decodes exactly one value from buf[bodyStart, bodyEnd); tensors in buf[dataStart, +dataLen).</summary>
         internal void Decode(byte[] buf, int bodyStart, int bodyEnd, int dataStart, int dataLen)
@@ -226,6 +245,7 @@ namespace Rlay
             Buf = buf; BodyStart = bodyStart; BodyEnd = bodyEnd; DataStart = dataStart; DataLen = dataLen;
             NodeCount = 1; DimCount = 0;
             pos = bodyStart;
+            values = 1;
             if (bodyEnd <= bodyStart) throw Wire.Err(ErrorCode.Malformed, "empty body");
             Read(0, 0);
             if (pos != bodyEnd)
@@ -347,6 +367,7 @@ namespace Rlay
         {
             if (depth + 1 > MaxDepth) throw Wire.Err(ErrorCode.TooDeep, "nesting deeper than " + MaxDepth);
             if (n > BodyEnd - pos) throw Wire.Err(ErrorCode.Malformed, "an array of " + n + " items cannot fit in the " + (BodyEnd - pos) + " bytes left");
+            Declare(n, "an array");
             int first = Reserve(n);
             Nodes[at].Type = ValueKind.Array; Nodes[at].Start = first; Nodes[at].Len = n;
             for (int i = 0; i < n; i++) Read(first + i, depth + 1);
@@ -356,6 +377,7 @@ namespace Rlay
         {
             if (depth + 1 > MaxDepth) throw Wire.Err(ErrorCode.TooDeep, "nesting deeper than " + MaxDepth);
             if ((long)n * 2 > BodyEnd - pos) throw Wire.Err(ErrorCode.Malformed, "a map of " + n + " pairs cannot fit in the " + (BodyEnd - pos) + " bytes left");
+            Declare(2L * n, "a map");
             int first = Reserve(2 * n);
             Nodes[at].Type = ValueKind.Map; Nodes[at].Start = first; Nodes[at].Len = n;
             for (int i = 0; i < n; i++)
@@ -399,6 +421,7 @@ namespace Rlay
             int type = (sbyte)Buf[Need(1, "an ext type")];
             int p = Need(n, "an ext payload");
             if (type != 1) throw Wire.Err(ErrorCode.Malformed, "MessagePack ext type " + type + " is not allowed (only 1, the tensor)");
+            Declare(7, "a tensor");   // a tensor counts as 8 values (section 3)
             // Section 4, in the order the spec lists the checks.
             if (n < 6) throw Wire.Err(ErrorCode.BadTensor, "tensor descriptor of " + n + " bytes, need at least 6");
             int code = Buf[p], ndim = Buf[p + 1];
@@ -999,7 +1022,11 @@ namespace Rlay
         int[] shape = new int[0];
         byte[] low, high;            // box: raw elements; multi_discrete: nvec and start as raw elements
         public long N { get; private set; }          // discrete n
-        public long Start { get; private set; }      // discrete start
+        /// <summary>Discrete start as a long (a uint64 start at 2^63 or above wraps: read StartValue).</summary>
+        public long Start { get { return startValue > long.MaxValue ? (long)(ulong)startValue : (long)startValue; } }
+        /// <summary>Discrete start exactly, whatever the dtype (a uint64 start may pass long.MaxValue; section 9).</summary>
+        public decimal StartValue { get { return startValue; } }
+        decimal startValue;
         int[] binaryN; bool binaryNIsArray;          // multi_binary
         public int MinLength { get; private set; }
         public int MaxLength { get; private set; }
@@ -1074,7 +1101,7 @@ namespace Rlay
         public static Space Discrete(long n, long start = 0)
         {
             if (n < 1) throw Usage("Discrete n must be >= 1, got " + n);
-            return new Space(SpaceKind.Discrete) { Dtype = Dtype.Int64, N = n, Start = start };
+            return new Space(SpaceKind.Discrete) { Dtype = Dtype.Int64, N = n, startValue = start };
         }
         /// <summary>MultiDiscrete(nvec, start), int64, 1-D.</summary>
         public static Space MultiDiscrete(long[] nvec, long[] start = null)
@@ -1155,7 +1182,8 @@ namespace Rlay
                     break;
                 case SpaceKind.Discrete:
                     w.PutMap(4); w.PutKey("kind"); w.PutStr("discrete"); w.PutKey("n"); w.PutInt(N);
-                    w.PutKey("start"); w.PutInt(Start); w.PutKey("dtype"); w.PutStr(Wire.DtypeName(Dtype));
+                    w.PutKey("start"); if (startValue >= 0) w.PutUInt((ulong)startValue); else w.PutInt((long)startValue);
+                    w.PutKey("dtype"); w.PutStr(Wire.DtypeName(Dtype));
                     break;
                 case SpaceKind.MultiDiscrete:
                     w.PutMap(3); w.PutKey("kind"); w.PutStr("multi_discrete");
@@ -1192,6 +1220,31 @@ namespace Rlay
 
         /// <summary>Reads a descriptor (any field order); BAD_SPACE / UNKNOWN_DTYPE if it is invalid.</summary>
         public static Space Read(Value v) { return Read(v, "space", 0); }
+
+        internal static Space Read(Value v, string where) { return Read(v, where, 0); }
+
+        /// <summary>An int of the wire exactly (decimal holds every int64 and uint64 without allocating).</summary>
+        internal static decimal Wide(Value v) { return v.IsNegative ? (decimal)v.AsLong() : (decimal)v.AsULongBits(); }
+        static decimal DtypeMin(Dtype dt)
+        {
+            switch (dt)
+            {
+                case Dtype.Int8: return sbyte.MinValue; case Dtype.Int16: return short.MinValue;
+                case Dtype.Int32: return int.MinValue; case Dtype.Int64: return long.MinValue;
+            }
+            return 0;
+        }
+        static decimal DtypeMax(Dtype dt)
+        {
+            switch (dt)
+            {
+                case Dtype.Int8: return sbyte.MaxValue; case Dtype.Int16: return short.MaxValue;
+                case Dtype.Int32: return int.MaxValue; case Dtype.Int64: return long.MaxValue;
+                case Dtype.UInt8: return byte.MaxValue; case Dtype.UInt16: return ushort.MaxValue;
+                case Dtype.UInt32: return uint.MaxValue;
+            }
+            return ulong.MaxValue;
+        }
 
         static RlayException Bad(string where, string m) { return new RlayException(ErrorCode.BadSpace, where + ": " + m); }
 
@@ -1269,7 +1322,13 @@ namespace Rlay
                         if (!Wire.IsInteger(dt)) throw Bad(where, "a discrete space needs an integer dtype");
                         long n = Int(v.Get("n"), where);
                         if (n < 1) throw Bad(where, "n must be >= 1, got " + n);
-                        return new Space(SpaceKind.Discrete) { Dtype = dt, N = n, Start = Int(v.Get("start"), where) };
+                        Value sv = v.Get("start");
+                        if (sv.Type != ValueKind.Int) throw Bad(where, "start must be an int, got " + sv.Describe());
+                        decimal start = Wide(sv);
+                        // Section 9: start and start + n - 1 both in the dtype's range (uint64 may start at 2^63 and above).
+                        if (start < DtypeMin(dt) || start + n - 1 > DtypeMax(dt))
+                            throw Bad(where, "Discrete(" + n + ", start=" + start + ") does not fit " + Wire.DtypeName(dt));
+                        return new Space(SpaceKind.Discrete) { Dtype = dt, N = n, startValue = start };
                     }
                 case "multi_discrete":
                     {
@@ -1302,7 +1361,17 @@ namespace Rlay
                         if (lo < 0 || lo > hi || hi > int.MaxValue) throw Bad(where, "needs 0 <= min_length <= max_length");
                         Value cs = v.Get("charset");
                         if (cs.Type != ValueKind.Str) throw Bad(where, "charset must be a str");
-                        return Text((int)hi, (int)lo, cs.AsString());
+                        // Section 9: each character once, ascending; a receiver never sorts it.
+                        string chars = cs.AsString();
+                        int prev = -1;
+                        for (int i = 0; i < chars.Length; i++)
+                        {
+                            int cp = char.ConvertToUtf32(chars, i);
+                            if (char.IsHighSurrogate(chars[i])) i++;
+                            if (cp <= prev) throw Bad(where, "charset must list each character once in ascending code-point order (U+" + cp.ToString("X4") + (cp == prev ? " twice)" : " after U+" + prev.ToString("X4") + ")"));
+                            prev = cp;
+                        }
+                        return Text((int)hi, (int)lo, chars);
                     }
                 case "dict":
                     {
@@ -1356,7 +1425,15 @@ namespace Rlay
         public int Check(Value v, int batch, out string why)
         {
             why = null;
-            return CheckAt(v, batch, ref why);
+            return CheckAt(v, batch, ref why, true);
+        }
+
+        /// <summary>The structure only (dtype, shape, keys, lengths of containers): -1 if it does not
+        /// match (BAD_VALUE), else 0. What the core checks on receipt and on its own observations.</summary>
+        public int CheckStructure(Value v, int batch, out string why)
+        {
+            why = null;
+            return CheckAt(v, batch, ref why, false);
         }
 
         int Fail(ref string why, string m) { why = m; return -1; }
@@ -1371,13 +1448,14 @@ namespace Rlay
             return true;
         }
 
-        int CheckAt(Value v, int batch, ref string why)
+        int CheckAt(Value v, int batch, ref string why, bool bounds)
         {
             switch (Kind)
             {
                 case SpaceKind.Box:
                     {
                         if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
+                        if (!bounds) return 0;
                         int n = low.Length / Wire.ItemSize(Dtype), total = v.Count;
                         bool big = Dtype == Dtype.Int64 || Dtype == Dtype.UInt64;
                         for (int i = 0; i < total; i++)
@@ -1396,23 +1474,29 @@ namespace Rlay
                         if (batch > 0)
                         {
                             if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape (" + batch + ",), got " + v.Describe());
+                            if (!bounds) return 0;
                             for (int i = 0; i < batch; i++)
                             {
                                 long x = v.GetLong(i);
-                                if (x < Start || x - Start >= N) { why = "sub-env " + i + ": " + x + " is not in Discrete(" + N + ", start=" + Start + ")"; return 1; }
+                                decimal d = Dtype == Dtype.UInt64 ? (decimal)(ulong)x : x;
+                                if (d < startValue || d - startValue >= N) { why = "sub-env " + i + ": " + d + " is not in Discrete(" + N + ", start=" + startValue + ")"; return 1; }
                             }
                             return 0;
                         }
-                        long a;
-                        if (v.Type == ValueKind.Int) { if (!v.IsNegative && v.AsULongBits() > long.MaxValue) { why = "action out of range"; return 1; } a = v.AsLong(); }
-                        else if (v.Type == ValueKind.Tensor && v.Ndim == 0 && Wire.IsInteger(v.Dtype)) a = v.GetLong(0);
+                        decimal a;
+                        if (v.Type == ValueKind.Int) a = Wide(v);
+                        else if (v.Type == ValueKind.Tensor && v.Ndim == 0 && Wire.IsInteger(v.Dtype)) a = v.Dtype == Dtype.UInt64 ? (decimal)(ulong)v.GetLong(0) : v.GetLong(0);
                         else return Fail(ref why, "expected an int, got " + v.Describe());
-                        if (a < Start || a - Start >= N) { why = a + " is not in Discrete(" + N + ", start=" + Start + ")"; return 1; }
+                        // Section 9: a value outside the dtype's range is BAD_VALUE; outside the space, out of bounds.
+                        if (a < DtypeMin(Dtype) || a > DtypeMax(Dtype)) return Fail(ref why, a + " does not fit the space's dtype " + Wire.DtypeName(Dtype));
+                        if (!bounds) return 0;
+                        if (a < startValue || a - startValue >= N) { why = a + " is not in Discrete(" + N + ", start=" + startValue + ")"; return 1; }
                         return 0;
                     }
                 case SpaceKind.MultiDiscrete:
                     {
                         if (!TensorShape(v, Dtype, batch, shape)) return Fail(ref why, "expected a " + Wire.DtypeName(Dtype) + " tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
+                        if (!bounds) return 0;
                         int n = low.Length / Wire.ItemSize(Dtype);
                         for (int i = 0; i < v.Count; i++)
                         {
@@ -1424,6 +1508,7 @@ namespace Rlay
                 case SpaceKind.MultiBinary:
                     {
                         if (!TensorShape(v, Dtype.Int8, batch, shape)) return Fail(ref why, "expected an int8 tensor of shape " + ShapeText(batch) + ", got " + v.Describe());
+                        if (!bounds) return 0;
                         for (int i = 0; i < v.Count; i++)
                         {
                             long x = v.GetLong(i);
@@ -1439,7 +1524,7 @@ namespace Rlay
                         {
                             Value x = v.Get(keys[i]);
                             if (!x.Exists) return Fail(ref why, "missing key '" + keys[i] + "'");
-                            int r = subs[i].CheckAt(x, batch, ref why);
+                            int r = subs[i].CheckAt(x, batch, ref why, bounds);
                             if (r < 0) { why = "[" + keys[i] + "] " + why; return r; }
                             if (r > 0 && worst == 0) { worst = r; why = "[" + keys[i] + "] " + why; }
                         }
@@ -1452,7 +1537,7 @@ namespace Rlay
                         for (int i = 0; i < subs.Length; i++)
                         {
                             string w2 = null;
-                            int r = subs[i].CheckAt(v[i], batch, ref w2);
+                            int r = subs[i].CheckAt(v[i], batch, ref w2, bounds);
                             if (r < 0) { why = "[" + i + "] " + w2; return r; }
                             if (r > 0 && worst == 0) { worst = r; why = "[" + i + "] " + w2; }
                         }
@@ -1467,7 +1552,7 @@ namespace Rlay
                 for (int i = 0; i < batch; i++)
                 {
                     string w2 = null;
-                    int r = CheckAt(v[i], 0, ref w2);
+                    int r = CheckAt(v[i], 0, ref w2, bounds);
                     if (r < 0) { why = "sub-env " + i + ": " + w2; return r; }
                     if (r > 0 && worst == 0) { worst = r; why = "sub-env " + i + ": " + w2; }
                 }
@@ -1478,6 +1563,7 @@ namespace Rlay
                 case SpaceKind.Text:
                     {
                         if (v.Type != ValueKind.Str) return Fail(ref why, "expected a str, got " + v.Describe());
+                        if (!bounds) return 0;
                         string s = v.AsString();
                         int len = 0;
                         for (int i = 0; i < s.Length; i++)
@@ -1497,7 +1583,7 @@ namespace Rlay
                         for (int i = 0; i < v.Count; i++)
                         {
                             string w2 = null;
-                            int r = sub.CheckAt(v[i], 0, ref w2);
+                            int r = sub.CheckAt(v[i], 0, ref w2, bounds);
                             if (r < 0) { why = "[" + i + "] " + w2; return r; }
                             if (r > 0 && worst == 0) { worst = r; why = "[" + i + "] " + w2; }
                         }
@@ -1505,22 +1591,46 @@ namespace Rlay
                     }
                 case SpaceKind.Graph:
                     {
+                        // Section 9's graph value: exactly nodes, edges, edge_links.
                         if (v.Type != ValueKind.Map || v.Count != 3) return Fail(ref why, "expected a map of nodes, edges, edge_links, got " + v.Describe());
                         Value nodes = v.Get("nodes"), edges = v.Get("edges"), links = v.Get("edge_links");
                         if (!nodes.Exists || !edges.Exists || !links.Exists) return Fail(ref why, "a graph value holds nodes, edges and edge_links");
-                        if (nodes.Type != ValueKind.Tensor || nodes.Ndim < 1 || nodes.Dtype != nodeSpace.Dtype) return Fail(ref why, "nodes must be a " + Wire.DtypeName(nodeSpace.Dtype) + " tensor, got " + nodes.Describe());
-                        if (!edges.IsNil && (edges.Type != ValueKind.Tensor || edges.Ndim < 1 || edgeSpace == null || edges.Dtype != edgeSpace.Dtype)) return Fail(ref why, "edges do not match the edge space: " + edges.Describe());
-                        if (!links.IsNil && (links.Type != ValueKind.Tensor || links.Dtype != Dtype.Int64 || links.Ndim != 2 || links.Dim(1) != 2)) return Fail(ref why, "edge_links must be an int64 tensor of shape (m, 2), got " + links.Describe());
+                        if (!Leading(nodes, nodeSpace)) return Fail(ref why, "nodes must be a " + Wire.DtypeName(nodeSpace.Dtype) + " tensor of shape (n" + ShapeTail(nodeSpace) + "), got " + nodes.Describe());
+                        if (edgeSpace == null)
+                        {
+                            if (!edges.IsNil || !links.IsNil) return Fail(ref why, "a graph without an edge space has nil edges and edge_links");
+                            return 0;
+                        }
+                        if (edges.IsNil && links.IsNil) return 0;
+                        if (!Leading(edges, edgeSpace)) return Fail(ref why, "edges must be a " + Wire.DtypeName(edgeSpace.Dtype) + " tensor of shape (m" + ShapeTail(edgeSpace) + "), got " + edges.Describe());
+                        if (links.Type != ValueKind.Tensor || (links.Dtype != Dtype.Int64 && links.Dtype != Dtype.Int32) || links.Ndim != 2 || links.Dim(1) != 2 || links.Dim(0) != edges.Dim(0))
+                            return Fail(ref why, "edge_links must be an int64 or int32 tensor of shape (" + edges.Dim(0) + ", 2), got " + links.Describe());
                         return 0;
                     }
                 case SpaceKind.OneOf:
                     {
                         if (v.Type != ValueKind.Array || v.Count != 2 || v[0].Type != ValueKind.Int) return Fail(ref why, "expected [index, value], got " + v.Describe());
                         if (v[0].IsNegative || v[0].AsULongBits() >= (ulong)subs.Length) return Fail(ref why, "index " + v[0].Describe() + " is not below " + subs.Length);
-                        return subs[(int)v[0].AsULongBits()].CheckAt(v[1], 0, ref why);
+                        return subs[(int)v[0].AsULongBits()].CheckAt(v[1], 0, ref why, bounds);
                     }
             }
             return Fail(ref why, "unknown space");
+        }
+
+        /// <summary>A tensor of the space's dtype and shape (k, *shape), any k (graph nodes and edges).</summary>
+        static bool Leading(Value v, Space s)
+        {
+            if (v.Type != ValueKind.Tensor || v.Dtype != s.Dtype || v.Ndim != 1 + s.shape.Length) return false;
+            for (int i = 0; i < s.shape.Length; i++) if (v.Dim(i + 1) != s.shape[i]) return false;
+            return true;
+        }
+        /// <summary>", 2, 3" for a space of shape (2, 3); "," for a Discrete: "(n,)".</summary>
+        static string ShapeTail(Space s)
+        {
+            if (s.shape.Length == 0) return ",";
+            var sb = new StringBuilder();
+            foreach (int d in s.shape) sb.Append(", ").Append(d);
+            return sb.ToString();
         }
 
         string ShapeText(int batch)
@@ -1546,10 +1656,22 @@ namespace Rlay
         public readonly bool IsEnv;
         public State State = State.Hello;
         public int MaxFrameSize = Wire.DefaultMaxFrameSize;
+        /// <summary>Section 13: the limit of the first frame received (the peer's HELLO or a fatal ERROR).</summary>
+        public int MaxHandshakeFrameSize = Wire.DefaultMaxHandshakeFrameSize;
+        /// <summary>Section 13: values one received body may declare (FRAME_TOO_LARGE past it).</summary>
+        public int MaxValues { get { return doc.MaxValues; } set { doc.MaxValues = value; } }
+
+        /// <summary>The session's description (section 10): an agent learns it from the ENV_INFO it
+        /// receives; an env side sets it before sending its ENV_INFO (Env does). Null spaces: the
+        /// values are not checked against them.</summary>
+        public int NumEnvs = 1;
+        public Space ObservationSpace, ActionSpace;
 
         byte[] rbuf = new byte[4096];
         int rstart, rend;
+        bool firstReceived;
         readonly Doc doc = new Doc();
+        Doc outDoc;
         readonly Writer scratch = new Writer();
 
         /// <summary>Bytes to write to the stream (Out[0, OutLen)); the I/O layer empties it.</summary>
@@ -1637,7 +1759,10 @@ namespace Rlay
             uint dlen = Wire.Rd32(rbuf, p + 4), blen = Wire.Rd32(rbuf, p + 8);
             if (flags != 0) Fail(ErrorCode.BadHeader, "header flags must be 0 in v1, got 0x" + flags.ToString("x2"));
             if (blen == 0) Fail(ErrorCode.BadHeader, "header body_len is 0; a body is at least one byte");
-            if ((ulong)dlen + blen > (ulong)MaxFrameSize) Fail(ErrorCode.FrameTooLarge, "frame of " + ((ulong)dlen + blen) + " bytes exceeds the limit of " + MaxFrameSize + " bytes");
+            // Section 2: the first frame has the handshake's smaller limit (section 13).
+            int limit = firstReceived ? MaxFrameSize : MaxHandshakeFrameSize;
+            if ((ulong)dlen + blen > (ulong)limit)
+                Fail(ErrorCode.FrameTooLarge, "frame of " + ((ulong)dlen + blen) + " bytes exceeds the limit of " + limit + " bytes" + (firstReceived ? "" : " for the first frame (the peer's HELLO)"));
             if (!Wire.IsKnownKind(kind)) Fail(ErrorCode.UnknownKind, "unknown message kind " + kind);
             int total = 12 + (int)dlen + (int)blen;
             if (avail < total)
@@ -1646,6 +1771,7 @@ namespace Rlay
                 return false;
             }
             rstart += total;
+            firstReceived = true;
             try
             {
                 doc.Decode(rbuf, p + 12 + (int)dlen, p + total, p + 12, (int)dlen);
@@ -1746,14 +1872,111 @@ namespace Rlay
                 throw new RlayException(ErrorCode.UnexpectedMessage, "received " + Wire.KindName((int)kind) + " in state '" + StateName(State) + "' (role " + role + ")");
             if (kind == Kind.Hello) CheckHelloHead(body);
             CheckFields(kind, body);
+            if (kind == Kind.EnvInfo) Describe(body);
+            CheckBatch(kind, body);
+            CheckValues(kind, body);
             if (kind == Kind.Error)
             {
-                bool fatal = body.Get("fatal").AsBool();
+                // Section 11: a code 1-15 is always fatal, whatever the fatal field says.
+                long code = body.Get("code").AsLong();
+                bool fatal = body.Get("fatal").AsBool() || (code >= 1 && code <= 15);
                 next = AfterError(State, fatal, !IsEnv);
                 if (next < 0)
                     throw new RlayException(ErrorCode.UnexpectedMessage, "received a " + (fatal ? "fatal" : "non-fatal") + " ERROR in state '" + StateName(State) + "' (role " + role + ")");
             }
             State = (State)next;
+        }
+
+        /// <summary>An agent takes the session's description from ENV_INFO (sections 6, 9, 10): a space
+        /// field that is a map but not a valid descriptor is BAD_SPACE (BAD_FIELD was checked before).</summary>
+        void Describe(Value body)
+        {
+            Value n = body.Get("num_envs");
+            if (n.AsULongBits() > int.MaxValue) throw new RlayException(ErrorCode.BadField, "ENV_INFO.num_envs " + n.Describe() + " is too large for this side");
+            Value mode = body.Get("metadata").Get("autoreset_mode");
+            if (mode.Exists && !mode.IsString("next_step") && !mode.IsString("same_step") && !mode.IsString("disabled"))
+                throw new RlayException(ErrorCode.BadField, "ENV_INFO.metadata['autoreset_mode'] must be 'next_step', 'same_step' or 'disabled', got " + mode.Describe());
+            ObservationSpace = Space.Read(body.Get("observation_space"), "observation_space");
+            ActionSpace = Space.Read(body.Get("action_space"), "action_space");
+            NumEnvs = (int)n.AsULongBits();
+        }
+
+        /// <summary>Section 10: the fields whose type depends on num_envs, against this session's.</summary>
+        void CheckBatch(Kind kind, Value body)
+        {
+            int n = NumEnvs;
+            switch (kind)
+            {
+                case Kind.Reset:
+                    {
+                        Value seed = body.Get("seed");
+                        if (seed.Type == ValueKind.Int)
+                        {
+                            if (seed.IsNegative) throw new RlayException(ErrorCode.BadField, "RESET.seed must be >= 0, got " + seed.Describe());
+                            if (seed.AsULongBits() > ulong.MaxValue - (ulong)(n - 1))
+                                throw new RlayException(ErrorCode.BadField, "RESET.seed " + seed.Describe() + " + " + (n - 1) + " (the last of " + n + " sub-envs) passes 2^64-1");
+                        }
+                        else if (seed.Type == ValueKind.Array)
+                        {
+                            if (n == 1) throw new RlayException(ErrorCode.BadField, "RESET.seed is an array, but this session has one env (num_envs 1)");
+                            if (seed.Count != n) throw new RlayException(ErrorCode.BadField, "RESET.seed is an array of " + seed.Count + " seeds for " + n + " sub-envs");
+                            for (int i = 0; i < n; i++)
+                                if (seed[i].Type == ValueKind.Int && seed[i].IsNegative)
+                                    throw new RlayException(ErrorCode.BadField, "RESET.seed[" + i + "] must be >= 0, got " + seed[i].Describe());
+                        }
+                        if (n > 1)
+                        {
+                            Value mask = body.Get("options").Get("reset_mask");
+                            if (mask.Exists && !mask.IsNil && !IsVector(mask, Dtype.Bool, n))
+                                throw new RlayException(ErrorCode.BadField, "RESET.options['reset_mask'] must be a bool tensor of shape (" + n + ",), got " + mask.Describe());
+                        }
+                        return;
+                    }
+                case Kind.StepResult:
+                    {
+                        Value r = body.Get("reward"), te = body.Get("terminated"), tr = body.Get("truncated");
+                        if (n == 1)
+                        {
+                            if (r.Type == ValueKind.Tensor) throw new RlayException(ErrorCode.BadField, "STEP_RESULT.reward must be a float with num_envs 1, got " + r.Describe());
+                            if (te.Type != ValueKind.Bool || tr.Type != ValueKind.Bool) throw new RlayException(ErrorCode.BadField, "STEP_RESULT.terminated and truncated must be bools with num_envs 1");
+                            return;
+                        }
+                        if (!IsVector(r, Dtype.Float64, n)) throw new RlayException(ErrorCode.BadField, "STEP_RESULT.reward must be a float64 tensor of shape (" + n + ",), got " + r.Describe());
+                        if (!IsVector(te, Dtype.Bool, n)) throw new RlayException(ErrorCode.BadField, "STEP_RESULT.terminated must be a bool tensor of shape (" + n + ",), got " + te.Describe());
+                        if (!IsVector(tr, Dtype.Bool, n)) throw new RlayException(ErrorCode.BadField, "STEP_RESULT.truncated must be a bool tensor of shape (" + n + ",), got " + tr.Describe());
+                        return;
+                    }
+                case Kind.CallResult:
+                    {
+                        Value v = body.Get("value");
+                        if (n > 1 && (v.Type != ValueKind.Array || v.Count != n)) throw new RlayException(ErrorCode.BadField, "CALL_RESULT.value must be an array of " + n + " values (one per sub-env), got " + v.Describe());
+                        return;
+                    }
+                case Kind.RenderResult:
+                    {
+                        Value f = body.Get("frame");
+                        if (n > 1 && !f.IsNil && (f.Type != ValueKind.Array || f.Count != n)) throw new RlayException(ErrorCode.BadField, "RENDER_RESULT.frame must be nil or an array of " + n + " frames, got " + f.Describe());
+                        return;
+                    }
+            }
+        }
+
+        static bool IsVector(Value v, Dtype dt, int n)
+        {
+            return v.Type == ValueKind.Tensor && v.Dtype == dt && v.Ndim == 1 && v.Dim(0) == n;
+        }
+
+        /// <summary>Section 9: a received action against its (batched) space: BAD_VALUE if its structure
+        /// does not match; the bounds are the Env's business (INVALID_ACTION, after RESET_NEEDED).
+        /// The agent role (this SDK's runner and tests) does not check observations: the vectors of
+        /// section 12 send a float32 observation for their Discrete(2) session (a STEP_RESULT twice).</summary>
+        void CheckValues(Kind kind, Value body)
+        {
+            Space sp = kind == Kind.Step ? ActionSpace : null;
+            if (sp == null) return;
+            string why;
+            if (sp.CheckStructure(body.Get(kind == Kind.Step ? "action" : "obs"), NumEnvs > 1 ? NumEnvs : 0, out why) < 0)
+                throw new RlayException(ErrorCode.BadValue, (kind == Kind.Step ? "the action does not match " : "the observation does not match ") + (NumEnvs > 1 ? "batch_space(" + (kind == Kind.Step ? "action_space, " : "observation_space, ") + NumEnvs + ")" : kind == Kind.Step ? "action_space" : "observation_space") + ": " + why);
         }
 
         void CheckHelloHead(Value body)
@@ -1881,8 +2104,30 @@ namespace Rlay
             else if ((IsEnv && SentByAgent(kind)) || (!IsEnv && SentByEnv(kind)) || kind == Kind.Hello) next = -1;
             else next = Transition(State, kind);
             if (next < 0) throw new RlayException(ErrorCode.Usage, "cannot send " + Wire.KindName((int)kind) + " in state '" + StateName(State) + "'");
+            int at = OutLen;
             AppendFrame(kind, w);
+            if (IsEnv && ObservationSpace != null && (kind == Kind.ResetResult || kind == Kind.StepResult)) CheckOwnObservation(at);
             State = (State)next;
+        }
+
+        /// <summary>Section 9: an env side never sends (nor rounds) an observation that does not match
+        /// its space. The frame just appended at Out[at] is read back as the peer will read it; on a
+        /// mismatch it is taken back and an ENV_EXCEPTION (the env code's error) is thrown.</summary>
+        void CheckOwnObservation(int at)
+        {
+            if (outDoc == null) outDoc = new Doc();
+            int dlen = (int)Wire.Rd32(Out, at + 4), blen = (int)Wire.Rd32(Out, at + 8);
+            string why;
+            int r;
+            try
+            {
+                outDoc.Decode(Out, at + 12 + dlen, at + 12 + dlen + blen, at + 12, dlen);
+                r = ObservationSpace.CheckStructure(outDoc.Root.Get("obs"), NumEnvs > 1 ? NumEnvs : 0, out why);
+            }
+            catch (RlayException e) { r = -1; why = e.Name + ": " + e.Message; }
+            if (r >= 0) return;
+            OutLen = at;
+            throw new RlayException(ErrorCode.EnvException, "the env's observation does not match " + (NumEnvs > 1 ? "batch_space(observation_space, " + NumEnvs + ")" : "observation_space") + " (it was not sent): " + why);
         }
 
         /// <summary>Queues a fatal ERROR (any state but closed) and moves to closed.</summary>
@@ -1937,7 +2182,8 @@ namespace Rlay
         /// <summary>RESET: sub-env 0 got a seed (Seed). Per sub-env: Seeded[i], Seeds[i].</summary>
         public bool HasSeed { get { return Seeded[0]; } }
         public ulong Seed { get { return Seeds[0]; } }
-        /// <summary>RESET: the options map, or a nil Value for None.</summary>
+        /// <summary>RESET: the options map, or a nil Value for None. With NumEnvs > 1 it may hold
+        /// "reset_mask" (read ResetMask instead): a sub-env's reset takes the other keys (section 10).</summary>
         public Value Options { get; internal set; }
         /// <summary>STEP: the action, already checked against the action space.</summary>
         public Value Action { get; internal set; }
@@ -2008,6 +2254,9 @@ namespace Rlay
         /// <summary>ENV_INFO.metadata: key/value pairs (PutKey, then a value).</summary>
         public readonly Writer Metadata = new Writer();
         public int MaxFrameSize = Wire.DefaultMaxFrameSize;
+        /// <summary>Section 13's other limits of what this side receives: the first frame (the agent's
+        /// HELLO, 64 KiB) and the values one body may declare (262 144; a tensor counts 8).</summary>
+        public int MaxHandshakeFrameSize = Wire.DefaultMaxHandshakeFrameSize, MaxValues = Wire.DefaultMaxValues;
         /// <summary>How long a dialer keeps trying to reach a listener that is not up yet (ms; -1: forever).</summary>
         public int ConnectTimeoutMs = 10000;
 
@@ -2038,7 +2287,7 @@ namespace Rlay
         Connection conn;
         readonly Command cmd = new Command();
         CommandKind owed;
-        bool everReset;
+        bool[] resetOnce;   // per sub-env: reset at least once (section 8: STEP is RESET_NEEDED until all are)
         bool[] ended;
         readonly Writer frame = new Writer();
         readonly System.Diagnostics.Stopwatch clock = System.Diagnostics.Stopwatch.StartNew();
@@ -2093,6 +2342,7 @@ namespace Rlay
             int n = NumEnvs;
             Rewards = new double[n]; Terminations = new bool[n]; Truncations = new bool[n];
             ended = new bool[n];
+            resetOnce = new bool[n];
             cmd.Seeded = new bool[n]; cmd.Seeds = new ulong[n]; cmd.ResetMask = new bool[n]; cmd.Autoreset = new bool[n];
         }
 
@@ -2146,7 +2396,11 @@ namespace Rlay
         public void Start(string address = null, string mode = null)
         {
             address = address ?? Environment.GetEnvironmentVariable("RLAY_ADDRESS");
-            mode = mode ?? Environment.GetEnvironmentVariable("RLAY_MODE") ?? "listen";
+            // Section 15: RLAY_MODE unset or empty means listen; any other value is an error.
+            mode = mode ?? Environment.GetEnvironmentVariable("RLAY_MODE");
+            if (string.IsNullOrEmpty(mode)) mode = "listen";
+            if (mode != "listen" && mode != "dial")
+                throw new RlayException(ErrorCode.Usage, "RLAY_MODE must be 'listen' or 'dial' (or unset), got '" + mode + "'");
             if (address == null) throw new RlayException(ErrorCode.Address, "no address: pass one or set RLAY_ADDRESS");
             if (mode == "dial") Connect(address);
             else if (mode == "listen")
@@ -2201,7 +2455,7 @@ namespace Rlay
             else return false;
             if (sock.AddressFamily != AddressFamily.Unix) sock.NoDelay = true;
             sock.Blocking = false;
-            conn = new Connection(true) { MaxFrameSize = MaxFrameSize };
+            conn = new Connection(true) { MaxFrameSize = MaxFrameSize, MaxHandshakeFrameSize = MaxHandshakeFrameSize, MaxValues = MaxValues };
             Flush();
             return true;
         }
@@ -2367,6 +2621,8 @@ namespace Rlay
             w.PutKey("metadata"); w.PutMap(Metadata.TopLevelItems / 2); w.Append(Metadata);
             w.PutKey("render_mode"); if (RenderMode == null) w.PutNil(); else w.PutStr(RenderMode);
             w.PutKey("name"); if (Name == null) w.PutNil(); else w.PutStr(Name);
+            // The core checks actions, RESETs and our own observations against these (sections 9, 10).
+            conn.NumEnvs = NumEnvs; conn.ObservationSpace = ObservationSpace; conn.ActionSpace = ActionSpace;
             conn.Send(Kind.EnvInfo, w);
             Flush();
         }
@@ -2376,46 +2632,43 @@ namespace Rlay
             int n = NumEnvs;
             Value seed = body.Get("seed"), options = body.Get("options");
             for (int i = 0; i < n; i++) { cmd.Seeded[i] = false; cmd.Seeds[i] = 0; cmd.ResetMask[i] = true; }
+            // The core has checked seed and reset_mask against num_envs (section 10: BAD_FIELD).
             if (seed.Type == ValueKind.Int)
-            {
-                if (seed.IsNegative) Fatal(ErrorCode.BadField, "RESET.seed must be >= 0, got " + seed.AsLong());
                 for (int i = 0; i < n; i++) { cmd.Seeded[i] = true; cmd.Seeds[i] = seed.AsULongBits() + (ulong)i; }
-            }
             else if (seed.Type == ValueKind.Array)
-            {
-                if (seed.Count != n) Fatal(ErrorCode.BadField, "RESET.seed is an array of " + seed.Count + " seeds for " + n + " sub-envs");
                 for (int i = 0; i < n; i++)
                 {
                     Value s = seed[i];
                     if (s.IsNil) continue;
-                    if (s.IsNegative) Fatal(ErrorCode.BadField, "RESET.seed[" + i + "] must be >= 0");
                     cmd.Seeded[i] = true; cmd.Seeds[i] = s.AsULongBits();
                 }
-            }
-            Value mask = options.Get("reset_mask");
-            if (mask.Exists)
-            {
-                if (mask.Type != ValueKind.Tensor || mask.Dtype != Dtype.Bool || mask.Ndim != 1 || mask.Dim(0) != n)
-                    Fatal(ErrorCode.BadField, "RESET.options['reset_mask'] must be a bool tensor of shape (" + n + ",), got " + mask.Describe());
+            // With one env, reset_mask is an ordinary option, passed on as is (section 10).
+            Value mask = n > 1 ? options.Get("reset_mask") : default(Value);
+            if (mask.Type == ValueKind.Tensor)
                 for (int i = 0; i < n; i++) cmd.ResetMask[i] = mask.GetLong(i) != 0;
+            for (int i = 0; i < n; i++)
+            {
+                if (cmd.ResetMask[i]) { ended[i] = false; resetOnce[i] = true; }
+                else cmd.Seeded[i] = false;   // section 10: seeds of unselected sub-envs are ignored
             }
-            for (int i = 0; i < n; i++) if (cmd.ResetMask[i]) ended[i] = false;
             cmd.Kind = CommandKind.Reset;
             cmd.Options = options;
-            everReset = true;
             owed = CommandKind.Reset;
             return cmd;
         }
 
         Command OnStep(Value body)
         {
+            // Section 8's order: the action's structure (BAD_VALUE, fatal: the core checked it on
+            // receipt), then RESET_NEEDED, then the bounds (INVALID_ACTION), both non-fatal.
             Value action = body.Get("action");
             owed = CommandKind.Step;
-            if (!everReset)
-            {
-                ReplyError(ErrorCode.ResetNeeded, "step() called before reset()");
-                return null;
-            }
+            for (int i = 0; i < NumEnvs; i++)
+                if (!resetOnce[i])
+                {
+                    ReplyError(ErrorCode.ResetNeeded, NumEnvs > 1 ? "step() called before sub-env " + i + " was ever reset" : "step() called before reset()");
+                    return null;
+                }
             int r = ActionSpace.Check(action, NumEnvs > 1 ? NumEnvs : 0, out string why);
             if (r < 0) Fatal(ErrorCode.BadValue, "the action does not match the action space: " + why);
             if (r > 0)
@@ -2455,12 +2708,21 @@ namespace Rlay
 
         void Send(Kind kind)
         {
+            CommandKind was = owed;
             owed = 0;
             Obs.Clear(); Info.Clear(); Frame.Clear(); Result.Clear();
             try
             {
                 conn.Send(kind, frame);
                 Flush();
+            }
+            catch (RlayException e) when (e.Code == ErrorCode.EnvException)
+            {
+                // Section 9: an observation that does not match its space is the env code's error;
+                // it was not sent (nor rounded): the command is answered with ENV_EXCEPTION instead.
+                owed = was;
+                ReplyError(ErrorCode.EnvException, e.Message, "ValueError", e.Message);
+                return;
             }
             catch (RlayException e) when (e.Code != ErrorCode.Usage) { Finish(e); }
             catch (SocketException e) { Finish(new RlayException(ErrorCode.Io, "socket error: " + e.Message)); }

@@ -12,7 +12,7 @@
 // CALL "allocated" returns the bytes this thread has allocated so far (the no-allocation check);
 // CALL "quit" quits the game with the call outstanding (the trainer gets SHUTTING_DOWN).
 //
-// Usage: game_loop --listen [ADDRESS] | --connect [ADDRESS]   (default: $RLAY_ADDRESS)
+// Usage: game_loop [--listen [ADDRESS] | --connect [ADDRESS]]   (default: $RLAY_ADDRESS, $RLAY_MODE)
 using System;
 using System.Threading;
 using Rlay;
@@ -30,16 +30,22 @@ static class GameLoop
 
     static int Main(string[] args)
     {
+        // Flags, or (none) the launcher's variables of spec section 15: RLAY_ADDRESS, RLAY_MODE.
         string address = args.Length > 1 ? args[1] : Environment.GetEnvironmentVariable("RLAY_ADDRESS");
-        bool connect = args.Length > 0 && args[0] == "--connect";
-        if (args.Length < 1 || (!connect && args[0] != "--listen") || address == null)
+        string mode = args.Length == 0 ? null : args[0] == "--connect" ? "dial" : args[0] == "--listen" ? "listen" : "";
+        if (mode == "" || args.Length > 2 || address == null)
         {
-            Console.Error.WriteLine("usage: game_loop --listen|--connect [ADDRESS]   (or set RLAY_ADDRESS)");
+            Console.Error.WriteLine("usage: game_loop [--listen|--connect [ADDRESS]]   (default: $RLAY_ADDRESS, $RLAY_MODE)");
             return 2;
         }
         var env = new Env(Space.Box(Dtype.Float32, new[] { 2 }, double.NegativeInfinity, double.PositiveInfinity), Space.Discrete(3));
         env.Name = "game_loop";
-        env.Start(address, connect ? "dial" : "listen");
+        try { env.Start(address, mode); }
+        catch (RlayException e)
+        {
+            Console.Error.WriteLine("game_loop: " + e);
+            return 1;
+        }
 
         float[] obs = new float[2];
         float x = 0, v = 0, push = 0;
@@ -56,7 +62,10 @@ static class GameLoop
                         case CommandKind.Reset:
                             x = 0; v = 0; steps = 0;
                             obs[0] = x; obs[1] = v;
-                            env.Obs.PutTensor(obs);
+                            // reset(options={"float64": True}) plays a game bug: a float64 observation
+                            // for the float32 Box. The SDK neither sends nor rounds it (ENV_EXCEPTION).
+                            if (cmd.Options.Get("float64").Exists) env.Obs.PutTensor(new double[] { x, v });
+                            else env.Obs.PutTensor(obs);
                             env.ReplyReset();
                             break;
                         case CommandKind.Step:

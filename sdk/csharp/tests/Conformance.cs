@@ -1,7 +1,9 @@
 // Conformance runner for rlay-csharp: the line protocol of spec/protocol.md section 12.
 //   roundtrip FRAME_HEX CANON_HEX            decode FRAME, re-encode canonically, compare
-//   reject FRAME_HEX ERROR_NAME ROLE STATE   feed FRAME (then end of stream) to a receiver playing
-//                                            ROLE (agent/env) in STATE (- = stand-alone)
+//   reject FRAME_HEX ERROR_NAME ROLE STATE [NUM_ENVS]
+//                                            feed FRAME (then end of stream) to a receiver playing
+//                                            ROLE (agent/env) in STATE (- = stand-alone), whose
+//                                            session's ENV_INFO had num_envs NUM_ENVS (absent: 1)
 // Additions for spec/vectors/spaces.json (a space or value as a stand-alone body and data section):
 //   space BODY DATA | space_value SBODY SDATA VBODY VDATA | space_reject BODY DATA ERROR_NAME
 //   value_reject SBODY SDATA VBODY VDATA ERROR_NAME
@@ -46,7 +48,7 @@ static class ConformanceRunner
     }
 
     /// <summary>A connection of that role brought to that state by a valid conversation.</summary>
-    internal static Connection In(bool env, string state)
+    internal static Connection In(bool env, string state, int numEnvs = 1)
     {
         var agent = new Connection(false);
         var envc = new Connection(true);
@@ -60,10 +62,11 @@ static class ConformanceRunner
                 w.PutMap(6);
                 w.PutKey("observation_space"); Space.Discrete(2).Write(w);
                 w.PutKey("action_space"); Space.Discrete(2).Write(w);
-                w.PutKey("num_envs"); w.PutInt(1);
+                w.PutKey("num_envs"); w.PutInt(numEnvs);
                 w.PutKey("metadata"); w.PutMap(0);
                 w.PutKey("render_mode"); w.PutNil();
                 w.PutKey("name"); w.PutNil();
+                envc.NumEnvs = numEnvs; envc.ObservationSpace = Space.Discrete(2); envc.ActionSpace = Space.Discrete(2);
                 envc.Send(Kind.EnvInfo, w);
                 Pump(envc, agent); agent.Next();
                 string command = state == "closed" ? "close" : state;
@@ -80,7 +83,12 @@ static class ConformanceRunner
                 {
                     w.Clear();
                     if (k == Kind.Reset) { w.PutMap(2); w.PutKey("seed"); w.PutNil(); w.PutKey("options"); w.PutNil(); }
-                    else if (k == Kind.Step) { w.PutMap(1); w.PutKey("action"); w.PutInt(1); }
+                    else if (k == Kind.Step)
+                    {
+                        w.PutMap(1); w.PutKey("action");
+                        if (numEnvs == 1) w.PutInt(1);
+                        else { var ones = new long[numEnvs]; for (int i = 0; i < numEnvs; i++) ones[i] = 1; w.PutTensor(ones); }
+                    }
                     else if (k == Kind.Call) { w.PutMap(3); w.PutKey("name"); w.PutStr("f"); w.PutKey("args"); w.PutArray(0); w.PutKey("kwargs"); w.PutMap(0); }
                     else w.PutMap(0);
                     agent.Send(k, w);
@@ -131,13 +139,15 @@ static class ConformanceRunner
 
     static string Reject(string[] t)
     {
-        if (t.Length != 5) return "fail reject needs FRAME_HEX ERROR_NAME ROLE STATE";
+        if (t.Length != 5 && t.Length != 6) return "fail reject needs FRAME_HEX ERROR_NAME ROLE STATE [NUM_ENVS]";
+        int numEnvs = 1;
+        if (t.Length == 6 && (!int.TryParse(t[5], out numEnvs) || numEnvs < 1)) return "fail bad NUM_ENVS '" + t[5] + "'";
         if (t[3] != "agent" && t[3] != "env" && t[3] != "-") return "fail unknown role '" + t[3] + "'";
         string[] states = { "-", "hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed" };
         if (Array.IndexOf(states, t[4]) < 0) return "fail unknown state '" + t[4] + "'";
         byte[] bytes = Unhex(t[1]);
         if (bytes == null) return "fail bad hex";
-        Connection c = t[4] == "-" ? new Connection(true) : In(t[3] != "agent", t[4]);
+        Connection c = t[4] == "-" ? new Connection(true) : In(t[3] != "agent", t[4], numEnvs);
         try
         {
             c.Feed(bytes, 0, bytes.Length);

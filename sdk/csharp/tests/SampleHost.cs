@@ -2,7 +2,8 @@
 // `sample_host squad N` for Samples~/ManyCarts/RlayCartSquad.cs with N carts), against the stub of
 // tests/UnityStub.cs: Awake, Start, then frames as Unity plays them: Update every frame, and
 // while Time.timeScale > 0 a FixedUpdate and a stub physics step of 0.02 s, until the session
-// ends. RLAY_ADDRESS says where the trainer listens.
+// ends (or the sample calls Application.Quit: the host exits with its code). RLAY_ADDRESS and
+// RLAY_MODE come from rlay's launcher (spec section 15).
 using System;
 using System.Reflection;
 using UnityEngine;
@@ -43,7 +44,7 @@ static class SampleHost
         }
         Call(agent, "Start");
         long frames = 0;
-        while (!over())
+        while (!over() && Application.exitCode == null)
         {
             Call(agent, "Update");
             if (Time.timeScale > 0)
@@ -56,6 +57,6 @@ static class SampleHost
         }
         Console.Error.WriteLine("sample host: " + frames + " physics steps");
         Call(agent, "OnDestroy");
-        return 0;
+        return Application.exitCode ?? 0;
     }
 }

@@ -237,6 +237,81 @@ static class UnitTests
         Check(Throws(() => e.ReplyReset()) == ErrorCode.Usage, "a reply with no command");
     }
 
+    static byte[] FrameBytes(Kind kind, byte[] data, byte[] body)
+    {
+        var f = new byte[12 + data.Length + body.Length];
+        f[0] = 0x52; f[1] = 0x4c; f[2] = (byte)kind;
+        f[4] = (byte)data.Length; f[5] = (byte)(data.Length >> 8); f[6] = (byte)(data.Length >> 16);
+        f[8] = (byte)body.Length; f[9] = (byte)(body.Length >> 8); f[10] = (byte)(body.Length >> 16); f[11] = (byte)(body.Length >> 24);
+        Buffer.BlockCopy(data, 0, f, 12, data.Length);
+        Buffer.BlockCopy(body, 0, f, 12 + data.Length, body.Length);
+        return f;
+    }
+
+    /// <summary>Section 13's limits as settings, and the checks the vectors cannot make.</summary>
+    static void Limits()
+    {
+        // {"value": [nil x 262142]}: 262 145 values; refused by default, accepted when raised.
+        int n = 262142;
+        var body = new byte[7 + 5 + n];
+        byte[] head = { 0x81, 0xa5, (byte)'v', (byte)'a', (byte)'l', (byte)'u', (byte)'e', 0xdd, 0, 0, 0, 0 };
+        Buffer.BlockCopy(head, 0, body, 0, head.Length);
+        body[8] = (byte)(n >> 24); body[9] = (byte)(n >> 16); body[10] = (byte)(n >> 8); body[11] = (byte)n;
+        for (int i = 12; i < body.Length; i++) body[i] = 0xc0;
+        byte[] f = FrameBytes(Kind.CallResult, new byte[0], body);
+        var c = new Connection(false);
+        c.Feed(f, 0, f.Length);
+        Check(Throws(() => c.NextStandalone()) == ErrorCode.FrameTooLarge, "max_values: 262 145 values are FRAME_TOO_LARGE");
+        c = new Connection(false) { MaxValues = 262145 };
+        c.Feed(f, 0, f.Length);
+        Check(Throws(() => c.NextStandalone()) == 0 && c.Body.Get("value").Count == n, "max_values raised by the user: accepted");
+        // the first frame's limit, raised: a 100 KiB HELLO header is then read (the stream ends inside it)
+        byte[] big = { 0x52, 0x4c, 1, 0, 0, 0, 0, 0, 0, 0x90, 0x01, 0 };
+        var h = new Connection(true);
+        h.Feed(big, 0, big.Length);
+        Check(Throws(() => h.Next()) == ErrorCode.FrameTooLarge, "a 100 KiB HELLO is past the 64 KiB handshake limit");
+        h = new Connection(true) { MaxHandshakeFrameSize = 1 << 20 };
+        h.Feed(big, 0, big.Length);
+        Check(Throws(() => { h.Next(); h.FeedEof(); }) == ErrorCode.Truncated, "the handshake limit raised: read on");
+        // an env side never sends an observation that does not match its space (section 9)
+        var env = ConformanceRunner.In(true, "reset");
+        env.ObservationSpace = Space.Box(Dtype.Float32, new[] { 2 }, -1, 1);
+        var w = new Writer();
+        w.PutMap(2); w.PutKey("obs"); w.PutTensor(new double[] { 0.5, 0.25 }); w.PutKey("info"); w.PutMap(0);
+        ErrorCode got = 0;
+        string msg = "";
+        try { env.Send(Kind.ResetResult, w); } catch (RlayException e) { got = e.Code; msg = e.Message; }
+        Check(got == ErrorCode.EnvException && env.OutLen == 0 && env.State == State.Reset, "a float64 obs for a float32 Box: ENV_EXCEPTION, nothing queued");
+        Check(msg.Contains("float32") && msg.Contains("float64"), "the message names both dtypes: " + msg);
+        w.Clear();
+        w.PutMap(2); w.PutKey("obs"); w.PutTensor(new float[] { 0.5f, 0.25f }); w.PutKey("info"); w.PutMap(0);
+        Check(Throws(() => env.Send(Kind.ResetResult, w)) == 0 && env.State == State.Idle, "a float32 obs is sent");
+        // a uint64 Discrete starting past long.MaxValue keeps its start exactly (section 9)
+        var d = new Writer();
+        d.PutMap(4); d.PutKey("kind"); d.PutStr("discrete"); d.PutKey("n"); d.PutInt(3);
+        d.PutKey("start"); d.PutUInt(9223372036854775813UL); d.PutKey("dtype"); d.PutStr("uint64");
+        Space u = Space.Read(Decoded(d).Body.Get("value"));
+        Check(u.StartValue == 9223372036854775813m, "uint64 start kept: " + u.StartValue);
+        Check(u.Start == unchecked((long)9223372036854775813UL), "Start wraps like a cast, never throws");
+        var back = new Writer();
+        u.Write(back);
+        Check(BodyHex(back) == BodyHex(d), "uint64 start written back as a uint 64");
+        var val = new Writer();
+        val.PutUInt(9223372036854775815UL);
+        Check(u.Check(Decoded(val).Body.Get("value"), 0, out string why) == 0, "its last value fits: " + why);
+        val.Clear(); val.PutUInt(9223372036854775816UL);
+        Check(u.Check(Decoded(val).Body.Get("value"), 0, out why) == 1, "one past it is out of bounds");
+        // ERROR with a code 1-15 and fatal=false is fatal all the same (section 11)
+        var idle = ConformanceRunner.In(true, "idle");
+        var err = new Writer();
+        err.PutMap(5); err.PutKey("code"); err.PutInt(7); err.PutKey("message"); err.PutStr("x"); err.PutKey("fatal"); err.PutBool(false);
+        err.PutKey("remote_type"); err.PutNil(); err.PutKey("traceback"); err.PutNil();
+        var src = new Connection(false) { OutLen = 0 };
+        src.AppendFrame(Kind.Error, err);
+        idle.Feed(src.Out, 0, src.OutLen);
+        Check(idle.Next() && idle.State == State.Closed, "ERROR code 7, fatal=false: closed");
+    }
+
     /// <summary>The step path without sockets: decode STEP, check the action, encode STEP_RESULT.</summary>
     static void NoAllocation()
     {
@@ -254,9 +329,11 @@ static class UnitTests
         info.PutKey("metadata"); info.PutMap(0);
         info.PutKey("render_mode"); info.PutNil();
         info.PutKey("name"); info.PutNil();
+        env.ObservationSpace = obsSpace; env.ActionSpace = act;   // the core checks actions and own observations too
         env.Send(Kind.EnvInfo, info);
         agent.Feed(env.Out, 0, env.OutLen); env.OutLen = 0;
         agent.Next();
+        Check(agent.ObservationSpace != null && agent.NumEnvs == 1, "the agent read ENV_INFO's spaces");
         var step = new Writer();
         var reply = new Writer();
         var obsW = new Writer();
@@ -300,6 +377,7 @@ static class UnitTests
         Values();
         Spaces();
         StateMachine();
+        Limits();
         NoAllocation();
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;

@@ -64,6 +64,13 @@ namespace UnityEngine
         public static float timeScale = 1f;
     }
 
+    /// <summary>Stub: Quit records the exit code; the host program exits with it after the frame.</summary>
+    public static class Application
+    {
+        public static int? exitCode;
+        public static void Quit(int exitCode) { Application.exitCode = exitCode; }
+    }
+
     public static class Debug
     {
         public static void Log(object m) { Console.Error.WriteLine(m); }

@@ -35,6 +35,7 @@ public class RlayCartAgent : MonoBehaviour
 
     Rigidbody body;
     Env env;
+    bool launched;   // started by rlay's launcher (RLAY_ADDRESS set, no inspector address)
     readonly float[] obs = new float[2];
     Vector3 start;
     int action, framesLeft, steps;
@@ -56,11 +57,24 @@ public class RlayCartAgent : MonoBehaviour
         env.Name = "RlayCartAgent";
         env.Metadata.PutKey("render_fps"); env.Metadata.PutInt(50);
         env.ConnectTimeoutMs = -1;   // the trainer may start after Play: keep dialling
-        string a = !string.IsNullOrEmpty(address) ? address
-                 : Environment.GetEnvironmentVariable("RLAY_ADDRESS") ?? "tcp://127.0.0.1:5555";
-        env.Connect(a);
+        // An address in the inspector: dial it. A player started by rlay's launcher (RLAY_ADDRESS
+        // set: ClientEnv(launch=...) or ServerEnv(launch=...)) follows spec section 15: RLAY_MODE
+        // listen (or unset: it prints RLAY_LISTENING) or dial. Otherwise: dial the default port.
+        launched = string.IsNullOrEmpty(address) && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("RLAY_ADDRESS"));
+        try
+        {
+            if (launched) env.Start();
+            else env.Connect(!string.IsNullOrEmpty(address) ? address : "tcp://127.0.0.1:5555");
+        }
+        catch (RlayException e)
+        {
+            Debug.LogError("rlay: " + e);
+            if (launched) Application.Quit(1);   // section 15: a bad RLAY_MODE or address exits non-zero
+            env = null;
+            return;
+        }
         Time.timeScale = 0f;
-        Debug.Log("rlay: dialling the trainer at " + a);
+        Debug.Log("rlay: serving the trainer at " + env.Address);
     }
 
     void Update()
@@ -68,7 +82,7 @@ public class RlayCartAgent : MonoBehaviour
         if (env == null || env.IsOver || acting) return;
         Command cmd = env.Poll(0);   // never blocks the frame
         if (cmd != null) Handle(cmd);
-        if (env.IsOver && env.Error != null) Debug.LogError("rlay: " + env.Error);
+        if (env.IsOver) Ended();
     }
 
     void FixedUpdate()
@@ -135,6 +149,14 @@ public class RlayCartAgent : MonoBehaviour
         obs[0] = body.position.x;
         obs[1] = body.velocity.x;
         env.Obs.PutTensor(obs);
+    }
+
+    /// <summary>The session is over. A launched player exits (spec section 15): 0 after CLOSE or the
+    /// trainer's end of stream in idle, 1 with the error logged otherwise.</summary>
+    void Ended()
+    {
+        if (env.Error != null) Debug.LogError("rlay: " + env.Error);
+        if (launched) Application.Quit(env.Error == null ? 0 : 1);
     }
 
     void OnDestroy()

@@ -28,6 +28,7 @@ public class RlayCartSquad : MonoBehaviour
     [SerializeField] int maxSteps = 500;
 
     Env env;
+    bool launched;   // started by rlay's launcher (RLAY_ADDRESS set, no inspector address)
     Vector3[] starts;
     int[] steps;
     long[] actions;
@@ -58,9 +59,22 @@ public class RlayCartSquad : MonoBehaviour
         env.NumEnvs = n;
         env.Metadata.PutKey("autoreset_mode"); env.Metadata.PutStr("next_step");
         env.ConnectTimeoutMs = -1;
-        string a = !string.IsNullOrEmpty(address) ? address
-                 : Environment.GetEnvironmentVariable("RLAY_ADDRESS") ?? "tcp://127.0.0.1:5555";
-        env.Connect(a);
+        // An address in the inspector: dial it. A player started by rlay's launcher (RLAY_ADDRESS
+        // set: ClientEnv(launch=...) or ServerEnv(launch=...)) follows spec section 15: RLAY_MODE
+        // listen (or unset: it prints RLAY_LISTENING) or dial. Otherwise: dial the default port.
+        launched = string.IsNullOrEmpty(address) && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("RLAY_ADDRESS"));
+        try
+        {
+            if (launched) env.Start();
+            else env.Connect(!string.IsNullOrEmpty(address) ? address : "tcp://127.0.0.1:5555");
+        }
+        catch (RlayException e)
+        {
+            Debug.LogError("rlay: " + e);
+            if (launched) Application.Quit(1);   // section 15: a bad RLAY_MODE or address exits non-zero
+            env = null;
+            return;
+        }
         Time.timeScale = 0f;   // time stands still between decisions
     }
 
@@ -68,7 +82,7 @@ public class RlayCartSquad : MonoBehaviour
     {
         if (env == null || env.IsOver || acting) return;
         Command cmd = env.Poll(0);
-        if (cmd == null) return;
+        if (cmd == null) { if (env.IsOver) Ended(); return; }
         try
         {
             if (cmd.Kind == CommandKind.Reset)
@@ -95,6 +109,7 @@ public class RlayCartSquad : MonoBehaviour
         {
             env.ReplyException(e);
         }
+        if (env.IsOver) Ended();   // CLOSE answered
     }
 
     void FixedUpdate()
@@ -154,6 +169,14 @@ public class RlayCartSquad : MonoBehaviour
             obs[2 * i + 1] = carts[i].velocity.x;
         }
         env.Obs.PutTensor(obs, obsShape);
+    }
+
+    /// <summary>The session is over. A launched player exits (spec section 15): 0 after CLOSE or the
+    /// trainer's end of stream in idle, 1 with the error logged otherwise.</summary>
+    void Ended()
+    {
+        if (env.Error != null) Debug.LogError("rlay: " + env.Error);
+        if (launched) Application.Quit(env.Error == null ? 0 : 1);
     }
 
     void OnDestroy()
