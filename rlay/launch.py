@@ -288,8 +288,9 @@ def _terminate(popen: subprocess.Popen[bytes], grace: float = 1.0) -> int | None
         try:
             popen.wait(grace)
         except subprocess.TimeoutExpired:
-            _signal_group(popen, signal.SIGKILL)
-            popen.wait()
+            pass
+        _signal_group(popen, signal.SIGKILL)  # what is left: it, or children that outlived it
+        popen.wait()
     else:
         _signal_group(popen, signal.SIGKILL)  # children the program left behind
     return popen.returncode

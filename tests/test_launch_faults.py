@@ -255,3 +255,26 @@ def test_after_a_timeout_later_calls_fail_at_once() -> None:
             assert time.monotonic() - t < 0.3
     finally:
         env.close()
+
+
+STUBBORN_CHILD = """
+import os, signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+open(sys.argv[1], "w").write(str(child.pid))
+import rlay
+from rlay.testing import TrivialEnv
+rlay.serve(TrivialEnv, os.environ["RLAY_ADDRESS"])
+"""
+
+
+def test_close_ends_a_child_that_ignores_sigterm(tmp_path: object) -> None:
+    note = os.path.join(str(tmp_path), "child.pid")
+    env = rlay.ClientEnv(launch=[sys.executable, "-c", STUBBORN_CHILD, note], connect_timeout=30)
+    try:
+        env.reset(seed=0)
+        child = int(open(note).read())
+        assert alive(child)
+    finally:
+        env.close()
+    assert wait_gone([child], 5) == []
