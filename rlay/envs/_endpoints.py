@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from rlay.errors import ConnectionClosed, Timeout, UsageError
+from rlay.errors import ConnectionClosed, Timeout, UsageError, clip
 from rlay.launch import LaunchError, Process, SocketDir
 from rlay.transports import Listener, Stream, dial, listen, parse_address
 
@@ -70,7 +70,7 @@ class Endpoints:
                 self._sockets = SocketDir()
                 address = self._sockets.address()
             if address is not None and not isinstance(address, str):
-                raise UsageError(f"{who} listens at one address, got {address!r:.80}")
+                raise UsageError(f"{who} listens at one address, got {clip(address, 80)}")
             self.listener = listen(address or "tcp://127.0.0.1:0")
             self.addresses = [str(self.listener.address)]
             if launch is not None:
@@ -85,7 +85,9 @@ class Endpoints:
                 raise UsageError(f"{who} needs at least one address to dial")
             for a in addresses:
                 if not isinstance(a, str):
-                    raise UsageError(f"an address must be a str like 'tcp://127.0.0.1:5555', got {a!r:.60}")
+                    raise UsageError(
+                        f"an address must be a str like 'tcp://127.0.0.1:5555', got {clip(a, 60)}"
+                    )
                 parse_address(a)
             self.addresses = addresses
             return
