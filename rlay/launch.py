@@ -62,7 +62,8 @@ _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 _SH = shutil.which("sh")
 _WRAPPER = """trap 'kill -KILL 0' USR1
 trap : TERM INT HUP
-"$@" &
+# A background command starts with SIGINT and SIGQUIT ignored (POSIX): give them back.
+if env --default-signal=INT true 2>/dev/null; then env --default-signal=INT,QUIT "$@" & else "$@" & fi
 pid=$!
 echo "rlay-launch-pid $pid" >&2
 while :; do

@@ -278,3 +278,19 @@ def test_close_ends_a_child_that_ignores_sigterm(tmp_path: object) -> None:
     finally:
         env.close()
     assert wait_gone([child], 5) == []
+
+
+@linux_only
+def test_a_launched_program_keeps_default_signal_handling() -> None:
+    """The wrapper starts it in the background, where sh would ignore SIGINT and SIGQUIT."""
+    script = (
+        "import os, signal, rlay\nfrom rlay.testing import TrivialEnv\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "assert signal.getsignal(signal.SIGQUIT) is signal.SIG_DFL\n"
+        "rlay.serve(TrivialEnv, os.environ['RLAY_ADDRESS'])\n"
+    )
+    env = rlay.ClientEnv(launch=[sys.executable, "-c", script], connect_timeout=30)
+    try:
+        env.reset(seed=0)
+    finally:
+        env.close()
