@@ -244,3 +244,14 @@ def test_a_failing_factory_under_connect_reaches_the_server_env(tmp_path: object
     assert info.value.remote_type == "RuntimeError" and "no GPU for the renderer" in str(info.value)
     assert info.value.code == ErrorCode.ENV_EXCEPTION and info.value.fatal
     assert len(raised) == 1  # and the env side raises it too
+
+
+def test_back_to_back_clients_of_a_shared_instance_are_not_refused() -> None:
+    server = rlay.serve(gym.make(CARTPOLE), block=False)
+    try:
+        for seed in range(5):
+            env = rlay.ClientEnv(server.address, timeout=10)
+            env.reset(seed=seed)
+            env.close()
+    finally:
+        server.close()

@@ -40,6 +40,9 @@ log = logging.getLogger("rlay")
 #: evaluate or save keeps its env, yet a client that went silent cannot hold an env forever.
 DEFAULT_IDLE_TIMEOUT = 1800.0
 
+#: Seconds a second agent side of a shared env instance waits before it is told "busy".
+BUSY_GRACE = 1.0
+
 #: How many of the last abnormal session ends a Server keeps (``Server.errors``).
 KEEP_ERRORS = 8
 
@@ -286,7 +289,8 @@ class Server:
     def _serve_one(self, stream: Stream) -> None:
         shared = self._shared()
         lock = self._shared_lock if shared else None
-        if lock is not None and not lock.acquire(blocking=False):
+        # A short grace: the previous agent side may be closing its session right now.
+        if lock is not None and not lock.acquire(timeout=BUSY_GRACE):
             self._refuse(
                 stream,
                 ErrorCode.NOT_SUPPORTED,
