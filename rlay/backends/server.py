@@ -200,7 +200,8 @@ class Server:
     With a factory, sessions run concurrently, each with its own env; with a single env
     instance they run one at a time, and an agent side that dials while another holds the
     instance is refused (after a grace of :data:`BUSY_GRACE`, 1 s) with a fatal
-    ``NOT_SUPPORTED`` ERROR saying so (serve a factory to serve several at once). A client that misbehaves or disconnects ends only its own session.
+    ``NOT_SUPPORTED`` ERROR saying so (serve a factory to serve several at once). A client
+    that misbehaves or disconnects ends only its own session.
 
     Faults of its own do not stop it (every one is logged on the ``"rlay"`` logger):
 
