@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium.spaces import Box, Dict, Discrete, MultiBinary, MultiDiscrete, Tuple
 from gymnasium.vector import AutoresetMode
 
-from rlay.errors import UsageError
+from rlay.errors import UsageError, clip
 from rlay.protocol.codec import free_from_wire
 from rlay.protocol.fastpath import BatchResultTemplate, FastPaths, StepTemplate, TensorTemplate
 from rlay.spaces import SpaceCodec, batched
@@ -41,7 +41,7 @@ def parse_autoreset_mode(value: Any) -> AutoresetMode:
             if value == mode.value:
                 return mode
     names = ", ".join(repr(n) for n in AUTORESET_FROM_WIRE)
-    raise UsageError(f"autoreset_mode: expected an AutoresetMode or one of {names}, actual {value!r:.60}")
+    raise UsageError(f"autoreset_mode: expected an AutoresetMode or one of {names}, actual {clip(value, 60)}")
 
 
 _ARRAY_SPACES = (Box, Discrete, MultiDiscrete, MultiBinary)

@@ -14,7 +14,51 @@ Exceptions keep their fields as attributes and build the message in ``__str__``.
 
 from __future__ import annotations
 
+import reprlib
+import signal
+from collections.abc import Sequence
+from typing import Any
+
 from rlay.protocol.wire import ErrorCode
+
+#: How many characters of a peer's value an error message quotes at most.
+CLIP = 200
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` cuts a str before quoting it; bytes need the same (its default quotes them
+    whole, then cuts)."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return self._cut(bytes(x[: self.maxstring]), len(x))
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        return self._cut(bytes(x[: self.maxstring]), len(x))
+
+    def repr_int(self, x: int, level: int) -> str:
+        return repr(x) if x.bit_length() <= 200 else f"<int of {x.bit_length()} bits>"
+
+    def repr_memoryview(self, x: memoryview, level: int) -> str:
+        return f"<memoryview of {x.nbytes} bytes>"
+
+    def _cut(self, head: bytes, size: int) -> str:
+        text = repr(head)
+        return text if size <= len(head) else f"{text}... ({size} bytes)"
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxlevel = 3
+_SHORT.maxstring = CLIP
+_SHORT.maxother = CLIP
+_SHORT.maxlong = 60
+
+
+def clip(value: Any, limit: int = CLIP) -> str:
+    """A ``repr`` of ``value`` (a peer's value: untrusted, maybe huge) of at most about ``limit``
+    characters, computed without formatting the whole value first (``f"{v!r:.200}"`` would).
+    Use it wherever a peer's value goes into a message or a log line."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RlayError(Exception):
@@ -111,6 +155,43 @@ class ConnectionClosed(RlayError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+class LaunchError(ConnectionClosed):
+    """A launched env program could not be started, or exited (before it was ready, or during
+    the session). A :class:`ConnectionClosed`: the env is gone either way, so code that restarts
+    dead envs catches launched ones too. ``returncode`` says how it exited (negative: the signal
+    that killed it; ``None``: it was still running), ``stderr`` holds its last lines."""
+
+    def __init__(
+        self, command: Sequence[str], detail: str, returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(detail)
+        self.args = (command, detail)
+        self.command = list(command)
+        self.returncode = returncode
+        self.stderr = stderr
+
+    def __reduce__(self) -> tuple[Any, ...]:  # complete across processes (AsyncVectorEnv workers)
+        return (type(self), (self.command, self.detail, self.returncode, self.stderr))
+
+    def __str__(self) -> str:
+        text = f"{self.detail}: {' '.join(self.command)}"
+        if self.returncode is not None:
+            text += f" ({describe_returncode(self.returncode)})"
+        if self.stderr:
+            text += "\n--- last lines of its stderr ---\n" + self.stderr.rstrip()
+        return text
+
+
+def describe_returncode(code: int) -> str:
+    """``exit code 3``, ``killed by SIGSEGV``: a process's exit as people say it."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 class Timeout(RlayError, TimeoutError):

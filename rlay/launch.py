@@ -8,7 +8,15 @@ at interpreter exit. Addresses are fresh unix socket paths in a private director
 OS-chosen TCP ports): never a fixed port.
 
 The other half of "no orphans" is the env side's: every rlay SDK exits by itself when the agent
-side's connection closes, so even ``kill -9`` of Python leaves no env process behind.
+side's connection closes, so even ``kill -9`` of Python leaves no env process behind. On Linux a
+tiny ``sh`` wrapper also gets a signal when this process dies (the parent-death signal, set by
+``setpriv``) and kills the program's whole process group: children the program started
+itself go too, connected or not.
+
+Safe after ``fork`` (``gymnasium.vector.AsyncVectorEnv`` workers): a forked child starts its own
+spawner thread and does not touch (or, at its exit, end) the programs and directories of its
+parent. Socket directories are named after the process that made them; one left behind by a
+process that was killed is removed by the next process that makes one.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures
+import logging
 import os
 import queue
 import shutil
@@ -29,18 +38,46 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rlay.errors import RlayError, UsageError
+from rlay.errors import LaunchError, UsageError, describe_returncode
+
+__all__ = ["LaunchError", "Process", "SocketDir", "describe_returncode"]
+
+log = logging.getLogger("rlay")
 
 STDERR_LINES = 20
+#: Seconds starting a program may take (fork + exec) before it is a :class:`LaunchError`.
+SPAWN_TIMEOUT = 30.0
 
 _live: weakref.WeakSet[Process] = weakref.WeakSet()
+_socket_dirs: weakref.WeakSet[SocketDir] = weakref.WeakSet()
 
 # If this Python process dies (even by SIGKILL) before an env program has connected, nothing
-# would tell the program to quit: it waits for a connection forever. On Linux, setpriv (from
-# util-linux) sets the parent-death signal before it execs the program, so the kernel kills it.
-# Once connected, every rlay env side also exits when its connection closes.
+# would tell the program to quit: it waits for a connection forever, and so would any child it
+# started. On Linux, setpriv (from util-linux) sets the parent-death signal (USR1) of a small sh
+# wrapper, which starts the program in the background and on USR1 kills their process group.
+# The wrapper passes the program's exit on as its own (a signal by re-raising it) and tells us
+# the program's pid in a marked line on stderr. Once connected, every rlay env side also exits
+# when its connection closes.
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+_SH = shutil.which("sh")
+_WRAPPER = """trap 'kill -KILL 0' USR1
+trap : TERM INT HUP
+# A background command starts with SIGINT and SIGQUIT ignored (POSIX): give them back.
+if env --default-signal=INT true 2>/dev/null; then env --default-signal=INT,QUIT "$@" & else "$@" & fi
+pid=$!
+echo "rlay-launch-pid $pid" >&2
+while :; do
+  wait "$pid"; rc=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
+trap - TERM INT HUP
+if [ "$rc" -gt 128 ]; then kill -$((rc - 128)) $$; fi
+exit "$rc"
+"""
+_PID_MARK = b"rlay-launch-pid "
+_DIE_WITH_PARENT = (
+    [_SETPRIV, "--pdeathsig", "USR1", "--", _SH, "-c", _WRAPPER, "rlay-launch"] if _SETPRIV and _SH else []
+)
 
 
 class _Spawner:
@@ -53,8 +90,11 @@ class _Spawner:
         )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if self._pid != os.getpid():  # forked without the at-fork hook (should not happen)
+            self.__init__()  # type: ignore[misc]
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="rlay-spawner", daemon=True)
@@ -75,34 +115,22 @@ class _Spawner:
 _SPAWNER = _Spawner()
 
 
-class LaunchError(RlayError):
-    """The env program could not be started, or exited before it was ready."""
-
-    def __init__(
-        self, command: Sequence[str], detail: str, returncode: int | None = None, stderr: str = ""
-    ) -> None:
-        super().__init__(command, detail)
-        self.command = list(command)
-        self.detail = detail
-        self.returncode = returncode
-        self.stderr = stderr
-
-    def __str__(self) -> str:
-        text = f"{self.detail}: {' '.join(self.command)}"
-        if self.returncode is not None:
-            text += f" ({describe_returncode(self.returncode)})"
-        if self.stderr:
-            text += "\n--- last lines of its stderr ---\n" + self.stderr.rstrip()
-        return text
+def _after_fork_in_child() -> None:
+    """A forked child owns none of its parent's programs or directories, and has no spawner
+    thread (threads do not survive fork): forget them, so that neither a launch nor the child's
+    exit touches what belongs to the parent."""
+    global _SPAWNER
+    _SPAWNER = _Spawner()
+    for process in list(_live):
+        process._finalizer.detach()
+    _live.clear()
+    for sockets in list(_socket_dirs):
+        sockets._finalizer.detach()
+    _socket_dirs.clear()
 
 
-def describe_returncode(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Process:
@@ -136,7 +164,7 @@ class Process:
         try:
             # Popen runs on rlay's spawner thread, which lives as long as this process: the
             # parent-death signal below belongs to the thread that forked.
-            self.popen = _SPAWNER.submit(
+            future = _SPAWNER.submit(
                 subprocess.Popen,
                 [*_DIE_WITH_PARENT, *self.command],
                 env=environ,
@@ -145,9 +173,17 @@ class Process:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: close() ends its children too
-            ).result()
+            )
+            try:
+                self.popen = future.result(SPAWN_TIMEOUT)
+            except concurrent.futures.TimeoutError:
+                raise LaunchError(
+                    self.command, f"starting the env program took over {SPAWN_TIMEOUT:g} s"
+                ) from None
         except OSError as exc:
             raise LaunchError(self.command, f"cannot start the env program ({exc.strerror or exc})") from None
+        self._program_pid: int | None = None if _DIE_WITH_PARENT else self.popen.pid
+        self._pid_known = threading.Event()
         self.listening: str | None = None  # the address its RLAY_LISTENING line announced (spec §15)
         self._announced = threading.Event()
         self._reader = threading.Thread(target=self._drain, name=f"rlay-stderr-{self.popen.pid}", daemon=True)
@@ -161,15 +197,30 @@ class Process:
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        """The program's process id (with the Linux wrapper, the wrapper's process group)."""
+        if self._program_pid is None:
+            self._pid_known.wait(5.0)
+            if self._program_pid is None:
+                return self.popen.pid
+        return self._program_pid
 
     def _drain(self) -> None:
         stream = self.popen.stderr
         if stream is None:
             return
         for raw in stream:
+            if self._program_pid is None:
+                at = raw.find(_PID_MARK)
+                if at >= 0:
+                    pid = raw[at + len(_PID_MARK) :].strip()
+                    self._program_pid = int(pid) if pid.isdigit() else self.popen.pid
+                    self._pid_known.set()
+                    raw = raw[:at]
+                    if not raw:
+                        continue
             self._stderr.append(raw.decode("utf-8", "replace"))
         stream.close()
+        self._pid_known.set()
 
     def _watch_stdout(self) -> None:
         """Its stdout: the ``RLAY_LISTENING <address>`` line (spec §15) is taken, not printed;
@@ -238,8 +289,9 @@ def _terminate(popen: subprocess.Popen[bytes], grace: float = 1.0) -> int | None
         try:
             popen.wait(grace)
         except subprocess.TimeoutExpired:
-            _signal_group(popen, signal.SIGKILL)
-            popen.wait()
+            pass
+        _signal_group(popen, signal.SIGKILL)  # what is left: it, or children that outlived it
+        popen.wait()
     else:
         _signal_group(popen, signal.SIGKILL)  # children the program left behind
     return popen.returncode
@@ -258,15 +310,56 @@ def _close_all() -> None:
         process.close(grace=1.0)
 
 
+_PREFIX = "rlay-"
+_swept = False
+
+
 class SocketDir:
-    """A private directory for unix socket paths; removed on :meth:`close`."""
+    """A private directory for unix socket paths; removed on :meth:`close` (and at exit).
+
+    Its name carries this process's id (``rlay-<pid>-<random>``); the first one a process makes
+    removes those of this user whose process is gone (killed before it could clean up)."""
 
     def __init__(self) -> None:
-        self.path = tempfile.mkdtemp(prefix="rlay-")
+        global _swept
+        if not _swept:
+            _swept = True
+            _sweep_stale(tempfile.gettempdir())
+        self.path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, True)
+        _socket_dirs.add(self)
 
     def address(self, name: str = "env") -> str:
         return f"unix://{os.path.join(self.path, name + '.sock')}"
 
     def close(self) -> None:
+        _socket_dirs.discard(self)
         self._finalizer()
+
+
+def _sweep_stale(tmp: str) -> None:
+    """Remove ``rlay-<pid>-*`` directories of this user whose process no longer exists."""
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for name in names:
+        if not name.startswith(_PREFIX):
+            continue
+        pid_text = name[len(_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            info = os.lstat(path)
+            os.kill(int(pid_text), 0)
+            continue  # its process lives (or a process with its pid does): leave it
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OSError):
+            continue
+        if uid is not None and info.st_uid != uid:
+            continue
+        log.info("= removing %s, left behind by process %s", path, pid_text)
+        shutil.rmtree(path, ignore_errors=True)

@@ -50,7 +50,7 @@ from gymnasium.spaces import (
 )
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from rlay.errors import EncodeError, ProtocolError, SpaceError, UsageError
+from rlay.errors import EncodeError, ProtocolError, SpaceError, UsageError, clip
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.wire import (
     CODE_BY_DTYPE,
@@ -100,7 +100,7 @@ def _what(v: Any) -> str:
     if isinstance(v, np.ndarray):
         return f"{v.dtype.name} tensor of shape {_shape_str(v.shape)}"
     if isinstance(v, np.generic):
-        return f"NumPy {type(v).__name__} scalar {v!r:.40}"
+        return f"NumPy {type(v).__name__} scalar {clip(v, 40)}"
     if v is None:
         return "nil"
     if isinstance(v, bool):
@@ -110,7 +110,7 @@ def _what(v: Any) -> str:
     if isinstance(v, float):
         return f"float {v!r}"
     if isinstance(v, str):
-        return f"str {v!r:.40}"
+        return f"str {clip(v, 40)}"
     if isinstance(v, (bytes, bytearray, memoryview)):
         return f"bytes of length {len(v)}"
     if isinstance(v, list):
@@ -121,7 +121,7 @@ def _what(v: Any) -> str:
         keys = ", ".join(repr(k) for k in list(v)[:8])
         more = ", ..." if len(v) > 8 else ""
         return f"map with keys {{{keys}{more}}}" if v else "empty map"
-    return f"{type(v).__name__} {v!r:.40}"
+    return f"{type(v).__name__} {clip(v, 40)}"
 
 
 def _keys_str(keys: Any) -> str:
@@ -223,7 +223,7 @@ def _describe_dict(space: Dict, where: str = "space") -> dict[str, Any]:
     for key, sub in space.spaces.items():
         if type(key) is not str:
             raise SpaceError(
-                f"{where}: Dict keys must be str on the wire, actual {type(key).__name__} key {key!r:.40}"
+                f"{where}: Dict keys must be str on the wire, actual {type(key).__name__} key {clip(key, 40)}"
             )
         spaces[key] = describe(sub, f"{where}.spaces[{key!r}]")
     return {"kind": "dict", "spaces": spaces}
@@ -334,7 +334,7 @@ def _dtype_field(desc: dict[str, Any], where: str, integer: bool = False) -> np.
     dt = DTYPE_BY_NAME.get(name)
     if dt is None:
         raise ProtocolError(
-            ErrorCode.UNKNOWN_DTYPE, f"{where}.dtype: expected one of {_DTYPE_NAMES}, actual {name!r:.40}"
+            ErrorCode.UNKNOWN_DTYPE, f"{where}.dtype: expected one of {_DTYPE_NAMES}, actual {clip(name, 40)}"
         )
     if integer and dt.kind not in "iu":
         raise _bad_space(f"{where}.dtype", f"expected an integer dtype, actual {name}")
@@ -376,7 +376,8 @@ def _build_box(desc: dict[str, Any], where: str, depth: int) -> gym.Space[Any]:
         or any(type(d) is not int or d < 0 for d in raw_shape)
     ):
         raise _bad_space(
-            f"{where}.shape", f"expected an array of at most {MAX_NDIM} ints >= 0, actual {raw_shape!r:.80}"
+            f"{where}.shape",
+            f"expected an array of at most {MAX_NDIM} ints >= 0, actual {clip(raw_shape, 80)}",
         )
     shape = tuple(raw_shape)
     low = _tensor_field(desc, "low", where, dt, shape)
@@ -439,7 +440,8 @@ def _build_multi_binary(desc: dict[str, Any], where: str, depth: int) -> gym.Spa
     if type(n) is list and len(n) <= MAX_NDIM and all(type(d) is int and d >= 1 for d in n):
         return MultiBinary(list(n))
     raise _bad_space(
-        f"{where}.n", f"expected an int >= 1 or an array of at most {MAX_NDIM} ints >= 1, actual {n!r:.80}"
+        f"{where}.n",
+        f"expected an int >= 1 or an array of at most {MAX_NDIM} ints >= 1, actual {clip(n, 80)}",
     )
 
 
@@ -501,7 +503,7 @@ def _build_graph(desc: dict[str, Any], where: str, depth: int) -> gym.Space[Any]
         sub = desc[name]
         kind = sub.get("kind") if type(sub) is dict else None
         if kind not in ("box", "discrete"):
-            actual = f"kind {kind!r:.40}" if type(sub) is dict else _what(sub)
+            actual = f"kind {clip(kind, 40)}" if type(sub) is dict else _what(sub)
             nil = " or nil" if name == "edge_space" else ""
             raise _bad_space(f"{where}.{name}", f"expected a 'box' or 'discrete' space{nil}, actual {actual}")
         return _build(sub, f"{where}.{name}", depth + 1)
@@ -746,7 +748,7 @@ def _compile_dict(space: Dict, where: str) -> tuple[ToWire, FromWire]:
     for key in space.spaces:
         if type(key) is not str:
             raise SpaceError(
-                f"{where}: Dict keys must be str on the wire, actual {type(key).__name__} {key!r:.40}"
+                f"{where}: Dict keys must be str on the wire, actual {type(key).__name__} {clip(key, 40)}"
             )
     codecs = [(key, *_compile(sub, f"{where}[{key!r}]")) for key, sub in space.spaces.items()]
     keys = [k for k, _, _ in codecs]

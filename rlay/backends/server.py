@@ -4,41 +4,90 @@ serves one session. Both run :class:`~rlay.backends.session.EnvSession` undernea
 
 from __future__ import annotations
 
+import collections
+import errno
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 
 from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
-from rlay.errors import ConnectionClosed, Timeout
-from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
+from rlay.errors import ConnectionClosed, Timeout, clip
+from rlay.protocol.connection import Connection
+from rlay.protocol.messages import Error
+from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
+from rlay.session import Session
 from rlay.transports import Stream, dial, listen
 
-__all__ = ["Server", "answer_commands", "connect", "lookup_call", "run_session", "serve"]
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "Server",
+    "answer_commands",
+    "connect",
+    "lookup_call",
+    "refuse",
+    "run_session",
+    "serve",
+]
 
 log = logging.getLogger("rlay")
+
+#: Seconds a :class:`Server` waits for the next command of a connected agent side before it
+#: ends that session (a fatal ``SHUTTING_DOWN``): generous, so that an agent that pauses to
+#: evaluate or save keeps its env, yet a client that went silent cannot hold an env forever.
+DEFAULT_IDLE_TIMEOUT = 1800.0
+
+#: Seconds a second agent side of a shared env instance waits before it is told "busy".
+BUSY_GRACE = 1.0
+
+#: How many of the last abnormal session ends a Server keeps (``Server.errors``).
+KEEP_ERRORS = 8
+
+# accept() failures that say "not now" (out of descriptors or memory, a peer that gave up while
+# queued): back off and accept again. Anything else is logged too and retried more slowly.
+_TRANSIENT_ACCEPT = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EMFILE",
+        "ENFILE",
+        "ENOBUFS",
+        "ENOMEM",
+        "ECONNABORTED",
+        "EPROTO",
+        "EINTR",
+        "EAGAIN",
+        "EPERM",
+    )
+    if hasattr(errno, name)
+)
 
 # -- callback style ------------------------------------------------------------------------------
 
 CallTable = dict[str, Callable[..., Any]]
 
 
-def answer_commands(session: EnvSession, handle: Callable[[Command], None]) -> None:
+def answer_commands(
+    session: EnvSession, handle: Callable[[Command], None], idle_timeout: float | None = None
+) -> None:
     """Poll and ``handle`` each command until the agent side closes (callback style).
 
     ``handle`` answers one command (never ``close``: that ends the loop). An exception it raises
     is sent as a non-fatal ``ENV_EXCEPTION`` with its traceback and the session goes on; the agent
-    side decides what to do (usually ``reset``).
+    side decides what to do (usually ``reset``). With ``idle_timeout``, an agent side silent for
+    that long gets a fatal ``SHUTTING_DOWN`` and the session ends.
     """
     while True:
         try:
-            cmd = session.poll(None)
+            cmd = session.poll(idle_timeout)
         except ConnectionClosed:
             return
-        if cmd is None:  # pragma: no cover - poll(None) blocks until a command
-            continue
+        if cmd is None:  # silent for idle_timeout seconds
+            log.warning("! ending a session idle for %g s (%s)", idle_timeout, session.stream.peer)
+            _end_idle(session, idle_timeout)
+            return
         if cmd.kind == "close":
             return
         try:
@@ -62,7 +111,24 @@ def lookup_call(session: EnvSession, calls: CallTable, name: str | None) -> Call
     return fn
 
 
-def run_session(session: EnvSession, env: gym.Env[Any, Any], calls: CallTable | None = None) -> None:
+def _end_idle(session: EnvSession, idle_timeout: float | None) -> None:
+    try:
+        session.conn.send_fatal(
+            ErrorCode.SHUTTING_DOWN,
+            f"the env side ended the session: no command for {idle_timeout:g} s (its idle timeout)",
+        )
+        session._flush()
+    except (ConnectionClosed, Timeout):
+        pass
+    session._shutdown()
+
+
+def run_session(
+    session: EnvSession,
+    env: gym.Env[Any, Any],
+    calls: CallTable | None = None,
+    idle_timeout: float | None = None,
+) -> None:
     """Answer commands with ``env`` until the agent side closes (callback style)."""
     table = calls or {}
 
@@ -81,7 +147,7 @@ def run_session(session: EnvSession, env: gym.Env[Any, Any], calls: CallTable | 
             if fn is not None:
                 session.reply_call(fn(env, *(cmd.args or []), **(cmd.kwargs or {})))
 
-    answer_commands(session, handle)
+    answer_commands(session, handle, idle_timeout)
 
 
 EnvSource = gym.Env[Any, Any] | Callable[[], gym.Env[Any, Any]]
@@ -100,12 +166,55 @@ def _session_for(env: gym.Env[Any, Any], stream: Stream, **kwargs: Any) -> EnvSe
     )
 
 
+def refuse(
+    stream: Stream,
+    code: ErrorCode,
+    message: str,
+    exc: BaseException | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> None:
+    """Say HELLO, take the agent's, then end with a fatal ERROR (§11) saying why (with the type
+    and traceback of ``exc``, if given): how an env side that cannot serve tells the agent side."""
+    conn = Connection(Role.ENV, max_frame_size=max_frame_size)
+    session = Session(conn, stream, "agent side")
+    try:
+        session.flush("sending HELLO", 5.0)
+        wait = 5.0 if handshake_timeout is None else min(5.0, handshake_timeout)
+        session.receive("waiting for the agent's HELLO", wait)
+        remote_type = tb = None
+        if exc is not None:
+            remote_type = type(exc).__qualname__
+            tb = "".join(traceback.format_exception(exc))
+        conn.send(Error(int(code), message, True, remote_type, tb))
+        session.flush("refusing the session", 5.0)
+    except Exception:
+        pass
+    finally:
+        session.close("refused")
+
+
 class Server:
     """Serves an env (or one env per connection, from a factory) to every ``ClientEnv`` that dials.
 
     With a factory, sessions run concurrently, each with its own env; with a single env
-    instance they run one at a time. A client that misbehaves or disconnects ends only its own
-    session.
+    instance they run one at a time, and an agent side that dials while another holds the
+    instance is refused (after a grace of :data:`BUSY_GRACE`, 1 s) with a fatal
+    ``NOT_SUPPORTED`` ERROR saying so (serve a factory to serve several at once). A client
+    that misbehaves or disconnects ends only its own session.
+
+    Faults of its own do not stop it (every one is logged on the ``"rlay"`` logger):
+
+    - ``accept`` failing for a while (out of file descriptors, ``ECONNABORTED``…): it backs off
+      (up to 1 s) and keeps accepting.
+    - A factory that raises: the agent side gets a fatal ``ENV_EXCEPTION`` with the exception's
+      type, message and traceback; the server goes on.
+    - ``idle_timeout`` (default :data:`DEFAULT_IDLE_TIMEOUT`, 30 minutes; ``None``: never): an
+      agent side that sends no command for that long gets a fatal ``SHUTTING_DOWN`` and its
+      session ends. ``handshake_timeout`` (30 s) bounds a client that never says HELLO.
+    - Memory does not grow with the number of bad clients: :attr:`errors` keeps the last
+      :data:`KEEP_ERRORS` abnormal ends (without tracebacks), :attr:`error_counts` counts them
+      by type.
     """
 
     def __init__(
@@ -116,17 +225,25 @@ class Server:
         calls: CallTable | None = None,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self._source = env
         self._calls = calls
         self._kwargs = {"handshake_timeout": handshake_timeout, "max_frame_size": max_frame_size}
+        self._handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
         self._listener = listen(address)
         self.address = str(self._listener.address)
         self._shared_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._sessions: set[EnvSession] = set()
-        self._stop = False
-        self.errors: list[BaseException] = []  # why sessions ended abnormally, for logs and tests
+        self._stopped = threading.Event()
+        #: The last few reasons sessions ended abnormally (tracebacks dropped), newest last.
+        self.errors: collections.deque[BaseException] = collections.deque(maxlen=KEEP_ERRORS)
+        #: How many sessions ended abnormally, by exception type name.
+        self.error_counts: collections.Counter[str] = collections.Counter()
+        #: How many times accept() failed (each retried after a back-off).
+        self.accept_failures = 0
         self._accept_thread: threading.Thread | None = None
 
     def start(self) -> Server:
@@ -136,24 +253,62 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
-        while not self._stop:
+        """Accept and serve until :meth:`close`. A failing ``accept`` is retried after a back-off."""
+        delay = 0.0
+        while not self._stopped.is_set():
             try:
                 stream = self._listener.accept(None)
-            except (ConnectionClosed, OSError):
+            except ConnectionClosed:
                 return
-            thread = threading.Thread(target=self._serve_one, args=(stream,), daemon=True)
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-            thread.start()
+            except OSError as exc:
+                if self._stopped.is_set():
+                    return
+                self.accept_failures += 1
+                transient = exc.errno in _TRANSIENT_ACCEPT
+                if delay == 0.0:  # one line per streak of failures, and one when it ends
+                    log.warning(
+                        "! accept failed on %s (%s); retrying with a back-off",
+                        self.address,
+                        exc.strerror or exc,
+                    )
+                delay = min(1.0, max(0.01, delay * 2)) if transient else 1.0
+                self._stopped.wait(delay)
+                continue
+            if delay:
+                log.warning("= accepting again on %s", self.address)
+                delay = 0.0
+            try:
+                thread = threading.Thread(target=self._serve_one, args=(stream,), daemon=True)
+                self._threads = [t for t in self._threads if t.is_alive()]
+                thread.start()
+                self._threads.append(thread)
+            except RuntimeError as exc:  # can't start a new thread: drop this client, keep serving
+                log.warning("! cannot serve %s: %s", stream.peer, exc)
+                stream.close()
+                self._stopped.wait(0.1)
 
     def _serve_one(self, stream: Stream) -> None:
         shared = self._shared()
         lock = self._shared_lock if shared else None
-        if lock is not None:
-            lock.acquire()
+        # A short grace: the previous agent side may be closing its session right now.
+        if lock is not None and not lock.acquire(timeout=BUSY_GRACE):
+            self._refuse(
+                stream,
+                ErrorCode.NOT_SUPPORTED,
+                "busy: this env side serves one env instance, and another agent side is using it; "
+                "try again when that session ends (the server must serve a factory, e.g. "
+                "rlay.serve(lambda: gymnasium.make(...)), to host several agent sides at once)",
+            )
+            return
         env: Any = None
         try:
-            env = self._instance()
+            try:
+                env = self._instance()
+            except Exception as exc:
+                log.error("! the env factory failed for %s: %s", stream.peer, clip(exc), exc_info=exc)
+                self._refuse(stream, ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc)
+                self._note(exc)
+                return
             session = self._open(env, stream)
             self._sessions.add(session)
             try:
@@ -162,13 +317,30 @@ class Server:
                 self._sessions.discard(session)
                 session._shutdown()
         except Exception as exc:  # a broken client ends its own session only
-            self.errors.append(exc)
+            log.info("! session with %s ended: %s", stream.peer, clip(exc))
+            self._note(exc)
             stream.close()
         finally:
             if env is not None and not shared:
                 env.close()
             if lock is not None:
                 lock.release()
+
+    def _note(self, exc: BaseException) -> None:
+        """Keep a bounded record of ``exc``: its frames (and the buffers they hold) are let go."""
+        self.error_counts[type(exc).__name__] += 1
+        seen = set()
+        e: BaseException | None = exc
+        while e is not None and id(e) not in seen:
+            seen.add(id(e))
+            e.__traceback__ = None
+            e = e.__cause__ or e.__context__
+        self.errors.append(exc)
+
+    def _refuse(
+        self, stream: Stream, code: ErrorCode, message: str, exc: BaseException | None = None
+    ) -> None:
+        refuse(stream, code, message, exc, self._kwargs["max_frame_size"], self._handshake_timeout)  # type: ignore[arg-type]
 
     # What a subclass (rlay.backends.vector.VectorServer) changes: what it serves and how.
     def _shared(self) -> bool:
@@ -182,10 +354,10 @@ class Server:
         return _session_for(env, stream, **self._kwargs)
 
     def _run(self, session: EnvSession, env: Any) -> None:
-        run_session(session, env, self._calls)
+        run_session(session, env, self._calls, self.idle_timeout)
 
     def close(self) -> None:
-        self._stop = True
+        self._stopped.set()
         self._listener.close()
         for session in list(self._sessions):
             session.close()
@@ -204,6 +376,9 @@ def serve(env: EnvSource, address: str = "tcp://127.0.0.1:0", *, block: bool = T
 
     ``block=True`` serves until interrupted; ``block=False`` serves in a background thread and
     returns the :class:`Server` (its ``address`` is the address actually bound; ``close()`` stops it).
+    ``kwargs`` go to :class:`Server`: ``idle_timeout`` (default 30 minutes: an agent side silent
+    that long is told ``SHUTTING_DOWN`` and dropped), ``handshake_timeout``, ``max_frame_size``,
+    ``calls``. What the server does under faults is in :class:`Server`'s docstring.
     """
     server = Server(env, address, **kwargs)
     if not block:
@@ -223,8 +398,20 @@ def connect(
     calls: CallTable | None = None,
     **kwargs: Any,
 ) -> None:
-    """Dial a ``ServerEnv`` at ``address`` and serve ``env`` until the agent side closes."""
-    instance = env if isinstance(env, gym.Env) else env()
+    """Dial a ``ServerEnv`` at ``address`` and serve ``env`` until the agent side closes.
+
+    If the factory ``env`` raises, the agent side still hears why (a fatal ``ENV_EXCEPTION``
+    with the type and traceback) and the exception is raised here too."""
+    try:
+        instance = env if isinstance(env, gym.Env) else env()
+    except Exception as exc:
+        log.error("! the env factory failed: %s", clip(exc), exc_info=exc)
+        try:
+            stream = dial(address, connect_timeout)
+        except (ConnectionClosed, Timeout):
+            raise exc from None
+        refuse(stream, ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc)
+        raise
     try:
         session = _session_for(instance, dial(address, connect_timeout), **kwargs)
         try:

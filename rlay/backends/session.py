@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlay.batching import batch_contains, batch_fast_paths, wire_spaces
-from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError
+from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError, clip
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.connection import Connection, State
 from rlay.protocol.messages import (
@@ -213,7 +213,7 @@ class EnvSession:
                 self._send(
                     Error(
                         ErrorCode.INVALID_ACTION,
-                        f"action {action!r:.200} is not in the action space {self._wire_action_space}",
+                        f"action {clip(action)} is not in the action space {self._wire_action_space}",
                         False,
                         None,
                         None,

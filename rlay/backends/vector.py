@@ -22,7 +22,7 @@ from typing import Any
 
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rlay.backends.server import CallTable, Server, answer_commands, lookup_call
+from rlay.backends.server import DEFAULT_IDLE_TIMEOUT, CallTable, Server, answer_commands, lookup_call
 from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
 from rlay.batching import (
     AUTORESET_TO_WIRE,
@@ -32,7 +32,7 @@ from rlay.batching import (
     parse_autoreset_mode,
     unbatch_info,
 )
-from rlay.errors import UsageError
+from rlay.errors import UsageError, clip
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
 from rlay.spaces import SpaceCodec
 from rlay.transports import Stream, dial
@@ -81,7 +81,9 @@ def vector_session(venv: VectorEnv, stream: Stream, **kwargs: Any) -> EnvSession
     return session
 
 
-def run_vector_session(session: EnvSession, venv: VectorEnv, calls: CallTable | None = None) -> None:
+def run_vector_session(
+    session: EnvSession, venv: VectorEnv, calls: CallTable | None = None, idle_timeout: float | None = None
+) -> None:
     """Answer commands with ``venv`` until the agent side closes (callback style).
 
     An exception in env code is answered with a non-fatal ``ENV_EXCEPTION`` (the agent side's
@@ -134,11 +136,11 @@ def run_vector_session(session: EnvSession, venv: VectorEnv, calls: CallTable | 
             if not isinstance(values, (list, tuple)) or len(values) != n:
                 raise UsageError(
                     f"call {cmd.name!r} must return one value per sub-env ({n}), as a list or "
-                    f"tuple; it returned {type(values).__name__} {values!r:.60}"
+                    f"tuple; it returned {type(values).__name__} {clip(values, 60)}"
                 )
             session.reply_call(values[0] if n == 1 else list(values))
 
-    answer_commands(session, handle)
+    answer_commands(session, handle, idle_timeout)
 
 
 class VectorServer(Server):
@@ -153,12 +155,18 @@ class VectorServer(Server):
         calls: CallTable | None = None,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         if not isinstance(venv, VectorEnv) and not callable(venv):
             _check_vector_env(venv)
         source: Any = venv
         super().__init__(
-            source, address, calls=calls, handshake_timeout=handshake_timeout, max_frame_size=max_frame_size
+            source,
+            address,
+            calls=calls,
+            handshake_timeout=handshake_timeout,
+            max_frame_size=max_frame_size,
+            idle_timeout=idle_timeout,
         )
 
     def _shared(self) -> bool:
@@ -172,7 +180,7 @@ class VectorServer(Server):
         return vector_session(env, stream, **self._kwargs)
 
     def _run(self, session: EnvSession, env: Any) -> None:
-        run_vector_session(session, env, self._calls)
+        run_vector_session(session, env, self._calls, self.idle_timeout)
 
 
 def serve_vector(

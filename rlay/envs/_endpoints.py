@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from rlay.errors import ConnectionClosed, Timeout, UsageError
+from rlay.errors import ConnectionClosed, Timeout, UsageError, clip
 from rlay.launch import LaunchError, Process, SocketDir
 from rlay.transports import Listener, Stream, dial, listen, parse_address
 
@@ -41,6 +41,7 @@ class Endpoints:
             raise UsageError(f"the number of env programs must be an int >= 1, got {count!r}")
         self.mode = mode
         self.processes: list[Process] = []
+        self._alive_after_failure: set[Process] = set()
         self._sockets: SocketDir | None = None
         self.listener: Listener | None = None
         self.addresses: list[str] = []
@@ -69,7 +70,7 @@ class Endpoints:
                 self._sockets = SocketDir()
                 address = self._sockets.address()
             if address is not None and not isinstance(address, str):
-                raise UsageError(f"{who} listens at one address, got {address!r:.80}")
+                raise UsageError(f"{who} listens at one address, got {clip(address, 80)}")
             self.listener = listen(address or "tcp://127.0.0.1:0")
             self.addresses = [str(self.listener.address)]
             if launch is not None:
@@ -84,7 +85,9 @@ class Endpoints:
                 raise UsageError(f"{who} needs at least one address to dial")
             for a in addresses:
                 if not isinstance(a, str):
-                    raise UsageError(f"an address must be a str like 'tcp://127.0.0.1:5555', got {a!r:.60}")
+                    raise UsageError(
+                        f"an address must be a str like 'tcp://127.0.0.1:5555', got {clip(a, 60)}"
+                    )
                 parse_address(a)
             self.addresses = addresses
             return
@@ -158,11 +161,17 @@ class Endpoints:
             return exc  # which program served which accepted connection is not known
         if not self.processes:
             return exc
-        process = self.processes[index if self.mode == "dial" else 0]
-        try:
-            process.popen.wait(1.0)  # it is probably exiting: say how
-        except Exception:
+        if isinstance(exc, LaunchError):
             return exc
+        process = self.processes[index if self.mode == "dial" else 0]
+        if process.exited() is None:
+            if process in self._alive_after_failure:
+                return exc  # waited once already: it stays (e.g. after a Timeout); fail at once
+            try:
+                process.popen.wait(1.0)  # it is probably exiting: say how
+            except Exception:
+                self._alive_after_failure.add(process)
+                return exc
         return process.failure(f"{exc}; the env program exited")
 
     def close(self) -> None:

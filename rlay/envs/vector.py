@@ -64,6 +64,7 @@ from rlay.errors import (
     ProtocolError,
     RlayError,
     UsageError,
+    clip,
 )
 from rlay.launch import Process
 from rlay.protocol.codec import check_free_value, free_from_wire
@@ -145,7 +146,8 @@ def _link(index: int, address: str, session: AgentSession, offset: int) -> _Link
                 names = ", ".join(repr(m) for m in AUTORESET_FROM_WIRE)
                 raise ProtocolError(
                     ErrorCode.BAD_FIELD,
-                    f"ENV_INFO.metadata['autoreset_mode'] must be one of {names} (§10), got {value!r:.40}",
+                    f"ENV_INFO.metadata['autoreset_mode'] must be one of {names} (§10), "
+                    f"got {clip(value, 40)}",
                 )
         elif n > 1:
             mode = AutoresetMode.NEXT_STEP  # §10: the default of a batch
@@ -358,6 +360,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                 session.fail(exc, during)
             except ProtocolError:
                 pass
+        if isinstance(exc, ConnectionClosed) and self._endpoints is not None:
+            exc = self._endpoints.process_failure(link.index, exc)  # a launched program's exit
         session.abandon(f"env side {link.index} failed {during}: {exc}")
         link.waiting = None
         failure = EnvSideFailed(link.index, link.address, link.sub_envs, during, exc)
@@ -624,7 +628,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                     not isinstance(s, (int, np.integer)) or isinstance(s, (bool, np.bool_))
                 ):
                     raise UsageError(
-                        f"seed[{i}]: expected an int or None, actual {type(s).__name__} {s!r:.40}"
+                        f"seed[{i}]: expected an int or None, actual {type(s).__name__} {clip(s, 40)}"
                     )
                 if s is not None and not 0 <= int(s) <= 2**64 - 1:
                     raise UsageError(f"seed[{i}] {int(s)} is outside 0 .. 2**64 - 1")
@@ -760,7 +764,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
 def _what(v: Any) -> str:
     if isinstance(v, np.ndarray):
         return f"a {v.dtype} tensor of shape {v.shape}"
-    return f"{type(v).__name__} {v!r:.40}"
+    return f"{type(v).__name__} {clip(v, 40)}"
 
 
 class ClientVectorEnv(_RemoteVectorEnv):

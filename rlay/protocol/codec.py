@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import msgpack
 import numpy as np
 
-from rlay.errors import EncodeError, ProtocolError
+from rlay.errors import EncodeError, ProtocolError, clip
 from rlay.protocol.wire import (
     BOOL_CODE,
     CODE_BY_DTYPE,
@@ -182,13 +182,13 @@ class _TensorHook:
 def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     for key, _ in pairs:
         if type(key) is not str:  # msgpack's strict_map_key still lets bytes keys through
-            raise _reject(ErrorCode.MALFORMED, f"map key {key!r:.40} is not a str")
+            raise _reject(ErrorCode.MALFORMED, f"map key {clip(key, 40)} is not a str")
     d = dict(pairs)
     if len(d) != len(pairs):
         seen: set[Any] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _reject(ErrorCode.MALFORMED, f"map has duplicate key {key!r:.60}")
+                raise _reject(ErrorCode.MALFORMED, f"map has duplicate key {clip(key, 60)}")
             seen.add(key)
     return d
 
@@ -382,7 +382,9 @@ def check_free_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, where: str 
                 raise EncodeError(f"{path}: nesting deeper than {max_depth}")
             for key, child in item.items():
                 if type(key) is not str:
-                    raise EncodeError(f"{path}: map keys must be str, got {type(key).__name__} {key!r:.40}")
+                    raise EncodeError(
+                        f"{path}: map keys must be str, got {type(key).__name__} {clip(key, 40)}"
+                    )
                 if isinstance(child, (dict, list, tuple)):
                     stack.append((child, depth + 1, f"{path}[{key!r}]"))
         elif t is list or t is tuple or isinstance(item, (list, tuple)):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlay.errors import ProtocolError, UsageError, VersionMismatch
+from rlay.errors import ProtocolError, UsageError, VersionMismatch, clip
 from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
@@ -121,7 +121,7 @@ def _bad_field(detail: str) -> ProtocolError:
 def _what(v: Any) -> str:
     if type(v) is np.ndarray:
         return f"a {v.dtype} tensor of shape {v.shape}"
-    return f"{type(v).__name__} {v!r:.40}"
+    return f"{type(v).__name__} {clip(v, 40)}"
 
 
 def _check_step_result(m: StepResult, n: int) -> None:
@@ -400,12 +400,13 @@ class Connection:
         protocol = value.get("protocol")
         if protocol != PROTOCOL_NAME:
             raise ProtocolError(
-                ErrorCode.BAD_MAGIC, f"the peer's HELLO names protocol {protocol!r:.40}, not 'rlay'"
+                ErrorCode.BAD_MAGIC, f"the peer's HELLO names protocol {clip(protocol, 40)}, not 'rlay'"
             )
         version = value.get("version")
         if version != self.version or type(version) is not int:
             raise VersionMismatch(
-                f"protocol version mismatch: this side speaks {self.version}, the peer speaks {version!r:.20}"
+                f"protocol version mismatch: this side speaks {self.version}, "
+                f"the peer speaks {clip(version, 20)}"
             )
         role = value.get("role")
         if role != self.role.peer.value:
@@ -413,7 +414,7 @@ class Connection:
                 ErrorCode.ROLE_CONFLICT,
                 f"both sides claim the role {self.role.value!r}"
                 if role == self.role.value
-                else f"the peer's role {role!r:.20} is not {self.role.peer.value!r}",
+                else f"the peer's role {clip(role, 20)} is not {self.role.peer.value!r}",
             )
 
     def _fail(self, exc: ProtocolError) -> None:

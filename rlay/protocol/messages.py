@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rlay.errors import ProtocolError
+from rlay.errors import ProtocolError, clip
 from rlay.protocol.wire import ErrorCode, Kind
 
 
@@ -112,7 +112,7 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r:.80}" for n, _ in self.FIELDS)
+        inner = ", ".join(f"{n}={clip(getattr(self, n), 80)}" for n, _ in self.FIELDS)
         return f"{type(self).__name__}({inner})"
 
 
@@ -139,7 +139,7 @@ def _same(a: Any, b: Any) -> bool:
 def _describe(val: Any) -> str:
     if isinstance(val, np.ndarray):
         return f"a {val.dtype} tensor of shape {val.shape}"
-    return f"{type(val).__name__} {val!r:.40}"
+    return f"{type(val).__name__} {clip(val, 40)}"
 
 
 def _field_error(cls: type[Message], body: dict[str, Any]) -> None:

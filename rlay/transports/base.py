@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from rlay.errors import UsageError
+from rlay.errors import UsageError, clip
 
 if TYPE_CHECKING:
     from rlay.protocol.codec import Buffer
@@ -96,7 +96,7 @@ def parse_address(address: str | Address) -> Address:
     if isinstance(address, Address):
         return address
     if not isinstance(address, str):
-        raise UsageError(f"an address must be a str like 'tcp://127.0.0.1:0', got {address!r:.80}")
+        raise UsageError(f"an address must be a str like 'tcp://127.0.0.1:0', got {clip(address, 80)}")
     scheme, sep, rest = address.partition("://")
     examples = " or ".join(repr(t.example) for t in SCHEMES.values())
     if not sep:

@@ -117,6 +117,9 @@ class SocketListener:
                 sock.close()
                 raise
             self._unlink = addr.path
+            # Owner-only whatever the umask. Done before listen(): until then a connect() is
+            # refused, so nobody gets in through the window between bind and chmod.
+            os.chmod(addr.path, 0o600)
             self.address = addr
         else:
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET

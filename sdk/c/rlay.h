@@ -72,7 +72,14 @@
    place). Decoding treats all input as hostile: every length is checked before use, frames above
    rlay_set_max_frame_size (default 64 MiB) are refused on their header, and so is a first frame
    (the agent's HELLO) above 64 KiB; a body declaring more than rlay_set_max_values values
-   (default 262144) is refused at the container header that passes the limit (spec section 13). Nothing is allocated per
+   (default 262144) is refused at the container header that passes the limit (spec section 13).
+   The agent's HELLO must arrive within rlay_set_handshake_timeout ms of the connection (default
+   30000, like Python's; 0 = no limit): whoever connects first cannot hold the env side without
+   saying HELLO. A listening context drops such a connection (and one that ends before its
+   HELLO, e.g. a probe) and listens on; it stops listening once a HELLO is in. A dialling one
+   fails with RLAY_E_TIMEOUT. A unix socket is created
+   owner-only (0600) whatever the umask, and rlay_listen refuses a path where another process
+   is listening (an existing socket nobody answers on is stale: it is replaced). Nothing is allocated per
    step once the buffers have grown to the largest frame (per-sub-env arrays: at rlay_listen /
    rlay_connect).
 */
@@ -98,6 +105,7 @@ extern "C" {
 #define RLAY_DEFAULT_MAX_FRAME_SIZE 67108864u
 #define RLAY_DEFAULT_MAX_VALUES 262144u          /* section 13 */
 #define RLAY_MAX_HANDSHAKE_FRAME_SIZE 65536u     /* section 13: the first frame received */
+#define RLAY_DEFAULT_HANDSHAKE_TIMEOUT_MS 30000   /* the agent's HELLO, from the connection */
 
 /* Error codes: 1..37 are spec section 11; negative ones are local and never sent. */
 enum {
@@ -113,7 +121,8 @@ enum {
     RLAY_E_PEER_CLOSED = -2, /* the peer closed the connection outside state `closed` */
     RLAY_E_USAGE = -3,       /* this API was misused (message says how) */
     RLAY_E_NOMEM = -4,
-    RLAY_E_ADDRESS = -5      /* an address string could not be used */
+    RLAY_E_ADDRESS = -5,     /* an address string could not be used */
+    RLAY_E_TIMEOUT = -6      /* the agent did not say HELLO within the handshake timeout */
 };
 
 /* Dtype codes (spec section 4). */
@@ -197,6 +206,7 @@ const char *rlay_strerror(int code);    /* "FRAME_TOO_LARGE: ..." */
 const char *rlay_error_name(int code);  /* "FRAME_TOO_LARGE" */
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes);
 void rlay_set_max_values(rlay_ctx *c, uint32_t values);          /* section 13, default 262144 */
+void rlay_set_handshake_timeout(rlay_ctx *c, int ms);            /* default 30000; 0: no limit */
 void rlay_set_name(rlay_ctx *c, const char *name);               /* ENV_INFO.name */
 void rlay_set_render_mode(rlay_ctx *c, const char *render_mode); /* e.g. "rgb_array" */
 rlay_w *rlay_observation_space(rlay_ctx *c);   /* write exactly one space */
@@ -405,7 +415,8 @@ static const rlay__errdef rlay__errs[] = {
     RLAY__E(RLAY_E_PEER_CLOSED, "PEER_CLOSED", "connection closed by peer"),
     RLAY__E(RLAY_E_USAGE, "USAGE", "API misuse"),
     RLAY__E(RLAY_E_NOMEM, "NOMEM", "out of memory"),
-    RLAY__E(RLAY_E_ADDRESS, "ADDRESS", "bad address")};
+    RLAY__E(RLAY_E_ADDRESS, "ADDRESS", "bad address"),
+    RLAY__E(RLAY_E_TIMEOUT, "TIMEOUT", "timed out")};
 
 static const rlay__errdef *rlay__errdef_of(int code) {
     size_t i;
@@ -450,6 +461,7 @@ struct rlay_ctx {
     char errmsg[512];
     int role, state, phase, has_reset, pending;
     uint32_t max_frame, max_values;
+    int handshake_ms; long hs_deadline;         /* the agent's HELLO by hs_deadline (ms), if set */
     /* sub-envs (section 10), and their per-sub-env arrays, allocated by rlay__prepare */
     uint32_t nenv;
     uint64_t *b_seeds; double *b_rew;
@@ -1992,7 +2004,7 @@ static int rlay__send_error(rlay_ctx *c, int code, int fatal, const char *remote
 static void rlay__end(rlay_ctx *c) {
     int e = c->err;
     if (e && c->phase == RLAY__P_OPEN && c->fd != RLAY__NOSOCK && !c->err_from_peer &&
-        e != RLAY_E_IO && e != RLAY_E_PEER_CLOSED && c->state != RLAY__S_CLOSED)
+        e != RLAY_E_IO && e != RLAY_E_PEER_CLOSED && e != RLAY_E_TIMEOUT && c->state != RLAY__S_CLOSED)
         rlay__send_error(c, e > 0 ? e : RLAY_E_INTERNAL, 1, NULL, c->errmsg);
     rlay__close_fd(&c->fd);
     rlay__close_fd(&c->lfd);
@@ -2011,6 +2023,7 @@ rlay_ctx *rlay_new(void) {
     c->fd = c->lfd = RLAY__NOSOCK;
     c->max_frame = RLAY_DEFAULT_MAX_FRAME_SIZE;
     c->max_values = RLAY_DEFAULT_MAX_VALUES;
+    c->handshake_ms = RLAY_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     c->nenv = 1;
     c->w_obs_space = rlay__w_new(c, 1, 0, 1);
     c->w_act_space = rlay__w_new(c, 1, 0, 1);
@@ -2041,6 +2054,7 @@ void rlay_free(rlay_ctx *c) {
 }
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes) { if (c && !c->err) c->max_frame = bytes < 64 ? 64 : bytes; }
 void rlay_set_max_values(rlay_ctx *c, uint32_t values) { if (c && !c->err) c->max_values = values < 1024 ? 1024 : values; }
+void rlay_set_handshake_timeout(rlay_ctx *c, int ms) { if (c && !c->err) c->handshake_ms = ms < 0 ? 0 : ms; }
 static void rlay__set_str(rlay_ctx *c, char **dst, const char *s, const char *what) {
     size_t n;
     if (!c || c->err) return;
@@ -2265,9 +2279,17 @@ int rlay_listen(rlay_ctx *c, const char *address) {
         memset(&su, 0, sizeof su);
         su.sun_family = AF_UNIX;
         memcpy(su.sun_path, path, strlen(path) + 1);
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);   /* a stale socket */
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            /* Replace only a stale socket: if a process answers there, it is alive. */
+            rlay__sock probe = socket(AF_UNIX, SOCK_STREAM, 0);
+            int live = probe >= 0 && connect(probe, (struct sockaddr *)&su, sizeof su) == 0;
+            if (probe >= 0) close(probe);
+            if (live) return rlay__err(c, RLAY_E_ADDRESS, "cannot listen on %.200s: another process is listening there", address);
+            unlink(path);
+        }
         if ((s = socket(AF_UNIX, SOCK_STREAM, 0)) < 0) return rlay__sockerr(c, "cannot create a socket for", address);
-        if (bind(s, (struct sockaddr *)&su, sizeof su) != 0 || listen(s, 1) != 0) {
+        /* Owner-only whatever the umask; chmod before listen(): until then a connect is refused. */
+        if (bind(s, (struct sockaddr *)&su, sizeof su) != 0 || chmod(path, 0600) != 0 || listen(s, 1) != 0) {
             rlay__sockerr(c, "cannot listen on", address); close(s); return c->err;
         }
         snprintf(c->address, sizeof c->address, "unix://%s", path);
@@ -2295,6 +2317,7 @@ int rlay_listen(rlay_ctx *c, const char *address) {
     return 0;
 }
 
+static long rlay__now_ms(void);
 /* The connection is up: both sides send HELLO at once (spec section 7). */
 static void rlay__on_open(rlay_ctx *c, rlay__sock s, int tcp) {
     int on = 1;
@@ -2304,6 +2327,7 @@ static void rlay__on_open(rlay_ctx *c, rlay__sock s, int tcp) {
     setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, (const char *)&on, sizeof on);
 #endif
     c->fd = s; c->phase = RLAY__P_OPEN; c->state = RLAY__S_HELLO; c->rhave = 0; c->rneed = 0;
+    c->hs_deadline = c->handshake_ms > 0 ? rlay__now_ms() + c->handshake_ms : 0;
     c->niov = 0;
     rlay__push_iov(c, c->hello, c->hello_len);
     rlay__send(c);
@@ -2455,6 +2479,17 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
     c->pending = 1;
     return 1;
 }
+/* A connection that ends, breaks or stays silent past the handshake timeout before the agent's
+   HELLO arrived was no session (a probe of a stale socket, a port scanner, a squatter): drop it
+   and listen again. The listener stays open until a HELLO is in. 1 if it did so. */
+static int rlay__relisten(rlay_ctx *c) {
+    if (c->lfd == RLAY__NOSOCK || c->phase != RLAY__P_OPEN || c->state != RLAY__S_HELLO) return 0;
+    if (c->err && c->err != RLAY_E_IO && c->err != RLAY_E_TIMEOUT) return 0;
+    rlay__close_fd(&c->fd);
+    c->err = 0; c->errmsg[0] = 0;
+    c->phase = RLAY__P_LISTEN; c->niov = 0; c->rhave = 0; c->rneed = 0;
+    return 1;
+}
 /* One step of progress without blocking. 1: command ready; 0: nothing now; -1: over. */
 static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
     for (;;) {
@@ -2475,9 +2510,8 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
                 rlay__sockerr(c, "accept failed on", c->address);
                 return -1;
             }
-            rlay__close_fd(&c->lfd);   /* one session per context */
-            if (c->upath[0]) { unlink(c->upath); c->upath[0] = 0; }
             rlay__on_open(c, s, strncmp(c->address, "tcp:", 4) == 0);
+            if (c->err && rlay__relisten(c)) continue;
             continue; }
         case RLAY__P_CONNECTING: {
             int e = 0;
@@ -2493,17 +2527,31 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
             if (r < 0) return -1;
             if (r == 1) {
                 r = rlay__on_frame(c, cmd);
+                if (c->lfd != RLAY__NOSOCK && c->state != RLAY__S_HELLO) {   /* one session per context */
+                    rlay__close_fd(&c->lfd);
+                    if (c->upath[0]) { unlink(c->upath); c->upath[0] = 0; }
+                }
                 if (r != 0) return r;
                 continue;
             }
             if (c->rcap - c->rhave < 4096 && rlay__rx_reserve(c, c->rhave + 65536)) return -1;
             n = (long)recv(c->fd, (char *)c->rbuf + c->rhave, c->rcap - c->rhave, 0);
             if (n > 0) { c->rhave += (size_t)n; continue; }
+            if (n == 0 && c->rhave == 0 && rlay__relisten(c)) continue;
             if (n == 0) { rlay__rx_eof(c); rlay__end(c); return -1; }
             r = rlay__errno();
-            if (RLAY__EAGAIN(r)) return 0;
+            if (RLAY__EAGAIN(r)) {
+                if (c->state == RLAY__S_HELLO && c->hs_deadline && rlay__now_ms() >= c->hs_deadline) {
+                    rlay__err(c, RLAY_E_TIMEOUT, "the agent side sent no HELLO within %d ms of connecting "
+                              "(rlay_set_handshake_timeout)", c->handshake_ms);
+                    if (rlay__relisten(c)) continue;
+                    return -1;
+                }
+                return 0;
+            }
             if (r == EINTR) continue;
             rlay__err(c, RLAY_E_IO, "receiving failed: %s", strerror(r));
+            if (rlay__relisten(c)) continue;
             return -1; }
         }
     }
@@ -2529,6 +2577,11 @@ int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms) {
         if (timeout_ms == 0) return 0;
         wait = -1;
         if (timeout_ms > 0) { long left = deadline - rlay__now_ms(); if (left <= 0) return 0; wait = (int)left; }
+        if (c->phase == RLAY__P_OPEN && c->state == RLAY__S_HELLO && c->hs_deadline) {   /* wake at the deadline */
+            long left = c->hs_deadline - rlay__now_ms();
+            if (left < 0) left = 0;
+            if (wait < 0 || left < wait) wait = (int)left;
+        }
         if (c->phase == RLAY__P_LISTEN) rlay__wait(c->lfd, POLLIN, wait);
         else rlay__wait(c->fd, c->phase == RLAY__P_CONNECTING ? POLLOUT : POLLIN, wait);
     }

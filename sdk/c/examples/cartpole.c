@@ -21,6 +21,7 @@
           cartpole --connect ADDRESS    dial rlay.ServerEnv
           [--num-envs N]                host N CartPoles (rlay.ClientVectorEnv / ServerVectorEnv)
           [--render-mode rgb_array]     RENDER answers a 400x600x3 uint8 frame (N of them)
+          [--handshake-timeout MS]      the agent's HELLO must come within MS (default 30000)
    Without ADDRESS (or without either flag: listen) the address is $RLAY_ADDRESS.
 */
 #define RLAY_IMPLEMENTATION
@@ -290,7 +291,7 @@ int main(int argc, char **argv) {
     rlay_callbacks cb = {on_reset, on_step, on_render, on_call, NULL};
     const char *address = NULL, *render_mode = NULL;
     int connect = 0, mode_given = 0, i, err;
-    long n = 1;
+    long n = 1, handshake_ms = RLAY_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     uint32_t four = 4;
     float high[4];
     rlay_ctx *c;
@@ -306,8 +307,12 @@ int main(int argc, char **argv) {
             char *end;
             n = strtol(argv[++i], &end, 10);
             if (*end || n < 1 || n > 65536) { fprintf(stderr, "cartpole: --num-envs takes a number in 1..65536\n"); return 2; }
+        } else if (strcmp(argv[i], "--handshake-timeout") == 0 && i + 1 < argc) {
+            char *end;
+            handshake_ms = strtol(argv[++i], &end, 10);
+            if (*end || handshake_ms < 0 || handshake_ms > 86400000L) { fprintf(stderr, "cartpole: --handshake-timeout takes milliseconds in 0..86400000\n"); return 2; }
         } else {
-            fprintf(stderr, "usage: %s (--listen|--connect) [ADDRESS] [--num-envs N] [--render-mode rgb_array]\n", argv[0]);
+            fprintf(stderr, "usage: %s (--listen|--connect) [ADDRESS] [--num-envs N] [--render-mode rgb_array] [--handshake-timeout MS]\n", argv[0]);
             return 2;
         }
     }
@@ -348,6 +353,7 @@ int main(int argc, char **argv) {
     rlay_set_name(c, "CartPole-v1");
     rlay_set_render_mode(c, render_mode);
     rlay_set_num_envs(c, env.n);
+    rlay_set_handshake_timeout(c, (int)handshake_ms);
     if (!env.rgb) cb.render = NULL;
 
     if (connect ? rlay_connect(c, address) : rlay_listen(c, address)) {
