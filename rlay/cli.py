@@ -82,9 +82,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def make_vec() -> gym.vector.VectorEnv[Any, Any, Any]:
             return gym.vector.SyncVectorEnv([make] * args.num_envs)
 
-        server = serve_vector(make_vec, args.address, block=False)
+        server = serve_vector(make_vec, args.address, block=False, idle_timeout=args.idle_timeout)
     else:
-        server = rlay.serve(make, args.address, block=False)
+        server = rlay.serve(make, args.address, block=False, idle_timeout=args.idle_timeout)
     print(f"RLAY_LISTENING {server.address}", flush=True)
     print(
         f"serving {args.env_id} (num_envs={args.num_envs}) at {server.address}; Ctrl-C stops", file=sys.stderr
@@ -96,6 +96,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.close()
+        if server.error_counts:
+            ended = ", ".join(f"{n} {kind}" for kind, n in server.error_counts.most_common())
+            print(f"sessions that ended abnormally: {ended}", file=sys.stderr)
     return 0
 
 
@@ -221,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="an argument of gym.make (repeatable)",
     )
     p.add_argument("--seed", type=int, default=None, help="seed each env created with SEED, SEED+1, ...")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=1800.0,
+        help="end a session whose agent sends nothing for this long (default 1800 s)",
+    )
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser(
