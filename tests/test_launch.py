@@ -227,3 +227,18 @@ def test_connects_launches_and_handshakes_are_logged(caplog: pytest.LogCaptureFi
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "launched" in text and "connected to" in text, text
     assert len(caplog.records) == setup, "something was logged on the step path"
+
+
+def test_server_env_launching_a_program_that_listens_says_so_at_once() -> None:
+    """ServerEnv(launch=[a program that listens]): the program announces RLAY_LISTENING where a
+    dial was expected; the error says so at once (not after accept_timeout) and which side should
+    dial."""
+    started = time.monotonic()
+    with pytest.raises(rlay.LaunchError, match="expected it to dial") as info:
+        rlay.ServerEnv(
+            "tcp://127.0.0.1:0",
+            launch=[*GAME, "--listen", "tcp://127.0.0.1:0"],
+            accept_timeout=60,
+        )
+    assert time.monotonic() - started < 20, "waited for the accept timeout"
+    assert "RLAY_LISTENING" in str(info.value)
