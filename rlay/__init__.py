@@ -13,6 +13,7 @@ from rlay.backends.vector import connect_vector, serve_vector
 from rlay.envs import GAME_ADDRESS, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 from rlay.errors import (
+    AuthenticationFailed,
     ConnectionClosed,
     EncodeError,
     EnvSideFailed,
@@ -52,6 +53,7 @@ __all__ = [
     "Timeout",
     "UsageError",
     "VersionMismatch",
+    "AuthenticationFailed",
     "__version__",
     "connect",
     "connect_vector",

@@ -84,6 +84,14 @@ class VersionMismatch(ProtocolError):
         super().__init__(ErrorCode.VERSION_MISMATCH, detail)
 
 
+class AuthenticationFailed(ProtocolError):
+    """The shared secret was not proven (§7.1): wrong token, or a token on one side only.
+    Raised on both sides; the secret itself never travels."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorCode.AUTH_FAILED, detail)
+
+
 class UsageError(RlayError):
     """The local program misused the API; nothing was sent and the session is intact."""
 

@@ -144,6 +144,7 @@ class Process:
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         mode: str = "listen",
+        token: str | bytes | None = None,
     ) -> None:
         if mode not in ("listen", "dial"):
             raise UsageError(f"mode must be 'listen' or 'dial', got {mode!r}")
@@ -156,6 +157,11 @@ class Process:
         environ = dict(os.environ if env is None else env)
         environ["RLAY_ADDRESS"] = address
         environ["RLAY_MODE"] = mode
+        # §7.1/§15: the shared secret; never on the command line (other users can read that).
+        if token:
+            environ["RLAY_TOKEN"] = token.decode() if isinstance(token, bytes) else token
+        else:
+            environ.pop("RLAY_TOKEN", None)
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         program = self.command[0]
         found = shutil.which(program, path=environ.get("PATH")) if os.sep not in program else program

@@ -103,6 +103,8 @@ class Session:
                         deadline = time.monotonic() + timeout
                     else:
                         wait = max(0.0, deadline - time.monotonic())
+                if conn.has_data_to_send:  # e.g. the AUTH proof queued by the peer's HELLO (§7.1)
+                    self.flush(stage, wait)
                 data = stream.recv(wait, stage)
                 if data:
                     conn.receive_data(data)

@@ -226,10 +226,15 @@ class Server:
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        token: str | bytes | None = None,
     ) -> None:
         self._source = env
         self._calls = calls
-        self._kwargs = {"handshake_timeout": handshake_timeout, "max_frame_size": max_frame_size}
+        self._kwargs = {
+            "handshake_timeout": handshake_timeout,
+            "max_frame_size": max_frame_size,
+            "token": token,
+        }
         self._handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self._listener = listen(address)

@@ -11,6 +11,7 @@ Two styles over one state machine, each usable with both connection directions:
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlay.batching import batch_contains, batch_fast_paths, wire_spaces
-from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError, clip
+from rlay.errors import AuthenticationFailed, ConnectionClosed, ProtocolError, Timeout, UsageError, clip
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.connection import Connection, State
 from rlay.protocol.messages import (
@@ -94,6 +95,7 @@ class EnvSession:
         check_actions: bool = True,
         num_envs: int = 1,
         send_timeout: float | None = None,
+        token: str | bytes | None = None,
     ) -> None:
         from rlay import __version__
 
@@ -119,8 +121,10 @@ class EnvSession:
         meta.setdefault("render_modes", [])
         check_free_value(meta, where="metadata")
         info = EnvInfo(describe(observation_space), describe(action_space), num_envs, meta, render_mode, name)
+        if token is None:  # §7.1: the shared secret, else RLAY_TOKEN (set by a launcher)
+            token = os.environ.get("RLAY_TOKEN") or None
         self.conn = Connection(
-            Role.ENV, sdk="rlay-python", sdk_version=__version__, max_frame_size=max_frame_size
+            Role.ENV, sdk="rlay-python", sdk_version=__version__, max_frame_size=max_frame_size, token=token
         )
         #: Seconds a reply may wait for the agent side to read it (None: forever).
         self.send_timeout = send_timeout
@@ -130,6 +134,8 @@ class EnvSession:
             hello = self._next_message(
                 handshake_timeout, "during the handshake, waiting for the agent's HELLO"
             )
+            if type(hello) is Error and hello.code == ErrorCode.AUTH_FAILED:
+                raise AuthenticationFailed(f"the agent side reports: {hello.message}")
             if type(hello) is not Hello:
                 raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
             self.conn.send(info)

@@ -12,6 +12,8 @@ ClientEnv, ServerEnv and both vector envs.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import time
 from collections.abc import Sequence
 
@@ -35,6 +37,7 @@ class Endpoints:
         count: int = 1,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        token: str | bytes | None = None,
         who: str = "env",
     ) -> None:
         if type(count) is not int or count < 1:
@@ -45,6 +48,15 @@ class Endpoints:
         self._sockets: SocketDir | None = None
         self.listener: Listener | None = None
         self.addresses: list[str] = []
+        #: §7.1: the shared secret, from ``token=``, else ``RLAY_TOKEN``, else (launching) a fresh
+        #: random one handed to the programs as ``RLAY_TOKEN``. ``auth_required`` is False only for
+        #: that generated one: a launched program whose SDK has no authentication still works.
+        if token is None:
+            token = os.environ.get("RLAY_TOKEN") or None
+        self.auth_required = token is not None
+        if token is None and launch is not None:
+            token = secrets.token_hex(32)
+        self.token = token
         try:
             self._open(address, launch, count, launch_env, launch_cwd, who)
         except BaseException:
@@ -106,7 +118,7 @@ class Endpoints:
         self, launch: Sequence[str], address: str, env: dict[str, str] | None, cwd: str | None
     ) -> None:
         mode = "listen" if self.mode == "dial" else "dial"
-        process = Process(launch, address, env=env, cwd=cwd, mode=mode)
+        process = Process(launch, address, env=env, cwd=cwd, mode=mode, token=self.token)
         log.info("= launched %s (pid %d) to %s at %s", process.command[0], process.pid, mode, address)
         self.processes.append(process)
 

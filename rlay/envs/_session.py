@@ -6,7 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any, NoReturn
 
-from rlay.errors import ConnectionClosed, ProtocolError, RemoteError, Timeout, VersionMismatch
+from rlay.errors import (
+    AuthenticationFailed,
+    ConnectionClosed,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    VersionMismatch,
+)
 from rlay.protocol.connection import Connection, State
 from rlay.protocol.messages import Close, EnvInfo, Error, Message
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
@@ -30,6 +37,8 @@ class AgentSession:
         timeout: float | None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         capabilities: dict[str, Any] | None = None,
+        token: str | bytes | None = None,
+        auth_required: bool = True,
     ) -> None:
         from rlay import __version__
 
@@ -40,6 +49,8 @@ class AgentSession:
             sdk_version=__version__,
             capabilities=capabilities,
             max_frame_size=max_frame_size,
+            token=token,
+            auth_required=auth_required,
         )
         self.engine = Session(conn, stream, "env side")
         self.conn = conn
@@ -114,6 +125,8 @@ class AgentSession:
             self.engine.close(f"the env side ended the session with {_code_name(err.code)}: {err.message}")
         if err.code == ErrorCode.VERSION_MISMATCH:
             return VersionMismatch(f"the env side reports: {err.message}")
+        if err.code == ErrorCode.AUTH_FAILED:
+            return AuthenticationFailed(f"the env side reports: {err.message}")
         return RemoteError(
             err.code,
             err.message,

@@ -77,6 +77,8 @@ class _RemoteEnv(gym.Env[Any, Any]):
                 handshake_timeout=self._handshake_timeout,
                 timeout=self._timeout,
                 max_frame_size=self._max_frame_size,
+                token=self._endpoints.token if self._endpoints else None,
+                auth_required=self._endpoints.auth_required if self._endpoints else False,
             )
         )
 
@@ -259,6 +261,7 @@ class ClientEnv(_RemoteEnv):
         launch: Sequence[str] | None = None,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        token: str | bytes | None = None,
         render_mode: str | None = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -275,7 +278,13 @@ class ClientEnv(_RemoteEnv):
         )
         try:
             self._endpoints = Endpoints(
-                "dial", address, launch=launch, launch_env=launch_env, launch_cwd=launch_cwd, who="ClientEnv"
+                "dial",
+                address,
+                launch=launch,
+                launch_env=launch_env,
+                launch_cwd=launch_cwd,
+                token=token,
+                who="ClientEnv",
             )
             self.address, stream = self._endpoints.connect(0, connect_timeout)
             self._attach(stream)
@@ -324,6 +333,7 @@ class ServerEnv(LazyAccept, _RemoteEnv):
         launch: Sequence[str] | None = None,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        token: str | bytes | None = None,
         render_mode: str | None = None,
         accept_timeout: float | None = DEFAULT_ACCEPT_TIMEOUT,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -346,6 +356,7 @@ class ServerEnv(LazyAccept, _RemoteEnv):
                 launch=launch,
                 launch_env=launch_env,
                 launch_cwd=launch_cwd,
+                token=token,
                 who="ServerEnv",
             )
             self.address = self._endpoints.addresses[0]

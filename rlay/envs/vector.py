@@ -128,6 +128,8 @@ def _open_link(index: int, address: str, stream: Stream, offset: int, env: _Remo
         handshake_timeout=env._handshake_timeout,
         timeout=env._timeout,
         max_frame_size=env._max_frame_size,
+        token=env._endpoints.token if env._endpoints else None,
+        auth_required=env._endpoints.auth_required if env._endpoints else False,
     )
     return _link(index, address, session, offset)
 
@@ -785,6 +787,7 @@ class ClientVectorEnv(_RemoteVectorEnv):
         num_processes: int = 1,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        token: str | bytes | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str | None = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
@@ -811,6 +814,7 @@ class ClientVectorEnv(_RemoteVectorEnv):
                 count=num_processes,
                 launch_env=launch_env,
                 launch_cwd=launch_cwd,
+                token=token,
                 who="ClientVectorEnv",
             )
         except BaseException:
@@ -841,6 +845,7 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
         launch: Sequence[str] | None = None,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        token: str | bytes | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str | None = None,
         accept_timeout: float | None = DEFAULT_ACCEPT_TIMEOUT,
@@ -872,6 +877,7 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
                 count=num_connections,  # each launched program dials this one address
                 launch_env=launch_env,
                 launch_cwd=launch_cwd,
+                token=token,
                 who="ServerVectorEnv",
             )
             self.address = self._endpoints.addresses[0]

@@ -14,16 +14,20 @@ Rules this file obeys:
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import os
 from typing import Any
 
 import numpy as np
 
-from rlay.errors import ProtocolError, UsageError, VersionMismatch, clip
+from rlay.errors import AuthenticationFailed, ProtocolError, UsageError, VersionMismatch, clip
 from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
 from rlay.protocol.messages import (
     MESSAGE_TYPES,
+    Auth,
     CallResult,
     EnvInfo,
     Error,
@@ -49,6 +53,7 @@ from rlay.protocol.wire import (
 
 class State(enum.Enum):
     HELLO = "hello"  # waiting for the peer's HELLO
+    AUTH = "auth"  # §7.1: both announced `auth`; waiting for the peer's AUTH proof
     DESCRIBE = "describe"  # the env side owes ENV_INFO
     IDLE = "idle"  # no command outstanding
     RESET = "reset"  # a command is outstanding: its reply (or an ERROR) comes next
@@ -62,6 +67,7 @@ class State(enum.Enum):
 #: §6: who may send each kind. HELLO and ERROR are sent by both.
 SENDER: dict[Kind, Role | None] = {
     Kind.HELLO: None,
+    Kind.AUTH: None,
     Kind.ENV_INFO: Role.ENV,
     Kind.RESET: Role.AGENT,
     Kind.STEP: Role.AGENT,
@@ -78,7 +84,8 @@ SENDER: dict[Kind, Role | None] = {
 
 #: §8, the state machine. ERROR is handled by :func:`_after_error`.
 TRANSITIONS: dict[tuple[State, Kind], State] = {
-    (State.HELLO, Kind.HELLO): State.DESCRIBE,
+    (State.HELLO, Kind.HELLO): State.DESCRIBE,  # State.AUTH instead when both announced `auth`
+    (State.AUTH, Kind.AUTH): State.DESCRIBE,
     (State.DESCRIBE, Kind.ENV_INFO): State.IDLE,
     (State.IDLE, Kind.RESET): State.RESET,
     (State.IDLE, Kind.STEP): State.STEP,
@@ -112,6 +119,27 @@ _F64 = np.dtype("<f8")
 _BOOL = np.dtype("bool")
 _U64_MAX = (1 << 64) - 1
 _LAST_PROTOCOL_CODE = int(ErrorCode.BAD_VALUE)  # codes 1-15
+
+
+#: §7.1: the length of an `auth` nonce and of an AUTH proof.
+AUTH_NONCE_SIZE = 32
+_AUTH_LABEL = b"rlay-auth-v1\x00"
+
+
+def auth_proof(secret: bytes, prover: Role, agent_nonce: bytes, env_nonce: bytes) -> bytes:
+    """§7.1: HMAC-SHA256(secret, "rlay-auth-v1" 0x00 prover-role 0x00 agent_nonce env_nonce)."""
+    transcript = _AUTH_LABEL + prover.value.encode() + b"\x00" + agent_nonce + env_nonce
+    return hmac.new(secret, transcript, hashlib.sha256).digest()
+
+
+def _token_bytes(token: bytes | str | None) -> bytes | None:
+    if token is None:
+        return None
+    if isinstance(token, str):
+        token = token.encode("utf-8")
+    if type(token) is not bytes:
+        raise UsageError(f"token must be a str or bytes, got {type(token).__name__}")
+    return token or None  # an empty token is no token
 
 
 def _bad_field(detail: str) -> ProtocolError:
@@ -225,6 +253,9 @@ class Connection:
         version: int = PROTOCOL_VERSION,
         max_handshake_frame_size: int = DEFAULT_MAX_HANDSHAKE_FRAME_SIZE,
         max_values: int = DEFAULT_MAX_VALUES,
+        token: bytes | str | None = None,
+        auth_required: bool = True,
+        auth_nonce: bytes | None = None,
     ) -> None:
         self.role = role
         self.state = State.HELLO
@@ -243,7 +274,21 @@ class Connection:
         #: RESET's seed and reset_mask and of every reply's reward/flags/value/frame are checked
         #: against it here, so a layer above can rely on them.
         self.num_envs: int | None = None
-        hello = Hello(PROTOCOL_NAME, version, role.value, sdk, sdk_version, capabilities or {})
+        #: §7.1: the shared secret (None: this side does not authenticate) and this side's nonce.
+        self._token = _token_bytes(token)
+        self._auth_required = auth_required
+        self._nonce = b""
+        self._peer_nonce = b""
+        self._pending_hello: Hello | None = None
+        capabilities = dict(capabilities or {})
+        if self._token is not None:
+            self._nonce = os.urandom(AUTH_NONCE_SIZE) if auth_nonce is None else bytes(auth_nonce)
+            if len(self._nonce) != AUTH_NONCE_SIZE:
+                raise UsageError(f"auth_nonce must be {AUTH_NONCE_SIZE} bytes")
+            capabilities["auth"] = self._nonce
+        #: True once the peer proved the shared secret (§7.1).
+        self.authenticated = False
+        hello = Hello(PROTOCOL_NAME, version, role.value, sdk, sdk_version, capabilities)
         self._write(hello)
 
     # -- sending ---------------------------------------------------------------------------------
@@ -251,8 +296,8 @@ class Connection:
     def send(self, message: Message) -> None:
         """Queue ``message``; raises :class:`UsageError` (nothing queued) if the table forbids it."""
         kind = message.KIND
-        if kind is Kind.HELLO:
-            raise UsageError("HELLO is sent by the Connection itself when it is created")
+        if kind is Kind.HELLO or kind is Kind.AUTH:
+            raise UsageError(f"{kind.name} is sent by the Connection itself")
         sender = SENDER[kind]
         if sender is not None and sender is not self.role:
             raise UsageError(f"the {self.role.value} side cannot send {kind.name}")
@@ -298,6 +343,11 @@ class Connection:
         body, chunks, data_len = self._encoder.encode(message.to_body())
         return [pack_header(message.KIND, data_len, len(body)), *chunks, body]
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """True if bytes are queued (e.g. the AUTH proof queued on receipt of the peer's HELLO)."""
+        return bool(self._out)
+
     def data_to_send(self) -> list[Buffer]:
         """Return (and forget) the buffers to write, in order; a gather write sends them as is."""
         out = self._out
@@ -334,16 +384,18 @@ class Connection:
         After end of stream with nothing left, returns ``None`` and :attr:`eof` is true.
         """
         frames = self._reader.frames
-        if not frames:
-            return None
-        kind, data, body = frames.popleft()
-        try:
-            return self._receive(kind, data, body)
-        except ProtocolError as exc:
-            self._fail(exc)
-            raise  # unreachable: _fail raises
+        while frames:
+            kind, data, body = frames.popleft()
+            try:
+                message = self._receive(kind, data, body)
+            except ProtocolError as exc:
+                self._fail(exc)
+                raise  # unreachable: _fail raises
+            if message is not None:
+                return message
+        return None
 
-    def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message:
+    def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message | None:
         """§8's order of checks: (header, done by the reader,) body, state table, fields."""
         cls = MESSAGE_TYPES[kind]
         message: Message | None = None
@@ -386,12 +438,62 @@ class Connection:
                 )
         elif type(message) is Hello:
             self.peer_hello = message
+            if self._start_auth(message):
+                self.state = State.AUTH
+                return None  # the HELLO is returned once the peer's AUTH proved the secret
+        elif type(message) is Auth:
+            self._check_proof(message)
+            self.state = nxt  # type: ignore[assignment]
+            hello, self._pending_hello = self._pending_hello, None
+            return hello
         elif type(message) is EnvInfo:
             self.num_envs = message.num_envs
         elif self.num_envs is not None and cls in _BATCH_CHECKS:
             _BATCH_CHECKS[cls](message, self.num_envs)
         self.state = nxt  # type: ignore[assignment]
         return message
+
+    def _start_auth(self, hello: Hello) -> bool:
+        """§7.1: decide from both HELLOs whether to authenticate; if so queue this side's AUTH."""
+        peer_nonce = hello.capabilities.get("auth")
+        if self._token is None:
+            if peer_nonce is None:
+                return False
+            raise AuthenticationFailed(
+                "the peer requires authentication but this side has no token (set RLAY_TOKEN, or pass token=)"
+            )
+        if peer_nonce is None:
+            if not self._auth_required:
+                return False  # a token offered, not required (the launcher's own, rlay/envs/_endpoints.py)
+            raise AuthenticationFailed(
+                "this side requires authentication (it has a token) but the peer offered none "
+                "(no token set there, or an SDK without authentication)"
+            )
+        if type(peer_nonce) is not bytes or len(peer_nonce) != AUTH_NONCE_SIZE:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"HELLO.capabilities.auth must be a bin of {AUTH_NONCE_SIZE} bytes, "
+                f"got {clip(peer_nonce, 40)}",
+            )
+        self._peer_nonce = peer_nonce
+        self._pending_hello = hello
+        self._write(Auth(auth_proof(self._token, self.role, *self._nonces())))
+        return True
+
+    def _nonces(self) -> tuple[bytes, bytes]:
+        """(agent nonce, env nonce)."""
+        if self.role is Role.AGENT:
+            return self._nonce, self._peer_nonce
+        return self._peer_nonce, self._nonce
+
+    def _check_proof(self, message: Auth) -> None:
+        assert self._token is not None  # state AUTH is reached only with a token
+        expected = auth_proof(self._token, self.role.peer, *self._nonces())
+        if not hmac.compare_digest(expected, message.proof):
+            raise AuthenticationFailed(
+                "the peer's proof of the token is wrong: the two sides have different tokens"
+            )
+        self.authenticated = True
 
     def _check_hello_head(self, value: Any) -> None:
         """§7: protocol, version, role — in that order, before any other field."""

@@ -41,6 +41,7 @@ _TYPES: dict[str, tuple[str, Any]] = {
     "int": ("an int", _is_int),
     "bool": ("a bool", lambda v: type(v) is bool),
     "map": ("a map", lambda v: type(v) is dict),
+    "bin": ("a bin", lambda v: type(v) is bytes),
     "map?": ("a map or nil", lambda v: v is None or type(v) is dict),
     "array": ("an array", lambda v: type(v) is list),
     "any": ("a value", lambda v: True),
@@ -182,6 +183,14 @@ class Hello(Message):
     sdk: str
     sdk_version: str
     capabilities: dict[str, Any]
+
+
+@_message(Kind.AUTH, (("proof", "bin"),))
+class Auth(Message):
+    """§7.1: HMAC-SHA256 proof of the shared secret; sent and checked by the Connection itself."""
+
+    __slots__ = ("proof",)
+    proof: bytes
 
 
 @_message(
@@ -389,6 +398,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
     for cls in (
         Hello,
         EnvInfo,
+        Auth,
         Reset,
         Step,
         Render,

@@ -32,10 +32,11 @@ TENSOR_EXT = 1  # §3: the MessagePack ext type of a tensor descriptor
 
 
 class Kind(enum.IntEnum):
-    """Message kinds (§6). Unassigned: 3-15, 21-31, 37-47, 49-255."""
+    """Message kinds (§6). Unassigned: 3, 5-15, 21-31, 37-47, 49-255."""
 
     HELLO = 1
     ENV_INFO = 2
+    AUTH = 4  # §7.1, only after both HELLOs announced the `auth` capability
     RESET = 16
     STEP = 17
     RENDER = 18
@@ -53,7 +54,7 @@ KINDS = frozenset(int(k) for k in Kind)
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes (§11). 0 is invalid; 16-31 and 38+ are unassigned."""
+    """Error codes (§11). 0 is invalid; 17-31 and 38+ are unassigned."""
 
     BAD_MAGIC = 1
     BAD_HEADER = 2
@@ -70,6 +71,7 @@ class ErrorCode(enum.IntEnum):
     ROLE_CONFLICT = 13
     BAD_SPACE = 14
     BAD_VALUE = 15
+    AUTH_FAILED = 16  # §7.1: always sent fatal
     ENV_EXCEPTION = 32
     INVALID_ACTION = 33
     NOT_SUPPORTED = 34
