@@ -114,7 +114,7 @@ enum {
     RLAY_E_TRUNCATED = 4, RLAY_E_MALFORMED = 5, RLAY_E_UNKNOWN_KIND = 6, RLAY_E_BAD_FIELD = 7,
     RLAY_E_BAD_TENSOR = 8, RLAY_E_UNKNOWN_DTYPE = 9, RLAY_E_TOO_DEEP = 10,
     RLAY_E_UNEXPECTED_MESSAGE = 11, RLAY_E_VERSION_MISMATCH = 12, RLAY_E_ROLE_CONFLICT = 13,
-    RLAY_E_BAD_SPACE = 14, RLAY_E_BAD_VALUE = 15,
+    RLAY_E_BAD_SPACE = 14, RLAY_E_BAD_VALUE = 15, RLAY_E_AUTH_FAILED = 16,
     RLAY_E_ENV_EXCEPTION = 32, RLAY_E_INVALID_ACTION = 33, RLAY_E_NOT_SUPPORTED = 34,
     RLAY_E_RESET_NEEDED = 35, RLAY_E_SHUTTING_DOWN = 36, RLAY_E_INTERNAL = 37,
     RLAY_E_IO = -1,          /* a socket call failed */
@@ -134,7 +134,7 @@ enum {
 
 /* Message kinds (spec section 6). */
 enum {
-    RLAY_HELLO = 1, RLAY_ENV_INFO = 2,
+    RLAY_HELLO = 1, RLAY_ENV_INFO = 2, RLAY_AUTH = 4,
     RLAY_RESET = 16, RLAY_STEP = 17, RLAY_RENDER = 18, RLAY_CLOSE = 19, RLAY_CALL = 20,
     RLAY_RESET_RESULT = 32, RLAY_STEP_RESULT = 33, RLAY_RENDER_RESULT = 34,
     RLAY_CLOSE_RESULT = 35, RLAY_CALL_RESULT = 36, RLAY_ERROR = 48
@@ -207,6 +207,13 @@ const char *rlay_error_name(int code);  /* "FRAME_TOO_LARGE" */
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes);
 void rlay_set_max_values(rlay_ctx *c, uint32_t values);          /* section 13, default 262144 */
 void rlay_set_handshake_timeout(rlay_ctx *c, int ms);            /* default 30000; 0: no limit */
+/* Shared-secret authentication (spec section 7.1): before rlay_listen/rlay_connect. With a token
+   the agent side must prove it (HMAC-SHA256 challenge-response; the token never travels), and a
+   peer without one is refused with AUTH_FAILED. len 0: no token. At most 256 bytes. A launched
+   program passes getenv("RLAY_TOKEN") (section 15). */
+int rlay_set_token(rlay_ctx *c, const void *secret, size_t len);
+/* HMAC-SHA256 (RFC 2104 over FIPS 180-4), exposed for tests. */
+void rlay_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32]);
 void rlay_set_name(rlay_ctx *c, const char *name);               /* ENV_INFO.name */
 void rlay_set_render_mode(rlay_ctx *c, const char *render_mode); /* e.g. "rgb_array" */
 rlay_w *rlay_observation_space(rlay_ctx *c);   /* write exactly one space */
@@ -363,9 +370,9 @@ extern "C" {
 
 /* Conversation states, spec section 8. */
 enum { RLAY__S_HELLO, RLAY__S_DESCRIBE, RLAY__S_IDLE, RLAY__S_RESET, RLAY__S_STEP,
-       RLAY__S_RENDER, RLAY__S_CALL, RLAY__S_CLOSE, RLAY__S_CLOSED };
+       RLAY__S_RENDER, RLAY__S_CALL, RLAY__S_CLOSE, RLAY__S_CLOSED, RLAY__S_AUTH };
 static const char *const rlay__state_names[] = {
-    "hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed"};
+    "hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed", "auth"};
 enum { RLAY__ENV = 0, RLAY__AGENT = 1 };                 /* roles */
 enum { RLAY__P_NONE, RLAY__P_LISTEN, RLAY__P_CONNECTING, RLAY__P_OPEN, RLAY__P_DONE }; /* phases */
 
@@ -405,6 +412,7 @@ static const rlay__errdef rlay__errs[] = {
     RLAY__E(13, "ROLE_CONFLICT", "both sides claim the same role"),
     RLAY__E(14, "BAD_SPACE", "invalid space descriptor"),
     RLAY__E(15, "BAD_VALUE", "value does not match its space"),
+    RLAY__E(16, "AUTH_FAILED", "the shared secret was not proven (wrong or missing token)"),
     RLAY__E(32, "ENV_EXCEPTION", "env code raised an exception"),
     RLAY__E(33, "INVALID_ACTION", "action outside the action space"),
     RLAY__E(34, "NOT_SUPPORTED", "not supported by the env side"),
@@ -432,7 +440,7 @@ const char *rlay_strerror(int code) {
     const rlay__errdef *e = rlay__errdef_of(code);
     return e ? e->text : "UNKNOWN_ERROR_CODE: an error code this SDK does not know";
 }
-static int rlay__fatal_code(int code) { return (code >= 1 && code <= 15) || code == 36 || code == 37; }
+static int rlay__fatal_code(int code) { return (code >= 1 && code <= 16) || code == 36 || code == 37; }
 
 /* ---- containers ---- */
 typedef struct { const char *p; uint32_t n; } rlay__key;
@@ -462,6 +470,10 @@ struct rlay_ctx {
     int role, state, phase, has_reset, pending;
     uint32_t max_frame, max_values;
     int handshake_ms; long hs_deadline;         /* the agent's HELLO by hs_deadline (ms), if set */
+    /* section 7.1: the token (token_len 0: none), our nonce (the last 32 bytes of our HELLO
+       frame, fresh per connection), the agent's nonce, our AUTH frame */
+    unsigned char token[256]; size_t token_len;
+    unsigned char peer_nonce[32], auth_frame[53];
     /* sub-envs (section 10), and their per-sub-env arrays, allocated by rlay__prepare */
     uint32_t nenv;
     uint64_t *b_seeds; double *b_rew;
@@ -1575,6 +1587,7 @@ enum { RLAY__F_NIL = 1, RLAY__F_BOOL = 2, RLAY__F_INT = 4, RLAY__F_FLOAT = 8, RL
 typedef struct { const char *name; int types; } rlay__field;
 static const rlay__field rlay__f_hello[] = {{"protocol", RLAY__F_STR}, {"version", RLAY__F_INT}, {"role", RLAY__F_STR},
     {"sdk", RLAY__F_STR}, {"sdk_version", RLAY__F_STR}, {"capabilities", RLAY__F_MAP}, {NULL, 0}};
+static const rlay__field rlay__f_auth[] = {{"proof", RLAY__F_BYTES}, {NULL, 0}};
 static const rlay__field rlay__f_env_info[] = {{"observation_space", RLAY__F_SPACE}, {"action_space", RLAY__F_SPACE},
     {"num_envs", RLAY__F_INT}, {"metadata", RLAY__F_MAP}, {"render_mode", RLAY__F_STR | RLAY__F_NIL},
     {"name", RLAY__F_STR | RLAY__F_NIL}, {NULL, 0}};
@@ -1595,6 +1608,7 @@ static const rlay__field rlay__f_error[] = {{"code", RLAY__F_INT}, {"message", R
 static const rlay__field *rlay__schema(int kind) {
     switch (kind) {
     case RLAY_HELLO: return rlay__f_hello;
+    case RLAY_AUTH: return rlay__f_auth;
     case RLAY_ENV_INFO: return rlay__f_env_info;
     case RLAY_RESET: return rlay__f_reset;
     case RLAY_STEP: return rlay__f_step;
@@ -1610,7 +1624,7 @@ static const rlay__field *rlay__schema(int kind) {
 }
 static const char *rlay__kind_name(int kind) {
     switch (kind) {
-    case RLAY_HELLO: return "HELLO"; case RLAY_ENV_INFO: return "ENV_INFO";
+    case RLAY_HELLO: return "HELLO"; case RLAY_ENV_INFO: return "ENV_INFO"; case RLAY_AUTH: return "AUTH";
     case RLAY_RESET: return "RESET"; case RLAY_STEP: return "STEP"; case RLAY_RENDER: return "RENDER";
     case RLAY_CLOSE: return "CLOSE"; case RLAY_CALL: return "CALL";
     case RLAY_RESET_RESULT: return "RESET_RESULT"; case RLAY_STEP_RESULT: return "STEP_RESULT";
@@ -1733,7 +1747,8 @@ static int rlay__next_state(int state, int kind, int sender, int fatal) {
         return state == RLAY__S_CLOSE ? RLAY__S_CLOSED : -1;
     }
     switch (state) {
-    case RLAY__S_HELLO: return kind == RLAY_HELLO ? RLAY__S_DESCRIBE : -1;
+    case RLAY__S_HELLO: return kind == RLAY_HELLO ? RLAY__S_DESCRIBE : -1;   /* or auth: rlay__auth_start */
+    case RLAY__S_AUTH: return kind == RLAY_AUTH ? RLAY__S_DESCRIBE : -1;
     case RLAY__S_DESCRIBE: return kind == RLAY_ENV_INFO && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
     case RLAY__S_IDLE:
         if (sender != RLAY__AGENT) return -1;
@@ -1776,6 +1791,129 @@ static int rlay__check_hello(rlay_ctx *c, const rlay_value *b, int standalone, c
 }
 static int rlay__known_kind(int k) { return rlay__kind_name(k) != NULL; }
 
+/* ---- section 7.1: SHA-256 (FIPS 180-4), HMAC (RFC 2104), the auth handshake ---- */
+typedef struct { uint32_t h[8]; unsigned char buf[64]; uint64_t n; } rlay__sha;
+static const uint32_t rlay__sha_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+#define RLAY__ROR(x, r) (((x) >> (r)) | ((x) << (32 - (r))))
+static void rlay__sha_block(rlay__sha *s, const unsigned char *p) {
+    uint32_t w[64], a, b, c, d, e, f, g, h, t1, t2;
+    int i;
+    for (i = 0; i < 16; i++) w[i] = (uint32_t)p[4*i] << 24 | (uint32_t)p[4*i+1] << 16 | (uint32_t)p[4*i+2] << 8 | p[4*i+3];
+    for (i = 16; i < 64; i++)
+        w[i] = (RLAY__ROR(w[i-2], 17) ^ RLAY__ROR(w[i-2], 19) ^ (w[i-2] >> 10)) + w[i-7] +
+               (RLAY__ROR(w[i-15], 7) ^ RLAY__ROR(w[i-15], 18) ^ (w[i-15] >> 3)) + w[i-16];
+    a = s->h[0]; b = s->h[1]; c = s->h[2]; d = s->h[3]; e = s->h[4]; f = s->h[5]; g = s->h[6]; h = s->h[7];
+    for (i = 0; i < 64; i++) {
+        t1 = h + (RLAY__ROR(e, 6) ^ RLAY__ROR(e, 11) ^ RLAY__ROR(e, 25)) + ((e & f) ^ (~e & g)) + rlay__sha_k[i] + w[i];
+        t2 = (RLAY__ROR(a, 2) ^ RLAY__ROR(a, 13) ^ RLAY__ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d; s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+}
+static void rlay__sha_init(rlay__sha *s) {
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, iv, sizeof iv); s->n = 0;
+}
+static void rlay__sha_update(rlay__sha *s, const void *data, size_t len) {
+    const unsigned char *p = (const unsigned char *)data;
+    while (len--) {
+        s->buf[s->n++ % 64] = *p++;
+        if (s->n % 64 == 0) rlay__sha_block(s, s->buf);
+    }
+}
+static void rlay__sha_final(rlay__sha *s, unsigned char out[32]) {
+    uint64_t bits = s->n * 8;
+    unsigned char pad = 0x80, len[8];
+    int i;
+    rlay__sha_update(s, &pad, 1);
+    pad = 0;
+    while (s->n % 64 != 56) rlay__sha_update(s, &pad, 1);
+    for (i = 0; i < 8; i++) len[i] = (unsigned char)(bits >> (56 - 8 * i));
+    rlay__sha_update(s, len, 8);
+    for (i = 0; i < 32; i++) out[i] = (unsigned char)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+void rlay_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32]) {
+    unsigned char k[64], pad[64], inner[32];
+    rlay__sha s;
+    int i;
+    memset(k, 0, sizeof k);
+    if (klen > 64) { rlay__sha_init(&s); rlay__sha_update(&s, key, klen); rlay__sha_final(&s, k); }
+    else if (klen) memcpy(k, key, klen);
+    for (i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+    rlay__sha_init(&s); rlay__sha_update(&s, pad, 64); rlay__sha_update(&s, msg, mlen); rlay__sha_final(&s, inner);
+    for (i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+    rlay__sha_init(&s); rlay__sha_update(&s, pad, 64); rlay__sha_update(&s, inner, 32); rlay__sha_final(&s, out);
+}
+/* section 7.1: HMAC-SHA256(token, "rlay-auth-v1" 0 role 0 agent_nonce env_nonce) */
+static void rlay__auth_proof(const rlay_ctx *c, const char *prover, const unsigned char *env_nonce, unsigned char out[32]) {
+    unsigned char t[13 + 6 + 64];
+    size_t n = 0, rl = strlen(prover);
+    memcpy(t, "rlay-auth-v1", 13); n = 13;   /* with its NUL: the 0x00 separator */
+    memcpy(t + n, prover, rl); n += rl; t[n++] = 0;
+    memcpy(t + n, c->peer_nonce, 32); n += 32;   /* this SDK is the env side: the peer is the agent */
+    memcpy(t + n, env_nonce, 32); n += 32;
+    rlay_hmac_sha256(c->token, c->token_len, t, n, out);
+}
+static int rlay__random(rlay_ctx *c, unsigned char *out, size_t n) {
+#ifdef _WIN32
+    (void)out; (void)n;
+    return rlay__err(c, RLAY_E_USAGE, "authentication (rlay_set_token) needs a random source this SDK does not have on Windows yet");
+#else
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(out, 1, n, f) : 0;
+    if (f) fclose(f);
+    if (got != n) return rlay__err(c, RLAY_E_IO, "cannot read /dev/urandom for the auth nonce");
+    return 0;
+#endif
+}
+int rlay_set_token(rlay_ctx *c, const void *secret, size_t len) {
+    if (!c || c->err) return c ? c->err : RLAY_E_NOMEM;
+    if (c->phase != RLAY__P_NONE) return rlay__err(c, RLAY_E_USAGE, "rlay_set_token: call it before rlay_listen/rlay_connect");
+    if (len > sizeof c->token) return rlay__err(c, RLAY_E_USAGE, "rlay_set_token: a token of %lu bytes; at most %lu",
+                                                (unsigned long)len, (unsigned long)sizeof c->token);
+    if (len) memcpy(c->token, secret, len);
+    c->token_len = len;
+    return 0;
+}
+/* The agent's HELLO passed section 7's checks: decide (section 7.1). 0 and state auth, with our
+   AUTH frame in c->auth_frame, when both announced auth; 0 and state describe when neither did. */
+static int rlay__auth_start(rlay_ctx *c, const rlay_value *caps) {
+    const rlay_value *nonce = rlay_map_get(caps, "auth");
+    unsigned char *f = c->auth_frame;
+    if (!c->token_len) {
+        if (!nonce) return 0;
+        return rlay__err(c, RLAY_E_AUTH_FAILED, "the peer requires authentication but this side has no token "
+                         "(set RLAY_TOKEN, or call rlay_set_token)");
+    }
+    if (!nonce) return rlay__err(c, RLAY_E_AUTH_FAILED, "this side requires authentication (it has a token) but the peer "
+                                 "offered none (no token set there, or an SDK without authentication)");
+    if (nonce->type != RLAY_T_BYTES || nonce->len != 32)
+        return rlay__err(c, RLAY_E_BAD_FIELD, "HELLO.capabilities.auth must be a bin of 32 bytes");
+    memcpy(c->peer_nonce, nonce->v.s, 32);
+    /* header (kind 4, data 0, body 41), then {"proof": bin 32} */
+    memcpy(f, "RL\x04\x00\x00\x00\x00\x00\x29\x00\x00\x00\x81\xa5proof\xc4\x20", 21);
+    rlay__auth_proof(c, "env", c->hello + c->hello_len - 32, f + 21);
+    c->state = RLAY__S_AUTH;
+    return 0;
+}
+static int rlay__auth_check(rlay_ctx *c, const rlay_value *proof) {
+    unsigned char want[32], diff = 0;
+    int i;
+    rlay__auth_proof(c, "agent", c->hello + c->hello_len - 32, want);
+    if (proof->len != 32) diff = 1;
+    else for (i = 0; i < 32; i++) diff |= (unsigned char)(want[i] ^ (unsigned char)proof->v.s[i]);
+    if (diff) return rlay__err(c, RLAY_E_AUTH_FAILED, "the peer's proof of the token is wrong: the two sides have different tokens");
+    return 0;
+}
+
 /* Decodes the complete frame at rbuf and checks it; unless `standalone`, applies the state
    table for c->role. fields[] gets the body's fields in canonical order. A fatal ERROR from the
    peer moves to state closed; the caller decides what it means (c->rkind, fields). */
@@ -1787,7 +1925,7 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
     if (kind == RLAY_HELLO) {
         if (!standalone && c->state != RLAY__S_HELLO) return rlay__unexpected(c, kind);
         if (rlay__check_hello(c, root, standalone, fields)) return c->err;
-        if (!standalone) c->state = RLAY__S_DESCRIBE;
+        if (!standalone) { c->state = RLAY__S_DESCRIBE; return rlay__auth_start(c, fields[5]); }
         return 0;
     }
     if (kind == RLAY_ERROR) {
@@ -1802,6 +1940,7 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
     if (!standalone && (next = rlay__next_state(c->state, kind, sender, 0)) < 0) return rlay__unexpected(c, kind);
     if (rlay__check_fields(c, kind, root, fields)) return c->err;
     if (!standalone && rlay__check_batch(c, kind, fields)) return c->err;
+    if (!standalone && kind == RLAY_AUTH && rlay__auth_check(c, fields[0])) return c->err;
     if (!standalone) c->state = next;
     return 0;
 }
@@ -2154,7 +2293,12 @@ static int rlay__prepare(rlay_ctx *c) {
     rlay__e_str(b, "role"); rlay__e_str(b, "env");
     rlay__e_str(b, "sdk"); rlay__e_str(b, RLAY_SDK_NAME);
     rlay__e_str(b, "sdk_version"); rlay__e_str(b, RLAY_SDK_VERSION);
-    rlay__e_str(b, "capabilities"); rlay__e_map(b, 0);
+    rlay__e_str(b, "capabilities");
+    if (c->token_len) {   /* section 7.1: "auth": bin 32, the last 32 bytes of the frame (rlay__on_open fills them) */
+        static const unsigned char zeros[32] = {0};
+        rlay__e_map(b, 1); rlay__e_str(b, "auth");
+        { unsigned char h[2] = {0xc4, 32}; rlay__wbytes(b, h, 2); rlay__wbytes(b, zeros, 32); }
+    } else rlay__e_map(b, 0);
     if (rlay__frame(c, RLAY_HELLO, b) || !(c->hello = rlay__dup_flat(c, &c->hello_len))) return c->err;
     rlay__w_reset(b);
     rlay__e_map(b, 6);
@@ -2329,6 +2473,7 @@ static void rlay__on_open(rlay_ctx *c, rlay__sock s, int tcp) {
     c->fd = s; c->phase = RLAY__P_OPEN; c->state = RLAY__S_HELLO; c->rhave = 0; c->rneed = 0;
     c->hs_deadline = c->handshake_ms > 0 ? rlay__now_ms() + c->handshake_ms : 0;
     c->niov = 0;
+    if (c->token_len && rlay__random(c, c->hello + c->hello_len - 32, 32)) return;   /* a fresh nonce per connection */
     rlay__push_iov(c, c->hello, c->hello_len);
     rlay__send(c);
 }
@@ -2434,6 +2579,14 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
         c->err_from_peer = 1;
         return -1; }
     case RLAY_HELLO:
+        c->niov = 0;
+        if (c->state == RLAY__S_AUTH) {   /* section 7.1: our proof now, ENV_INFO once the agent's matched */
+            if (rlay__push_iov(c, c->auth_frame, sizeof c->auth_frame) || rlay__send(c)) return -1;
+            rlay__rx_consume(c);
+            return 0;
+        }
+        /* fall through */
+    case RLAY_AUTH:
         c->niov = 0;
         if (rlay__push_iov(c, c->envinfo, c->envinfo_len) || rlay__send(c)) return -1;
         c->state = RLAY__S_IDLE;
@@ -2541,7 +2694,7 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
             if (n == 0) { rlay__rx_eof(c); rlay__end(c); return -1; }
             r = rlay__errno();
             if (RLAY__EAGAIN(r)) {
-                if (c->state == RLAY__S_HELLO && c->hs_deadline && rlay__now_ms() >= c->hs_deadline) {
+                if ((c->state == RLAY__S_HELLO || c->state == RLAY__S_AUTH) && c->hs_deadline && rlay__now_ms() >= c->hs_deadline) {
                     rlay__err(c, RLAY_E_TIMEOUT, "the agent side sent no HELLO within %d ms of connecting "
                               "(rlay_set_handshake_timeout)", c->handshake_ms);
                     if (rlay__relisten(c)) continue;
@@ -2577,7 +2730,7 @@ int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms) {
         if (timeout_ms == 0) return 0;
         wait = -1;
         if (timeout_ms > 0) { long left = deadline - rlay__now_ms(); if (left <= 0) return 0; wait = (int)left; }
-        if (c->phase == RLAY__P_OPEN && c->state == RLAY__S_HELLO && c->hs_deadline) {   /* wake at the deadline */
+        if (c->phase == RLAY__P_OPEN && (c->state == RLAY__S_HELLO || c->state == RLAY__S_AUTH) && c->hs_deadline) {   /* wake at the deadline */
             long left = c->hs_deadline - rlay__now_ms();
             if (left < 0) left = 0;
             if (wait < 0 || left < wait) wait = (int)left;

@@ -338,6 +338,10 @@ int main(int argc, char **argv) {
     if (!env.envs || !env.obs || (env.rgb && !env.frames)) { fprintf(stderr, "cartpole: out of memory\n"); return 1; }
 
     c = rlay_new();
+    {   /* spec section 7.1/15: the shared secret, set by a launcher (or the user) */
+        const char *token = getenv("RLAY_TOKEN");
+        if (token && *token) rlay_set_token(c, token, strlen(token));
+    }
     /* Box(-high, high, float32), high = [x_threshold * 2, inf, theta_threshold_radians * 2, inf] */
     high[0] = (float)(x_threshold * 2); high[1] = INFINITY; high[2] = (float)(THETA_THRESHOLD * 2); high[3] = INFINITY;
     {

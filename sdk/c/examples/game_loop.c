@@ -32,6 +32,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     c = rlay_new();
+    {   /* spec section 7.1/15: the shared secret, set by a launcher (or the user) */
+        const char *token = getenv("RLAY_TOKEN");
+        if (token && *token) rlay_set_token(c, token, strlen(token));
+    }
     rlay_space_box_uniform(rlay_observation_space(c), RLAY_DT_FLOAT32, 1, &two, -INFINITY, INFINITY);
     rlay_space_discrete(rlay_action_space(c), 3, 0);
     rlay_set_name(c, "game_loop");
