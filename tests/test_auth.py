@@ -187,3 +187,17 @@ def test_server_env_token_on_one_side_only_fails_on_both(who_has_it: str) -> Non
     thread.join(10)
     assert len(errors) == 1 and isinstance(errors[0], rlay.AuthenticationFailed), errors
     agent.close()
+
+
+def test_a_busy_server_with_a_token_still_says_why_to_an_authenticated_client() -> None:
+    shared = make()  # one instance: a second agent is refused with "busy" (NOT_SUPPORTED)
+    server = rlay.serve(shared, "tcp://127.0.0.1:0", block=False, token=TOKEN)
+    try:
+        first = rlay.ClientEnv(server.address, token=TOKEN)
+        with pytest.raises(rlay.RemoteError, match="busy"):
+            rlay.ClientEnv(server.address, token=TOKEN)
+        with pytest.raises(rlay.AuthenticationFailed):  # an impostor learns nothing more
+            rlay.ClientEnv(server.address, token="wrong")
+        first.close()
+    finally:
+        server.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -173,10 +174,15 @@ def refuse(
     exc: BaseException | None = None,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    token: str | bytes | None = None,
 ) -> None:
     """Say HELLO, take the agent's, then end with a fatal ERROR (§11) saying why (with the type
-    and traceback of ``exc``, if given): how an env side that cannot serve tells the agent side."""
-    conn = Connection(Role.ENV, max_frame_size=max_frame_size)
+    and traceback of ``exc``, if given): how an env side that cannot serve tells the agent side.
+    With a token (``token``, else ``RLAY_TOKEN``) the agent proves it first (§7.1), as it would
+    for a session, so it hears the real reason (and an impostor hears only AUTH_FAILED)."""
+    if token is None:
+        token = os.environ.get("RLAY_TOKEN") or None
+    conn = Connection(Role.ENV, max_frame_size=max_frame_size, token=token)
     session = Session(conn, stream, "agent side")
     try:
         session.flush("sending HELLO", 5.0)
@@ -345,7 +351,15 @@ class Server:
     def _refuse(
         self, stream: Stream, code: ErrorCode, message: str, exc: BaseException | None = None
     ) -> None:
-        refuse(stream, code, message, exc, self._kwargs["max_frame_size"], self._handshake_timeout)  # type: ignore[arg-type]
+        refuse(
+            stream,
+            code,
+            message,
+            exc,
+            self._kwargs["max_frame_size"],  # type: ignore[arg-type]
+            self._handshake_timeout,
+            self._kwargs["token"],  # type: ignore[arg-type]
+        )
 
     # What a subclass (rlay.backends.vector.VectorServer) changes: what it serves and how.
     def _shared(self) -> bool:
@@ -415,7 +429,8 @@ def connect(
             stream = dial(address, connect_timeout)
         except (ConnectionClosed, Timeout):
             raise exc from None
-        refuse(stream, ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc)
+        why = f"the env factory failed: {exc}"
+        refuse(stream, ErrorCode.ENV_EXCEPTION, why, exc, token=kwargs.get("token"))
         raise
     try:
         session = _session_for(instance, dial(address, connect_timeout), **kwargs)
