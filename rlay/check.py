@@ -77,18 +77,22 @@ def open_env_side(
     launch: Sequence[str] | None = None,
     server: bool = False,
     timeout: float | None = 30.0,
+    token: str | bytes | None = None,
     **options: Any,
 ) -> AnyEnv:
     """Connect to an env side (dial ``address``; with ``server=True`` listen there; with
     ``launch`` start the program) and return the env for what it hosts: ``ClientEnv`` /
     ``ServerEnv`` for one env, ``ClientVectorEnv`` / ``ServerVectorEnv`` for a batch."""
-    endpoints = Endpoints("listen" if server else "dial", address, launch=launch, who="rlay check")
+    mode = "listen" if server else "dial"
+    endpoints = Endpoints(mode, address, launch=launch, token=token, who="rlay check")
     try:
         _, stream = endpoints.connect(0, timeout)
         session = AgentSession(
             stream,
             handshake_timeout=options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT),
             timeout=options.get("timeout", DEFAULT_TIMEOUT),
+            token=endpoints.token,
+            auth_required=endpoints.auth_required,
         )
     except BaseException:
         endpoints.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, NoReturn
 
 from rlay.errors import (
@@ -43,6 +44,8 @@ class AgentSession:
         from rlay import __version__
 
         self.timeout = timeout
+        if token is None:  # §7.1: the shared secret, else RLAY_TOKEN
+            token = os.environ.get("RLAY_TOKEN") or None
         conn = Connection(
             _Role.AGENT,
             sdk="rlay-python",
