@@ -118,7 +118,7 @@ def _after_error(state: State, fatal: bool, sender: Role) -> State | None:
 _F64 = np.dtype("<f8")
 _BOOL = np.dtype("bool")
 _U64_MAX = (1 << 64) - 1
-_LAST_PROTOCOL_CODE = int(ErrorCode.BAD_VALUE)  # codes 1-15
+_LAST_ALWAYS_FATAL = int(ErrorCode.AUTH_FAILED)  # codes 1-15, and AUTH_FAILED (§7.1)
 
 
 #: §7.1: the length of an `auth` nonce and of an AUTH proof.
@@ -427,8 +427,8 @@ class Connection:
                 self._check_hello_head(value)
             message = cls.from_body(value)
         if type(message) is Error:  # where an ERROR leads depends on its `fatal` field
-            if not message.fatal and message.code <= _LAST_PROTOCOL_CODE:
-                message.fatal = True  # §11: codes 1-15 are always fatal, whatever the flag says
+            if not message.fatal and message.code <= _LAST_ALWAYS_FATAL:
+                message.fatal = True  # §11: codes 1-16 are always fatal, whatever the flag says
             nxt = _after_error(state, message.fatal, self.role.peer)
             if nxt is None:
                 raise ProtocolError(

@@ -209,8 +209,8 @@ void rlay_set_max_values(rlay_ctx *c, uint32_t values);          /* section 13, 
 void rlay_set_handshake_timeout(rlay_ctx *c, int ms);            /* default 30000; 0: no limit */
 /* Shared-secret authentication (spec section 7.1): before rlay_listen/rlay_connect. With a token
    the agent side must prove it (HMAC-SHA256 challenge-response; the token never travels), and a
-   peer without one is refused with AUTH_FAILED. len 0: no token. At most 256 bytes. A launched
-   program passes getenv("RLAY_TOKEN") (section 15). */
+   peer without one is refused with AUTH_FAILED. len 0: no token. At most 256 bytes. Without a
+   call, rlay_listen/rlay_connect take $RLAY_TOKEN (set by a launcher, section 15) if it is set. */
 int rlay_set_token(rlay_ctx *c, const void *secret, size_t len);
 /* HMAC-SHA256 (RFC 2104 over FIPS 180-4), exposed for tests. */
 void rlay_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32]);
@@ -1931,8 +1931,8 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
     if (kind == RLAY_ERROR) {
         if (rlay__check_fields(c, kind, root, fields)) return c->err;
         if (standalone) return 0;
-        /* section 11: a code 1-15 is fatal whatever the flag says */
-        next = rlay__next_state(c->state, kind, sender, fields[2]->v.b || fields[0]->v.u <= RLAY_E_BAD_VALUE);
+        /* section 11: a code 1-15 (and 16, AUTH_FAILED, section 7.1) is fatal whatever the flag says */
+        next = rlay__next_state(c->state, kind, sender, fields[2]->v.b || fields[0]->v.u <= RLAY_E_AUTH_FAILED);
         if (next < 0) return rlay__unexpected(c, kind);
         c->state = next;
         return 0;
@@ -2286,6 +2286,10 @@ static int rlay__prepare(rlay_ctx *c) {
     if (!rlay__w_done(c->w_obs_space, "observation space (rlay_observation_space)") ||
         !rlay__w_done(c->w_act_space, "action space (rlay_action_space)") ||
         !rlay__w_done(c->w_meta, "metadata (rlay_metadata)")) return c->err;
+    if (!c->token_len) {   /* section 15: a launcher's RLAY_TOKEN, unless rlay_set_token gave one */
+        const char *env_token = getenv("RLAY_TOKEN");
+        if (env_token && *env_token && rlay_set_token(c, env_token, strlen(env_token))) return c->err;
+    }
     rlay__w_reset(b);
     rlay__e_map(b, 6);
     rlay__e_str(b, "protocol"); rlay__e_str(b, "rlay");
