@@ -270,7 +270,8 @@ def difference(recorded: Any, now: Any, path: str = "") -> str | None:
         i = int(np.flatnonzero((a != b).any(axis=1))[0])
         index = np.unravel_index(i, recorded.shape) if recorded.ndim else ()
         at = "[" + ", ".join(str(int(j)) for j in index) + "]"
-        return f"{path}{at}: recorded {recorded.reshape(-1)[i]!r}, now {now.reshape(-1)[i]!r}"
+        was, got = recorded.reshape(-1)[i].item(), now.reshape(-1)[i].item()
+        return f"{path}{at}: recorded {was!r}, now {got!r}"
     if type(recorded) is not type(now):
         return f"{where}: recorded {clip(recorded, 60)}, now {clip(now, 60)}"
     if isinstance(recorded, dict):
