@@ -154,21 +154,33 @@ def test_a_served_recording_reproduces_observations_bit_for_bit(cartpole: list[s
     finally:
         env.close()
 
-    served = [*RLAY, "replay", str(path), "--serve", "{address}"]
-    env = rlay.ClientEnv(launch=served)
-    process = env.process
+    # The recorded env side, run by hand: it says where it listens, serves one agent, exits 0.
+    proc = subprocess.Popen(
+        [*RLAY, "replay", str(path), "--serve", "tcp://127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
-        again = rollout(env, 150, seed=5)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("RLAY_LISTENING tcp://127.0.0.1:"), line
+        env = rlay.ClientEnv(line.split()[1])
+        try:
+            again = rollout(env, 150, seed=5)
+        finally:
+            env.close()
+        _, err = proc.communicate(timeout=30)
     finally:
-        env.close()
+        proc.kill()
     assert same(again, seen)
-    # It followed the recording to its end (the launcher then ends the program on close).
-    assert process is not None
-    commands = len(load(path).commands)
-    assert f"served {commands} recorded commands" in process.stderr_tail(), process.stderr_tail()
+    assert proc.returncode == 0, err
+    assert f"served {len(load(path).commands)} recorded commands" in err
 
-    # Another action than the recorded one is refused by name, with the step it happened at.
-    env = rlay.ClientEnv(launch=served)
+    # Launched by the env itself; another action than the recorded one is refused by name,
+    # with the step it happened at.
+    env = rlay.ClientEnv(launch=[*RLAY, "replay", str(path), "--serve", "{address}"])
     try:
         env.reset(seed=5)
         first = int(np.random.default_rng(5).integers(2))
