@@ -1,9 +1,11 @@
-"""The ``rlay`` command: serve a Gymnasium env, check an env side, benchmark one (``EXAMPLES``)."""
+"""The ``rlay`` command: serve a Gymnasium env, check an env side, benchmark, record and replay
+one (``EXAMPLES``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,6 +25,9 @@ EXAMPLES = """examples:
   rlay check -- ./cartpole --listen {address}               launch it (rlay picks the address)
   rlay check --server -- ./game                             launch a program that dials in
   rlay bench -- ./cartpole --listen {address}               steps/s and latency percentiles
+  rlay record run.rlayrec -- ./cartpole --listen {address}  record a seeded random rollout
+  rlay replay run.rlayrec -- ./cartpole --listen {address}  the first reply that differs, if any
+  rlay replay run.rlayrec --serve tcp://127.0.0.1:5555      play the recorded env side
 """
 
 
@@ -177,6 +182,78 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- record / replay -------------------------------------------------------------------------------
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    env = _open_env(args, record=args.out)
+    steps = episodes = 0
+    try:
+        env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        for _ in range(args.steps):
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            steps += 1
+            if term or trunc:
+                episodes += 1
+                env.reset()
+    finally:
+        env.close()
+    from rlay.record import load
+
+    frames = len(load(args.out).frames)
+    print(f"recorded {steps} steps ({episodes} episodes ended), {frames} frames, to {args.out}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rlay.envs._endpoints import Endpoints
+    from rlay.record import load, replay, serve_recording
+    from rlay.transports import listen
+
+    recording = load(args.file)
+    commands = len(recording.commands)
+    if args.serve is not None:
+        address = args.serve or os.environ.get("RLAY_ADDRESS")
+        if not address:
+            raise SystemExit("rlay replay: --serve needs an ADDRESS (or RLAY_ADDRESS in the environment)")
+        listener = listen(address)
+        print(f"RLAY_LISTENING {listener.address}", flush=True)
+        try:
+            stream = listener.accept(args.timeout)
+        finally:
+            listener.close()
+        try:
+            mismatch = serve_recording(recording, stream, args.timeout)
+        finally:
+            stream.close()
+        if mismatch is not None:
+            print(f"rlay replay: the agent left the recording: {mismatch.describe()}", file=sys.stderr)
+            return 1
+        print(f"served {commands} recorded commands from {args.file}", file=sys.stderr)
+        return 0
+    if not args.command and args.address is None:
+        raise SystemExit(
+            "rlay replay: give an ADDRESS, -- COMMAND to launch, or --serve ADDRESS (see --help)"
+        )
+    endpoints = Endpoints(
+        "listen" if args.server else "dial", args.address, launch=args.command or None, who="rlay replay"
+    )
+    try:
+        _, stream = endpoints.connect(0, args.timeout)
+        try:
+            mismatch = replay(recording, stream, args.timeout)
+        finally:
+            stream.close()
+    finally:
+        endpoints.close()
+    if mismatch is not None:
+        print(mismatch.describe())
+        return 1
+    print(f"all {len(recording.frames) - commands} replies equal to the recording ({commands} commands)")
+    return 0
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -203,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
     )
     parser.add_argument("--version", action="version", version=f"rlay {rlay.__version__}")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="{serve,check,bench}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="{serve,check,bench,record,replay}")
 
     p = sub.add_parser(
         "serve",
@@ -252,6 +329,40 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(p)
     p.add_argument("--steps", type=int, default=10000)
     p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser(
+        "record",
+        help="record a seeded random rollout to a file",
+        description="Reset with --seed, take --steps random actions (seeded too), and write every "
+        "frame both ways to OUT (rlay's own framing, a direction and a timestamp per frame).",
+    )
+    p.add_argument("out", metavar="OUT", help="the recording to write, e.g. run.rlayrec")
+    _target_args(p)
+    p.usage = "rlay record OUT [options] (ADDRESS | -- COMMAND...)"
+    p.add_argument("--steps", type=int, default=200, help="random steps to take (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_record)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-send a recording to a fresh env side, or serve it as one",
+        description="Send the recorded commands to a fresh env side and compare each reply with "
+        "the recorded one, bit for bit: print the first command whose reply differs and exit 1, "
+        "or exit 0 if all are equal. With --serve, play the recorded env side instead: answer "
+        "the recorded replies in order, and refuse a command that differs from the recording.",
+    )
+    p.add_argument("file", metavar="FILE", help="a recording (rlay record, or record=PATH)")
+    _target_args(p)
+    p.usage = "rlay replay FILE [options] (ADDRESS | -- COMMAND... | --serve ADDRESS)"
+    p.add_argument(
+        "--serve",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="listen at ADDRESS (default: RLAY_ADDRESS) and play the recorded env side to one agent",
+    )
+    p.set_defaults(run=cmd_replay)
     return parser
 
 

@@ -4,6 +4,7 @@ are the same ``gymnasium.Env`` once connected; only who opened the port differs 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -67,10 +68,15 @@ class _RemoteEnv(gym.Env[Any, Any]):
         self._check_actions = check_actions
         self._session: AgentSession | None = None
         self._endpoints: Endpoints | None = None
+        self._record: str | None = None  # record=PATH: the first session's frames go there
 
     # -- session ---------------------------------------------------------------------------------
 
     def _attach(self, stream: Stream) -> None:
+        if self._record is not None:  # rlay.record: tee every frame into the file
+            from rlay.record import RecordingStream
+
+            stream, self._record = RecordingStream(stream, self._record), None
         self._adopt(
             AgentSession(
                 stream,
@@ -251,7 +257,8 @@ class ClientEnv(_RemoteEnv):
     metadata and render mode from the env side. Timeouts are in seconds; ``None`` waits forever
     (for an env side paused in a debugger). ``launch=[...]`` starts the env program first
     (``rlay.launch``, spec §15): it listens at a fresh unix socket, or at ``address`` if given
-    (``tcp://127.0.0.1:0``: the port it announces), and it is ended on close.
+    (``tcp://127.0.0.1:0``: the port it announces), and it is ended on close. ``record=PATH``
+    writes every frame of the session to PATH (:mod:`rlay.record`; ``rlay replay`` reads it).
     """
 
     def __init__(
@@ -268,6 +275,7 @@ class ClientEnv(_RemoteEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        record: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
             render_mode=render_mode,
@@ -276,6 +284,7 @@ class ClientEnv(_RemoteEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
+        self._record = None if record is None else os.fspath(record)
         try:
             self._endpoints = Endpoints(
                 "dial",
@@ -320,7 +329,8 @@ class ServerEnv(LazyAccept, _RemoteEnv):
     fresh unix socket handed to the launched program; :attr:`address` is the address actually
     bound, to hand to the game. With ``wait=True`` (default) the constructor waits for the env
     side; with ``wait=False`` it returns at once and :meth:`accept` (or the first use of the
-    spaces, ``reset`` …) waits. A launched program is always waited for.
+    spaces, ``reset`` …) waits. A launched program is always waited for. ``record=PATH`` writes
+    every frame of the first session to PATH (:mod:`rlay.record`).
     """
 
     _FROM_ENV_SIDE = frozenset({"observation_space", "action_space", "render_mode", "env_name"})
@@ -340,6 +350,7 @@ class ServerEnv(LazyAccept, _RemoteEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        record: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
             render_mode=render_mode,
@@ -348,6 +359,7 @@ class ServerEnv(LazyAccept, _RemoteEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
+        self._record = None if record is None else os.fspath(record)
         self._accept_timeout = accept_timeout
         try:
             self._endpoints = Endpoints(
