@@ -186,7 +186,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    env = _open_env(args, record=args.out)
+    env = _open_env(args, record=args.out, token="")  # replayable: no per-connection auth (§7.1)
     steps = episodes = 0
     try:
         env.reset(seed=args.seed)
@@ -236,8 +236,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise SystemExit(
             "rlay replay: give an ADDRESS, -- COMMAND to launch, or --serve ADDRESS (see --help)"
         )
-    endpoints = Endpoints(
-        "listen" if args.server else "dial", args.address, launch=args.command or None, who="rlay replay"
+    endpoints = Endpoints(  # token="": the replayed frames carry no per-connection auth (§7.1)
+        "listen" if args.server else "dial",
+        args.address,
+        launch=args.command or None,
+        token="",
+        who="rlay replay",
     )
     try:
         _, stream = endpoints.connect(0, args.timeout)

@@ -377,6 +377,32 @@ class _FrameSource:
         return kind, decode(body, data_view)
 
 
+# -- the handshake's own bytes ---------------------------------------------------------------------
+
+# §7.1: authentication (HELLO's `auth` nonce, the AUTH proofs) belongs to one connection: its nonces
+# are fresh each time and its proofs need the token, which a recording never holds. Replay and
+# serve therefore leave it out: AUTH frames are skipped, recorded HELLOs are sent without `auth`,
+# and a HELLO is compared without it (replay's own connections run without a token).
+
+
+def _without_auth(frame: RecordedFrame) -> bytes:
+    if frame.kind != Kind.HELLO:
+        return frame.raw
+    value = frame.value()
+    caps = value.get("capabilities") if isinstance(value, dict) else None
+    if not isinstance(caps, dict) or "auth" not in caps:
+        return frame.raw
+    value = {**value, "capabilities": {k: v for k, v in caps.items() if k != "auth"}}
+    body, chunks, data_len = Encoder().encode(value)
+    return b"".join([pack_header(Kind.HELLO, data_len, len(body)), *map(bytes, chunks), body])
+
+
+def _auth_free(kind: int, value: Any) -> Any:
+    if kind == Kind.HELLO and isinstance(value, dict) and isinstance(value.get("capabilities"), dict):
+        return {**value, "capabilities": {k: v for k, v in value["capabilities"].items() if k != "auth"}}
+    return value
+
+
 # -- replay against a fresh env side ---------------------------------------------------------------
 
 
@@ -387,10 +413,12 @@ def replay(recording: Recording, stream: Stream, timeout: float | None = 60.0) -
     source = _FrameSource(stream)
     pos = _Position()
     for frame in recording.frames:
+        if frame.kind == Kind.AUTH:
+            continue
         if frame.direction == TO_ENV:
             pos.advance(frame)
             try:
-                stream.send([frame.raw], timeout, f"replaying {frame.name}")
+                stream.send([_without_auth(frame)], timeout, f"replaying {frame.name}")
             except ConnectionClosed as exc:
                 return pos.mismatch(f"the env side closed the connection before {frame.name}: {exc}")
             continue
@@ -402,7 +430,11 @@ def replay(recording: Recording, stream: Stream, timeout: float | None = 60.0) -
             return pos.mismatch(f"recorded a {frame.name}, now bytes that break the protocol: {exc}")
         if got is None:
             return pos.mismatch(f"recorded a {frame.name}, now the env side ended the stream")
-        found = _frame_difference(frame, *got)
+        kind, value = got
+        if kind == Kind.HELLO and frame.kind == Kind.HELLO:
+            found = difference(_auth_free(kind, frame.value()), _auth_free(kind, value))
+        else:
+            found = _frame_difference(frame, kind, value)
         if found:
             return pos.mismatch(found)
     return None
@@ -435,9 +467,11 @@ def serve_recording(recording: Recording, stream: Stream, timeout: float | None 
         return mismatch
 
     for frame in recording.frames:
+        if frame.kind == Kind.AUTH:
+            continue
         if frame.direction == TO_AGENT:
             try:
-                stream.send([frame.raw], timeout, f"sending the recorded {frame.name}")
+                stream.send([_without_auth(frame)], timeout, f"sending the recorded {frame.name}")
             except ConnectionClosed as exc:
                 return pos.mismatch(
                     f"the agent closed the connection before the recorded {frame.name}: {exc}"

@@ -51,12 +51,13 @@ class Endpoints:
         #: §7.1: the shared secret, from ``token=``, else ``RLAY_TOKEN``, else (launching) a fresh
         #: random one handed to the programs as ``RLAY_TOKEN``. ``auth_required`` is False only for
         #: that generated one: a launched program whose SDK has no authentication still works.
+        #: ``token=""`` turns authentication off (rlay record / replay, whose frames are replayed).
         if token is None:
             token = os.environ.get("RLAY_TOKEN") or None
-        self.auth_required = token is not None
+        self.auth_required = bool(token)
         if token is None and launch is not None:
             token = secrets.token_hex(32)
-        self.token = token
+        self.token = token or None
         try:
             self._open(address, launch, count, launch_env, launch_cwd, who)
         except BaseException:
