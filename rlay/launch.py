@@ -280,6 +280,14 @@ class Process:
             if result is not None:
                 return result
 
+    def settle(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the program to exit by itself (no signal sent)."""
+        if seconds > 0 and self.popen.poll() is None:
+            try:
+                self.popen.wait(seconds)
+            except subprocess.TimeoutExpired:
+                pass
+
     def close(self, grace: float = 2.0) -> int | None:
         """End the program's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
         self._finalizer.detach()

@@ -242,3 +242,24 @@ def test_server_env_launching_a_program_that_listens_says_so_at_once() -> None:
         )
     assert time.monotonic() - started < 20, "waited for the accept timeout"
     assert "RLAY_LISTENING" in str(info.value)
+
+
+def test_a_launched_program_exits_with_its_own_code_after_close() -> None:
+    """§15: after an orderly CLOSE a launched program exits by itself (here after 0.2 s of
+    tidying up, with code 0); close() gives it a moment before any signal, so its exit code
+    means what the program said."""
+    one_session = (
+        "import sys, time\n"
+        "from rlay.backends import EnvSession, run_session\n"
+        "from rlay.testing import TrivialEnv\n"
+        "env = TrivialEnv()\n"
+        "run_session(EnvSession.listen(sys.argv[1], env.observation_space, env.action_space), env)\n"
+        "time.sleep(0.2)\n"
+    )
+    env = rlay.ClientEnv(launch=[sys.executable, "-c", one_session, "{address}"])
+    env.reset(seed=0)
+    env.step(0)
+    process = env.process
+    assert process is not None
+    env.close()
+    assert process.popen.returncode == 0, process.popen.returncode

@@ -187,11 +187,16 @@ class Endpoints:
                 return exc
         return process.failure(f"{exc}; the env program exited")
 
-    def close(self) -> None:
+    def close(self, settle: float = 0.0) -> None:
+        """Close the listener and end the launched programs. ``settle``: seconds to let them exit
+        by themselves first (after an orderly CLOSE a program exits with its own code, §15)."""
         if self.listener is not None:
             self.listener.close()
             self.listener = None
         processes, self.processes = self.processes, []
+        deadline = time.monotonic() + settle
+        for process in processes:
+            process.settle(max(0.0, deadline - time.monotonic()))
         for process in processes:
             process.close()
         if self._sockets is not None:

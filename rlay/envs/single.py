@@ -44,6 +44,8 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_ACCEPT_TIMEOUT = 120.0
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 DEFAULT_TIMEOUT = 60.0
+#: Seconds a launched program gets to exit by itself after an orderly CLOSE, before SIGTERM.
+SETTLE = 0.5
 
 
 class _RemoteEnv(gym.Env[Any, Any]):
@@ -158,9 +160,9 @@ class _RemoteEnv(gym.Env[Any, Any]):
         endpoints = self._endpoints
         return endpoints.processes[0] if endpoints is not None and endpoints.processes else None
 
-    def _stop_endpoints(self) -> None:
+    def _stop_endpoints(self, settle: float = 0.0) -> None:
         if self._endpoints is not None:
-            self._endpoints.close()
+            self._endpoints.close(settle)
             self._endpoints = None
 
     def _live(self) -> AgentSession:
@@ -239,9 +241,10 @@ class _RemoteEnv(gym.Env[Any, Any]):
     def close(self) -> None:
         session = self._session
         self._session = None
+        orderly = session is not None and not session.closed
         if session is not None:
             session.close()
-        self._stop_endpoints()
+        self._stop_endpoints(SETTLE if orderly else 0.0)  # after CLOSE it exits by itself (§15)
         super().close()
 
     def __del__(self) -> None:

@@ -54,6 +54,7 @@ from rlay.envs.single import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_TIMEOUT,
+    SETTLE,
     LazyAccept,
 )
 from rlay.errors import (
@@ -382,11 +383,12 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                 except RlayError:
                     pass
                 link.waiting = None
+        orderly = bool(links) and all(not link.session.closed for link in links)
         for link in links:
             link.session.close(timeout=CLOSE_TIMEOUT)
         self._pending_step = False
         if self._endpoints is not None:
-            self._endpoints.close()
+            self._endpoints.close(SETTLE if orderly else 0.0)  # after CLOSE they exit by themselves
             self._endpoints = None
 
     def __del__(self) -> None:
