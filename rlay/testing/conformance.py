@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from rlay.errors import ProtocolError
-from rlay.protocol.codec import decode
+from rlay.protocol.codec import Encoder, decode
 from rlay.protocol.connection import Connection, State
 from rlay.protocol.framing import FrameReader
 from rlay.protocol.messages import (
@@ -326,6 +326,32 @@ def conformance_lines(
             if "num_envs" in vec:  # §12: the receiver's ENV_INFO had this num_envs
                 line += f" {vec['num_envs']}"
             out.append((name, line))
+    return out
+
+
+def space_lines(directory: Path = VECTORS_DIR) -> list[tuple[str, str]]:
+    """``(vector name, line)`` for ``spaces.json``: the runner's space commands, for an SDK whose
+    runner also takes them (the C, C#, JS runners do): ``space DESC_HEX DATA_HEX``, ``space_value
+    DESC_HEX DATA_HEX BODY_HEX DATA_HEX``, ``space_reject DESC_HEX DATA_HEX ERROR`` and
+    ``value_reject DESC_HEX DATA_HEX BODY_HEX DATA_HEX ERROR`` — a descriptor or a value travels
+    as a stand-alone body and data section. Answers are ``ok`` / ``fail <why>`` as for §12."""
+
+    def enc(value: object) -> str:
+        body, chunks, _ = Encoder().encode(from_json(value))
+        return f"{body.hex()} {b''.join(bytes(c) for c in chunks).hex()}"
+
+    out = []
+    for vec in json.loads((directory / "spaces.json").read_text())["vectors"]:
+        name = f"spaces.json: {vec['name']}"
+        if vec["type"] == "space":
+            out.append((name, f"space {vec['bytes']} {vec['data']}"))
+            for i, val in enumerate(vec["values"]):
+                line = f"space_value {vec['bytes']} {vec['data']} {val['body']} {val['data']}"
+                out.append((f"{name} value {i}", line))
+        elif vec["type"] == "space_reject":
+            out.append((name, f"space_reject {enc(vec['descriptor'])} {vec['error']}"))
+        elif vec["type"] == "value_reject":
+            out.append((name, f"value_reject {enc(vec['descriptor'])} {enc(vec['value'])} {vec['error']}"))
     return out
 
 

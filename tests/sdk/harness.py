@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import msgpack
 import numpy as np
 import pytest
 from conftest import require_tool
@@ -90,6 +93,44 @@ def wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     return [p for p in pids if alive(p)]
+
+
+# -- the raw protocol, as a non-Python or broken peer speaks it (hand-made frames, no rlay codec) --
+
+#: An agent's HELLO body (spec §7), to start a raw session with an env side.
+HELLO = {
+    "protocol": "rlay",
+    "version": 1,
+    "role": "agent",
+    "sdk": "test",
+    "sdk_version": "0",
+    "capabilities": {},
+}
+
+
+def frame(kind: int, body: dict[str, Any]) -> bytes:
+    """A frame with no tensor data: the 12-byte header of spec §2 and a MessagePack body."""
+    payload = msgpack.packb(body)
+    return struct.pack("<2sBBII", b"RL", kind, 0, 0, len(payload)) + payload
+
+
+def read_frame(sock: socket.socket) -> tuple[int, Any]:
+    """The next frame's kind and body (ext values as ``msgpack.ExtType``, a ``(code, data)``)."""
+
+    def exactly(n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError(f"end of stream after {len(buf)} of {n} bytes")
+            buf += chunk
+        return buf
+
+    head = exactly(12)
+    assert head[:2] == b"RL" and head[3] == 0, head
+    dlen, blen = struct.unpack("<II", head[4:])
+    rest = exactly(dlen + blen)
+    return head[2], msgpack.unpackb(rest[dlen:], ext_hook=msgpack.ExtType)
 
 
 KILLED_TRAINER = """

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import msgpack
 import numpy as np
 import pytest
 from conftest import require_tool
+from harness import HELLO, frame, read_frame
 
 import rlay
 from rlay.errors import RemoteError
@@ -283,38 +283,6 @@ def test_render_rgb_array(cartpole: str) -> None:
 
 
 # -- the raw protocol: what a non-Python or broken peer sees ------------------------------------
-
-
-def frame(kind: int, body: dict[str, Any]) -> bytes:
-    payload = msgpack.packb(body)
-    return b"RL" + bytes([kind, 0]) + struct.pack("<II", 0, len(payload)) + payload
-
-
-def read_frame(sock: socket.socket) -> tuple[int, Any]:
-    def exactly(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError(f"end of stream after {len(buf)} of {n} bytes")
-            buf += chunk
-        return buf
-
-    head = exactly(12)
-    assert head[:2] == b"RL" and head[3] == 0
-    dlen, blen = struct.unpack("<II", head[4:])
-    rest = exactly(dlen + blen)
-    return head[2], msgpack.unpackb(rest[dlen:], ext_hook=lambda code, data: (code, data))
-
-
-HELLO = {
-    "protocol": "rlay",
-    "version": 1,
-    "role": "agent",
-    "sdk": "test",
-    "sdk_version": "0",
-    "capabilities": {},
-}
 
 
 @pytest.fixture

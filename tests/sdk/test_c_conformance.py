@@ -17,7 +17,7 @@ import pytest
 from conftest import IN_CI, require_tool
 
 import rlay
-from rlay.testing.conformance import conformance_lines, run_conformance
+from rlay.testing.conformance import conformance_lines, run_conformance, space_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "c"
@@ -232,41 +232,6 @@ def test_the_manuals_example_compiles_and_serves_python(tmp_path: Path) -> None:
         assert env.step(np.int64(0))[0].tolist() == [4.0]
     finally:
         env.close()
-
-
-def space_lines() -> list[tuple[str, str]]:
-    """spec/vectors/spaces.json as lines of the runner's space commands (rlay-c's additions to
-    §12: a descriptor or value travels as a stand-alone body and data section)."""
-    import json
-
-    from rlay.protocol.codec import Encoder
-    from rlay.testing.conformance import VECTORS_DIR, from_json
-
-    def enc(value: object) -> str:
-        body, chunks, _ = Encoder().encode(from_json(value))
-        return f"{body.hex()} {b''.join(bytes(c) for c in chunks).hex()}"
-
-    path = VECTORS_DIR / "spaces.json"
-    if not path.exists():
-        pytest.fail("spec/vectors/spaces.json is missing")
-    out = []
-    for vec in json.loads(path.read_text())["vectors"]:
-        name = f"spaces.json: {vec['name']}"
-        if vec["type"] == "space":
-            out.append((name, f"space {vec['bytes']} {vec['data']}"))
-            for i, val in enumerate(vec["values"]):
-                out.append(
-                    (
-                        f"{name} value {i}",
-                        f"space_value {vec['bytes']} {vec['data']} {val['body']} {val['data']}",
-                    )
-                )
-        elif vec["type"] == "space_reject":
-            out.append((name, f"space_reject {enc(vec['descriptor'])} {vec['error']}"))
-        elif vec["type"] == "value_reject":
-            out.append((name, f"value_reject {enc(vec['descriptor'])} {enc(vec['value'])} {vec['error']}"))
-    assert len(out) > 50
-    return out
 
 
 def test_space_vectors(plain: Path) -> None:

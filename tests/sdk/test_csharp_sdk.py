@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import msgpack
 import numpy as np
 import pytest
 from conftest import require_tool
+from harness import HELLO, frame, read_frame
 
 import rlay
 from rlay.errors import EnvSideFailed
 from rlay.protocol.codec import Encoder
-from rlay.testing.conformance import VECTORS_DIR, conformance_lines, from_json, run_conformance
+from rlay.testing.conformance import VECTORS_DIR, conformance_lines, run_conformance, space_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "csharp"
@@ -64,30 +64,6 @@ def test_unit_tests(build: Path) -> None:
     )
     assert int(proc.stdout.rstrip().splitlines()[-1].split()[0]) >= 80, proc.stdout[-2000:]
     assert "allocated 0 bytes in 20000 steps" in proc.stdout, proc.stdout[-2000:]
-
-
-def space_lines() -> list[tuple[str, str]]:
-    """spec/vectors/spaces.json as the runner's space commands (a descriptor or a value as a
-    stand-alone body and data section, as rlay-c's runner takes them)."""
-
-    def enc(value: object) -> str:
-        body, chunks, _ = Encoder().encode(from_json(value))
-        return f"{body.hex()} {b''.join(bytes(c) for c in chunks).hex()}"
-
-    out = []
-    for vec in json.loads((VECTORS_DIR / "spaces.json").read_text())["vectors"]:
-        name = f"spaces.json: {vec['name']}"
-        if vec["type"] == "space":
-            out.append((name, f"space {vec['bytes']} {vec['data']}"))
-            for i, val in enumerate(vec["values"]):
-                line = f"space_value {vec['bytes']} {vec['data']} {val['body']} {val['data']}"
-                out.append((f"{name} value {i}", line))
-        elif vec["type"] == "space_reject":
-            out.append((name, f"space_reject {enc(vec['descriptor'])} {vec['error']}"))
-        elif vec["type"] == "value_reject":
-            out.append((name, f"value_reject {enc(vec['descriptor'])} {enc(vec['value'])} {vec['error']}"))
-    assert len(out) > 50
-    return out
 
 
 def test_space_vectors(build: Path) -> None:
@@ -287,21 +263,6 @@ def test_the_sdk_uses_only_netstandard_apis() -> None:
 # -- hostile peers -------------------------------------------------------------------------------
 
 
-def frame(kind: int, body: dict[str, Any]) -> bytes:
-    raw = msgpack.packb(body)
-    return struct.pack("<2sBBII", b"RL", kind, 0, 0, len(raw)) + raw
-
-
-HELLO = {
-    "protocol": "rlay",
-    "version": 1,
-    "role": "agent",
-    "sdk": "test",
-    "sdk_version": "0",
-    "capabilities": {},
-}
-
-
 @pytest.fixture
 def listening(build: Path) -> Any:
     """A C# CartPole listening on a free port; yields (process, port)."""
@@ -317,19 +278,6 @@ def listening(build: Path) -> Any:
     yield proc, int(line.rsplit(":", 1)[1])
     proc.kill()
     proc.wait()
-
-
-def read_frame(sock: socket.socket) -> tuple[int, dict[str, Any]]:
-    head = b""
-    while len(head) < 12:
-        chunk = sock.recv(12 - len(head))
-        assert chunk, "the connection ended"
-        head += chunk
-    _, kind, _, dlen, blen = struct.unpack("<2sBBII", head)
-    rest = b""
-    while len(rest) < dlen + blen:
-        rest += sock.recv(dlen + blen - len(rest))
-    return kind, msgpack.unpackb(rest[dlen:], ext_hook=lambda code, data: msgpack.ExtType(code, data))
 
 
 def test_a_version_mismatch_is_named_on_both_sides(listening: Any) -> None:

@@ -29,6 +29,7 @@ import msgpack
 import numpy as np
 import pytest
 from conftest import require_tool
+from harness import HELLO, frame, read_frame
 
 import rlay
 from rlay.protocol.connection import Connection
@@ -45,7 +46,7 @@ from rlay.protocol.messages import (
     StepResult,
 )
 from rlay.protocol.wire import Role
-from rlay.testing.conformance import VECTORS_DIR, from_json, run_conformance
+from rlay.testing.conformance import run_conformance, space_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "js"
@@ -107,31 +108,6 @@ def test_every_vector_line_for_both_roles(node: str) -> None:
     """The contract runs the env role's lines; the runner also plays an agent receiver."""
     failures = run_conformance([CONFORMANCE], timeout=30)
     assert not failures, "\n".join(failures[:30])
-
-
-def space_lines() -> list[tuple[str, str]]:
-    """spec/vectors/spaces.json as the runner's space commands (descriptors and values as
-    stand-alone bodies and data sections, like rlay-c's runner)."""
-    from rlay.protocol.codec import Encoder
-
-    def enc(value: object) -> str:
-        body, chunks, _ = Encoder().encode(from_json(value))
-        return f"{body.hex()} {b''.join(bytes(c) for c in chunks).hex()}"
-
-    out = []
-    for vec in json.loads((VECTORS_DIR / "spaces.json").read_text())["vectors"]:
-        name = f"spaces.json: {vec['name']}"
-        if vec["type"] == "space":
-            out.append((name, f"space {vec['bytes']} {vec['data']}"))
-            for i, val in enumerate(vec["values"]):
-                line = f"space_value {vec['bytes']} {vec['data']} {val['body']} {val['data']}"
-                out.append((f"{name} value {i}", line))
-        elif vec["type"] == "space_reject":
-            out.append((name, f"space_reject {enc(vec['descriptor'])} {vec['error']}"))
-        elif vec["type"] == "value_reject":
-            out.append((name, f"value_reject {enc(vec['descriptor'])} {enc(vec['value'])} {vec['error']}"))
-    assert len(out) > 50
-    return out
 
 
 def test_space_vectors(node: str) -> None:
@@ -305,37 +281,6 @@ def test_cartpole_render_rgb_array(node: str) -> None:
 
 
 # -- the raw protocol: what a broken peer sees -------------------------------------------------------
-
-HELLO = {
-    "protocol": "rlay",
-    "version": 1,
-    "role": "agent",
-    "sdk": "test",
-    "sdk_version": "0",
-    "capabilities": {},
-}
-
-
-def frame(kind: int, body: dict[str, Any]) -> bytes:
-    payload = msgpack.packb(body)
-    return b"RL" + bytes([kind, 0]) + struct.pack("<II", 0, len(payload)) + payload
-
-
-def read_frame(sock: socket.socket) -> tuple[int, Any]:
-    def exactly(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError(f"end of stream after {len(buf)} of {n} bytes")
-            buf += chunk
-        return buf
-
-    head = exactly(12)
-    assert head[:2] == b"RL" and head[3] == 0
-    dlen, blen = struct.unpack("<II", head[4:])
-    rest = exactly(dlen + blen)
-    return head[2], msgpack.unpackb(rest[dlen:], ext_hook=lambda code, data: (code, data))
 
 
 def finish(proc: subprocess.Popen[str], code: int) -> str:
