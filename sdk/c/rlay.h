@@ -82,6 +82,20 @@
    is listening (an existing socket nobody answers on is stale: it is replaced). Nothing is allocated per
    step once the buffers have grown to the largest frame (per-sub-env arrays: at rlay_listen /
    rlay_connect).
+
+   SHARED MEMORY (spec section 16). On a unix:// connection, when the agent side supports it too
+   (Python does), frames travel through a memory region the agent creates and passes over the
+   socket (a sealed memfd); the socket then carries only wake-up bytes, frames larger than the
+   region (8 MiB each way by default) and liveness: the agent's death is still end of stream,
+   noticed at once. Nothing changes in the API. On by default; rlay_set_shm(c, 0) before
+   rlay_listen/rlay_connect, or RLAY_SHM=0 in the environment, turns it off (TCP never uses it).
+   Waiting for a command: rlay_poll(c, &cmd, 0) only looks at the region and the socket, never
+   blocks; with a timeout (or -1, and rlay_serve) it spins up to RLAY_SHM_SPIN_US microseconds
+   (default 50, bounded by the timeout) re-reading the region, then sleeps in poll() on the
+   socket until the agent's wake-up byte: an agent that thinks for a second costs ~no CPU here.
+   Received frames are copied out of the region and checked like socket frames (same limits).
+   Needs C11 <stdatomic.h> or GCC/Clang __atomic builtins with lock-free 64-bit atomics, and
+   POSIX mmap; elsewhere (or with RLAY_NO_SHM defined) it is compiled out and never announced.
 */
 #if defined(RLAY_IMPLEMENTATION) && !defined(_WIN32) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -124,6 +138,8 @@ enum {
     RLAY_E_ADDRESS = -5,     /* an address string could not be used */
     RLAY_E_TIMEOUT = -6      /* the agent did not say HELLO within the handshake timeout */
 };
+#define RLAY_DEFAULT_MAX_SHM_SIZE 1073741824ull   /* section 16.3: the largest region accepted */
+#define RLAY_DEFAULT_SHM_SPIN_US 50               /* section 16.6; RLAY_SHM_SPIN_US overrides */
 
 /* Dtype codes (spec section 4). */
 enum {
@@ -134,7 +150,7 @@ enum {
 
 /* Message kinds (spec section 6). */
 enum {
-    RLAY_HELLO = 1, RLAY_ENV_INFO = 2, RLAY_AUTH = 4,
+    RLAY_HELLO = 1, RLAY_ENV_INFO = 2, RLAY_AUTH = 4, RLAY_SHM = 5,
     RLAY_RESET = 16, RLAY_STEP = 17, RLAY_RENDER = 18, RLAY_CLOSE = 19, RLAY_CALL = 20,
     RLAY_RESET_RESULT = 32, RLAY_STEP_RESULT = 33, RLAY_RENDER_RESULT = 34,
     RLAY_CLOSE_RESULT = 35, RLAY_CALL_RESULT = 36, RLAY_ERROR = 48
@@ -214,6 +230,12 @@ void rlay_set_handshake_timeout(rlay_ctx *c, int ms);            /* default 3000
 int rlay_set_token(rlay_ctx *c, const void *secret, size_t len);
 /* HMAC-SHA256 (RFC 2104 over FIPS 180-4), exposed for tests. */
 void rlay_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32]);
+/* Shared memory (spec section 16, see SHARED MEMORY above): on (1, the default) or off (0),
+   before rlay_listen/rlay_connect; RLAY_SHM=0 in the environment turns it off too. */
+void rlay_set_shm(rlay_ctx *c, int on);
+void rlay_set_max_shm_size(rlay_ctx *c, uint64_t bytes);  /* largest region accepted; default 1 GiB */
+int rlay_shm_active(const rlay_ctx *c);        /* 1 while frames travel through shared memory */
+const char *rlay_shm_status(const rlay_ctx *c); /* "active", or why not (e.g. "refused: ...") */
 void rlay_set_name(rlay_ctx *c, const char *name);               /* ENV_INFO.name */
 void rlay_set_render_mode(rlay_ctx *c, const char *render_mode); /* e.g. "rgb_array" */
 rlay_w *rlay_observation_space(rlay_ctx *c);   /* write exactly one space */
@@ -358,6 +380,57 @@ typedef int rlay__sock;
 #define RLAY__EINPROGRESS(e) ((e) == EINPROGRESS)
 #endif
 
+/* Shared memory (spec section 16) needs atomic, address-free 64-bit loads and stores with
+   acquire/release ordering and a sequentially consistent fence (16.2, 16.6): C11 <stdatomic.h>,
+   or the GCC/Clang builtins it is made of (C99, C++). Without them the capability is compiled
+   out and never announced (16.6: "MUST NOT announce"). */
+#if defined(RLAY_NO_SHM) || defined(_WIN32)
+#define RLAY__SHM 0
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
+      !defined(__STDC_NO_ATOMICS__)
+#include <stdatomic.h>
+#if ATOMIC_LLONG_LOCK_FREE == 2
+#define RLAY__SHM 1
+typedef _Atomic uint64_t rlay__au64;
+#define RLAY__LOAD(p, o) atomic_load_explicit((p), memory_order_##o)
+#define RLAY__STORE(p, v, o) atomic_store_explicit((p), (v), memory_order_##o)
+#define RLAY__FENCE() atomic_thread_fence(memory_order_seq_cst)
+#else
+#define RLAY__SHM 0
+#endif
+#elif defined(__GNUC__) && defined(__GCC_ATOMIC_LLONG_LOCK_FREE) && __GCC_ATOMIC_LLONG_LOCK_FREE == 2
+#define RLAY__SHM 1
+typedef uint64_t rlay__au64;
+#define RLAY__ATOMIC_relaxed __ATOMIC_RELAXED
+#define RLAY__ATOMIC_acquire __ATOMIC_ACQUIRE
+#define RLAY__ATOMIC_release __ATOMIC_RELEASE
+#define RLAY__LOAD(p, o) __atomic_load_n((p), RLAY__ATOMIC_##o)
+#define RLAY__STORE(p, v, o) __atomic_store_n((p), (v), RLAY__ATOMIC_##o)
+#define RLAY__FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#else
+#define RLAY__SHM 0
+#endif
+#if RLAY__SHM
+#include <sys/mman.h>
+#if defined(__linux__) && !defined(F_GET_SEALS)   /* <fcntl.h> shows them only with _GNU_SOURCE */
+#define F_GET_SEALS 1034
+#define F_SEAL_SHRINK 0x0002
+#endif
+#if defined(__linux__) && !defined(MSG_CMSG_CLOEXEC)
+#define MSG_CMSG_CLOEXEC 0x40000000
+#endif
+#ifndef MSG_CMSG_CLOEXEC
+#define MSG_CMSG_CLOEXEC 0
+#endif
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define RLAY__RELAX() __builtin_ia32_pause()
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define RLAY__RELAX() __asm__ __volatile__("yield")
+#else
+#define RLAY__RELAX() ((void)0)
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -370,9 +443,11 @@ extern "C" {
 
 /* Conversation states, spec section 8. */
 enum { RLAY__S_HELLO, RLAY__S_DESCRIBE, RLAY__S_IDLE, RLAY__S_RESET, RLAY__S_STEP,
-       RLAY__S_RENDER, RLAY__S_CALL, RLAY__S_CLOSE, RLAY__S_CLOSED, RLAY__S_AUTH };
+       RLAY__S_RENDER, RLAY__S_CALL, RLAY__S_CLOSE, RLAY__S_CLOSED, RLAY__S_AUTH,
+       RLAY__S_SHM, RLAY__S_SHM_ANSWER };
 static const char *const rlay__state_names[] = {
-    "hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed", "auth"};
+    "hello", "describe", "idle", "reset", "step", "render", "call", "close", "closed", "auth",
+    "shm", "shm-answer"};
 enum { RLAY__ENV = 0, RLAY__AGENT = 1 };                 /* roles */
 enum { RLAY__P_NONE, RLAY__P_LISTEN, RLAY__P_CONNECTING, RLAY__P_OPEN, RLAY__P_DONE }; /* phases */
 
@@ -503,6 +578,19 @@ struct rlay_ctx {
     rlay__sock fd, lfd;
     char address[320], upath[256];
     struct sockaddr_storage caddr; size_t caddr_len;
+    /* shared memory (section 16): want (rlay_set_shm), announced in our HELLO, used (both
+       HELLOs), on (offer accepted: frames through the region) */
+    struct {
+        int want, unix_addr, announced, use, on;
+        int rxfd, nfds;                   /* descriptors that came with the offer */
+        unsigned char *base; size_t size; /* the mapping */
+        uint64_t a2e_off, a2e_cap, e2a_off, e2a_cap;   /* checked once (16.3), never re-read */
+        uint64_t sent, got;               /* frames written to e2a, read from a2e (16.4) */
+        int sockwait, eof;                /* frame got+1 is on the socket; the socket ended */
+        long spin_us;
+        uint64_t max_size;
+        char status[200];
+    } shm;
 };
 
 static int rlay__verr(rlay_ctx *c, int code, const char *fmt, va_list ap) {
@@ -1588,6 +1676,9 @@ typedef struct { const char *name; int types; } rlay__field;
 static const rlay__field rlay__f_hello[] = {{"protocol", RLAY__F_STR}, {"version", RLAY__F_INT}, {"role", RLAY__F_STR},
     {"sdk", RLAY__F_STR}, {"sdk_version", RLAY__F_STR}, {"capabilities", RLAY__F_MAP}, {NULL, 0}};
 static const rlay__field rlay__f_auth[] = {{"proof", RLAY__F_BYTES}, {NULL, 0}};
+/* SHM (section 16.1) has a fixed sender in each role: the agent offers, the env answers */
+static const rlay__field rlay__f_shm_offer[] = {{"size", RLAY__F_INT}, {NULL, 0}};
+static const rlay__field rlay__f_shm_answer[] = {{"accepted", RLAY__F_BOOL}, {"reason", RLAY__F_STR | RLAY__F_NIL}, {NULL, 0}};
 static const rlay__field rlay__f_env_info[] = {{"observation_space", RLAY__F_SPACE}, {"action_space", RLAY__F_SPACE},
     {"num_envs", RLAY__F_INT}, {"metadata", RLAY__F_MAP}, {"render_mode", RLAY__F_STR | RLAY__F_NIL},
     {"name", RLAY__F_STR | RLAY__F_NIL}, {NULL, 0}};
@@ -1609,6 +1700,7 @@ static const rlay__field *rlay__schema(int kind) {
     switch (kind) {
     case RLAY_HELLO: return rlay__f_hello;
     case RLAY_AUTH: return rlay__f_auth;
+    case RLAY_SHM: return rlay__f_shm_offer;   /* received by the env side; rlay__check_fields: the agent's role */
     case RLAY_ENV_INFO: return rlay__f_env_info;
     case RLAY_RESET: return rlay__f_reset;
     case RLAY_STEP: return rlay__f_step;
@@ -1625,6 +1717,7 @@ static const rlay__field *rlay__schema(int kind) {
 static const char *rlay__kind_name(int kind) {
     switch (kind) {
     case RLAY_HELLO: return "HELLO"; case RLAY_ENV_INFO: return "ENV_INFO"; case RLAY_AUTH: return "AUTH";
+    case RLAY_SHM: return "SHM";
     case RLAY_RESET: return "RESET"; case RLAY_STEP: return "STEP"; case RLAY_RENDER: return "RENDER";
     case RLAY_CLOSE: return "CLOSE"; case RLAY_CALL: return "CALL";
     case RLAY_RESET_RESULT: return "RESET_RESULT"; case RLAY_STEP_RESULT: return "STEP_RESULT";
@@ -1645,7 +1738,7 @@ static const char *rlay__types_text(int m) {
 }
 /* Checks a body against its kind's fields; out[i] gets field i (canonical order). */
 static int rlay__check_fields(rlay_ctx *c, int kind, const rlay_value *b, const rlay_value **out) {
-    const rlay__field *fs = rlay__schema(kind);
+    const rlay__field *fs = kind == RLAY_SHM && c->role == RLAY__AGENT ? rlay__f_shm_answer : rlay__schema(kind);
     const char *kn = rlay__kind_name(kind);
     char d[200];
     int nf, i; uint32_t j;
@@ -1749,6 +1842,9 @@ static int rlay__next_state(int state, int kind, int sender, int fatal) {
     switch (state) {
     case RLAY__S_HELLO: return kind == RLAY_HELLO ? RLAY__S_DESCRIBE : -1;   /* or auth: rlay__auth_start */
     case RLAY__S_AUTH: return kind == RLAY_AUTH ? RLAY__S_DESCRIBE : -1;
+    /* section 16.1: the offer and its answer, between ENV_INFO and the first command */
+    case RLAY__S_SHM: return kind == RLAY_SHM && sender == RLAY__AGENT ? RLAY__S_SHM_ANSWER : -1;
+    case RLAY__S_SHM_ANSWER: return kind == RLAY_SHM && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
     case RLAY__S_DESCRIBE: return kind == RLAY_ENV_INFO && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
     case RLAY__S_IDLE:
         if (sender != RLAY__AGENT) return -1;
@@ -2125,6 +2221,80 @@ static void rlay__e_text(rlay_w *w, const char *s) {
 static void rlay__close_fd(rlay__sock *fd) {
     if (*fd != RLAY__NOSOCK) { rlay__closesock(*fd); *fd = RLAY__NOSOCK; }
 }
+
+/* ---- shared memory (spec section 16): the region's layout, writing a frame, waking ---- */
+#if RLAY__SHM
+/* 16.2: the header page, and the two control blocks (each: the writer's line, the reader's) */
+enum { RLAY__SHM_HEADER = 4096, RLAY__SHM_A2E = 128, RLAY__SHM_E2A = 256,
+       RLAY__SHM_SEQ = 0, RLAY__SHM_LEN = 8, RLAY__SHM_ACK = 64, RLAY__SHM_SLEEPING = 72 };
+#define RLAY__SHM_ON_SOCKET UINT64_MAX    /* len: the frame travels on the socket (16.5) */
+static rlay__au64 *rlay__shm_word(rlay_ctx *c, size_t channel, size_t field) {
+    return (rlay__au64 *)(void *)(c->shm.base + channel + field);
+}
+static long long rlay__now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+static void rlay__shm_unmap(rlay_ctx *c) {
+    if (c->shm.base) munmap(c->shm.base, c->shm.size);
+    c->shm.base = NULL; c->shm.on = 0;
+    if (c->shm.rxfd >= 0) { close(c->shm.rxfd); c->shm.rxfd = -1; }
+}
+/* One wake byte (16.4 write step 4). The socket is non-blocking: wait if it is full. */
+static int rlay__shm_wake(rlay_ctx *c) {
+    static const unsigned char zero = 0;
+    for (;;) {
+        long r = (long)send(c->fd, (const char *)&zero, 1, MSG_NOSIGNAL);
+        int e;
+        if (r == 1) return 0;
+        e = errno;
+        if (r < 0 && e == EINTR) continue;
+        if (r < 0 && RLAY__EAGAIN(e)) { rlay__wait(c->fd, POLLOUT, -1); continue; }
+        if (!c->err) { c->err = RLAY_E_IO; snprintf(c->errmsg, sizeof c->errmsg, "sending a wake byte failed: %s", strerror(e)); }
+        return -1;
+    }
+}
+/* Writes the frame in c->iov (laid out by rlay__frame: c->hdr first) to the e2a channel (16.4),
+   or, when it does not fit, announces it there and sends it on the socket (16.5). A fatal
+   ERROR while our previous frame is still unconsumed goes on the socket, out of turn (16.5). */
+static int rlay__shm_write(rlay_ctx *c) {
+    rlay__au64 *seq = rlay__shm_word(c, RLAY__SHM_E2A, RLAY__SHM_SEQ), *len = rlay__shm_word(c, RLAY__SHM_E2A, RLAY__SHM_LEN);
+    rlay__au64 *sleeping = rlay__shm_word(c, RLAY__SHM_E2A, RLAY__SHM_SLEEPING);
+    uint64_t n = 0, ack = RLAY__LOAD(rlay__shm_word(c, RLAY__SHM_E2A, RLAY__SHM_ACK), acquire);
+    size_t i;
+    int on_socket;
+    for (i = 0; i < c->niov; i++) n += c->iov[i].n;
+    if (ack != c->shm.sent) {
+        if (c->hdr[2] == RLAY_ERROR) return rlay__send(c);   /* out of turn: only a fatal ERROR (our replies are in turn) */
+        return rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: the agent side sent a command before it consumed "
+                         "our previous frame (ack %llu, sent %llu)", (unsigned long long)ack, (unsigned long long)c->shm.sent);
+    }
+    on_socket = n > c->shm.e2a_cap;
+    if (on_socket) RLAY__STORE(len, RLAY__SHM_ON_SOCKET, relaxed);
+    else {
+        unsigned char *area = c->shm.base + c->shm.e2a_off;
+        size_t at = 0;
+        for (i = 0; i < c->niov; i++) { if (c->iov[i].n) memcpy(area + at, c->iov[i].p, c->iov[i].n); at += c->iov[i].n; }
+        RLAY__STORE(len, n, relaxed);
+    }
+    c->shm.sent++;
+    RLAY__STORE(seq, c->shm.sent, release);   /* the bytes and len are visible no later than seq */
+    RLAY__FENCE();                             /* Dekker (16.6): our seq store, then their sleeping */
+    if (RLAY__LOAD(sleeping, acquire) == 1) {
+        RLAY__STORE(sleeping, 0, relaxed);
+        if (rlay__shm_wake(c)) return -1;
+    }
+    return on_socket ? rlay__send(c) : 0;
+}
+#endif
+/* Sends the frame in c->iov: through shared memory once it is on, else on the socket. */
+static int rlay__send_frame(rlay_ctx *c) {
+#if RLAY__SHM
+    if (c->shm.on) return rlay__shm_write(c);
+#endif
+    return rlay__send(c);
+}
 /* Sends an ERROR (spec section 6); a traceback is sent (empty) iff remote_type is. */
 static int rlay__send_error(rlay_ctx *c, int code, int fatal, const char *remote_type, const char *msg) {
     rlay_w *w = c->w_body;
@@ -2136,7 +2306,7 @@ static int rlay__send_error(rlay_ctx *c, int code, int fatal, const char *remote
     rlay__e_str(w, "remote_type"); if (remote_type) rlay__e_text(w, remote_type); else rlay__e_nil(w);
     rlay__e_str(w, "traceback"); if (remote_type) rlay__e_str(w, ""); else rlay__e_nil(w);
     if (rlay__frame(c, RLAY_ERROR, w)) return -1;
-    return rlay__send(c);
+    return rlay__send_frame(c);
 }
 /* Ends the session after an error: the peer is told why (spec section 2: SHOULD), unless the
    error came from the peer or the connection itself is gone. */
@@ -2147,6 +2317,9 @@ static void rlay__end(rlay_ctx *c) {
         rlay__send_error(c, e > 0 ? e : RLAY_E_INTERNAL, 1, NULL, c->errmsg);
     rlay__close_fd(&c->fd);
     rlay__close_fd(&c->lfd);
+#if RLAY__SHM
+    rlay__shm_unmap(c);   /* 16.7: the kernel frees the memfd when the agent's mapping goes too */
+#endif
     if (c->upath[0]) { unlink(c->upath); c->upath[0] = 0; }
     c->phase = RLAY__P_DONE;
     if (e) c->state = RLAY__S_CLOSED;
@@ -2164,6 +2337,8 @@ rlay_ctx *rlay_new(void) {
     c->max_values = RLAY_DEFAULT_MAX_VALUES;
     c->handshake_ms = RLAY_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     c->nenv = 1;
+    c->shm.want = 1; c->shm.rxfd = -1;
+    c->shm.spin_us = RLAY_DEFAULT_SHM_SPIN_US; c->shm.max_size = RLAY_DEFAULT_MAX_SHM_SIZE;
     c->w_obs_space = rlay__w_new(c, 1, 0, 1);
     c->w_act_space = rlay__w_new(c, 1, 0, 1);
     c->w_meta = rlay__w_new(c, 1, 1, 2);
@@ -2194,6 +2369,18 @@ void rlay_free(rlay_ctx *c) {
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes) { if (c && !c->err) c->max_frame = bytes < 64 ? 64 : bytes; }
 void rlay_set_max_values(rlay_ctx *c, uint32_t values) { if (c && !c->err) c->max_values = values < 1024 ? 1024 : values; }
 void rlay_set_handshake_timeout(rlay_ctx *c, int ms) { if (c && !c->err) c->handshake_ms = ms < 0 ? 0 : ms; }
+void rlay_set_shm(rlay_ctx *c, int on) {
+    if (!c || c->err) return;
+    if (c->phase != RLAY__P_NONE) { rlay__err(c, RLAY_E_USAGE, "rlay_set_shm: call it before rlay_listen/rlay_connect"); return; }
+    c->shm.want = on != 0;
+}
+void rlay_set_max_shm_size(rlay_ctx *c, uint64_t bytes) { if (c && !c->err) c->shm.max_size = bytes; }
+int rlay_shm_active(const rlay_ctx *c) { return c ? c->shm.on : 0; }
+const char *rlay_shm_status(const rlay_ctx *c) {
+    if (!c) return "no context";
+    if (c->shm.on) return "active";
+    return c->shm.status[0] ? c->shm.status : "not negotiated (yet)";
+}
 static void rlay__set_str(rlay_ctx *c, char **dst, const char *s, const char *what) {
     size_t n;
     if (!c || c->err) return;
@@ -2298,11 +2485,28 @@ static int rlay__prepare(rlay_ctx *c) {
     rlay__e_str(b, "sdk"); rlay__e_str(b, RLAY_SDK_NAME);
     rlay__e_str(b, "sdk_version"); rlay__e_str(b, RLAY_SDK_VERSION);
     rlay__e_str(b, "capabilities");
+    {   /* section 16.1: "shm": 1 only on a unix socket, unless turned off (rlay_set_shm, RLAY_SHM=0) */
+        const char *env_shm = getenv("RLAY_SHM"), *spin = getenv("RLAY_SHM_SPIN_US");
+        int off_env = env_shm && strcmp(env_shm, "0") == 0;
+        c->shm.announced = RLAY__SHM && c->shm.want && !off_env && c->shm.unix_addr;
+        snprintf(c->shm.status, sizeof c->shm.status, "%s", !RLAY__SHM ? "off: not compiled in (no 64-bit atomics or mmap)"
+                 : !c->shm.want ? "off: rlay_set_shm(c, 0)" : off_env ? "off: RLAY_SHM=0" : !c->shm.unix_addr
+                 ? "off: not a unix:// connection" : "announced; the agent side's HELLO not read yet");
+        if (spin && *spin) {
+            char *end;
+            long us = strtol(spin, &end, 10);
+            if (*end || us < 0 || us > 1000000)
+                return rlay__err(c, RLAY_E_USAGE, "RLAY_SHM_SPIN_US must be a number of microseconds in 0..1000000, got '%.40s'", spin);
+            c->shm.spin_us = us;
+        }
+    }
+    rlay__e_map(b, (uint32_t)(c->shm.announced + (c->token_len != 0)));
+    if (c->shm.announced) { rlay__e_str(b, "shm"); rlay__e_int(b, 1); }
     if (c->token_len) {   /* section 7.1: "auth": bin 32, the last 32 bytes of the frame (rlay__on_open fills them) */
         static const unsigned char zeros[32] = {0};
-        rlay__e_map(b, 1); rlay__e_str(b, "auth");
+        rlay__e_str(b, "auth");
         { unsigned char h[2] = {0xc4, 32}; rlay__wbytes(b, h, 2); rlay__wbytes(b, zeros, 32); }
-    } else rlay__e_map(b, 0);
+    }
     if (rlay__frame(c, RLAY_HELLO, b) || !(c->hello = rlay__dup_flat(c, &c->hello_len))) return c->err;
     rlay__w_reset(b);
     rlay__e_map(b, 6);
@@ -2418,6 +2622,7 @@ int rlay_listen(rlay_ctx *c, const char *address) {
     int is_unix;
     rlay__sock s;
     if (!c) return RLAY_E_NOMEM;
+    c->shm.unix_addr = address && strncmp(address, "unix://", 7) == 0;   /* AF_UNIX, SOCK_STREAM (16.1) */
     if (rlay__prepare(c) || rlay__parse_addr(c, address, &is_unix, host, port, path)) return c->err;
     rlay__wsa();
 #ifndef _WIN32
@@ -2487,6 +2692,7 @@ int rlay_connect(rlay_ctx *c, const char *address) {
     int is_unix;
     rlay__sock s;
     if (!c) return RLAY_E_NOMEM;
+    c->shm.unix_addr = address && strncmp(address, "unix://", 7) == 0;   /* AF_UNIX, SOCK_STREAM (16.1) */
     if (rlay__prepare(c) || rlay__parse_addr(c, address, &is_unix, host, port, path)) return c->err;
     rlay__wsa();
     snprintf(c->address, sizeof c->address, "%s", address);
@@ -2567,6 +2773,111 @@ static int rlay__reset_args(rlay_ctx *c, const rlay_value *seed, const rlay_valu
     }
     return 0;
 }
+#if RLAY__SHM
+/* Section 16.3: the checks on the agent's offer, in the spec's order; 1 if the region is
+   usable (mapped at c->shm.base), else 0 with the first failure in `why`. */
+static int rlay__shm_check(rlay_ctx *c, const rlay_value *size, char *why, size_t wn) {
+    static const char *const names[2] = {"a2e", "e2a"};
+    unsigned char h[384];
+    uint64_t sz, off[2], cap[2];
+    struct stat st;
+    void *base;
+    int i;
+    if (c->shm.nfds != 1) {
+        if (c->shm.nfds == 0) snprintf(why, wn, "no file descriptor arrived with the SHM offer (SCM_RIGHTS)");
+        else snprintf(why, wn, "%d file descriptors arrived with the SHM offer; exactly one is expected", c->shm.nfds);
+        return 0;
+    }
+    if (size->neg || size->v.u < RLAY__SHM_HEADER) {
+        snprintf(why, wn, "the offered size %s%llu is below 4096 bytes", size->neg ? "-" : "",
+                 size->neg ? (unsigned long long)(0 - size->v.u) : (unsigned long long)size->v.u);
+        return 0;
+    }
+    sz = size->v.u;
+    if (sz > c->shm.max_size || sz > (uint64_t)((size_t)-1)) {
+        snprintf(why, wn, "the offered size %llu is above this side's max_shm_size %llu (rlay_set_max_shm_size)",
+                 (unsigned long long)sz, (unsigned long long)c->shm.max_size);
+        return 0;
+    }
+    if (fstat(c->shm.rxfd, &st) != 0) { snprintf(why, wn, "fstat of the region's descriptor failed: %s", strerror(errno)); return 0; }
+    if (st.st_size < 0 || (uint64_t)st.st_size != sz) {
+        snprintf(why, wn, "the descriptor's size (fstat) is %lld bytes, the offer says %llu", (long long)st.st_size, (unsigned long long)sz);
+        return 0;
+    }
+#ifdef __linux__
+    {   /* a region the agent could still shrink would make a later access fault (SIGBUS) */
+        int seals = fcntl(c->shm.rxfd, F_GET_SEALS);
+        if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+            snprintf(why, wn, "the region is not sealed against shrinking (F_SEAL_SHRINK%s%s): use a memfd sealed as section 16.1 says",
+                     seals < 0 ? "; F_GET_SEALS: " : "", seals < 0 ? strerror(errno) : "");
+            return 0;
+        }
+    }
+#endif
+    base = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, c->shm.rxfd, 0);
+    if (base == MAP_FAILED) { snprintf(why, wn, "mmap of the %llu-byte region failed: %s", (unsigned long long)sz, strerror(errno)); return 0; }
+    c->shm.base = (unsigned char *)base; c->shm.size = (size_t)sz;
+    memcpy(h, base, sizeof h);   /* read once; never re-read after the checks */
+    if (memcmp(h, "rlay-shm", 8) != 0) {
+        snprintf(why, wn, "the region's magic is %02x %02x %02x %02x %02x %02x %02x %02x, not \"rlay-shm\"", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]);
+        return 0;
+    }
+    if (rlay__rd32le(h + 8) != 1) { snprintf(why, wn, "the region's layout is %u; this side knows layout 1", rlay__rd32le(h + 8)); return 0; }
+    if (rlay__rd32le(h + 12) != RLAY__SHM_HEADER) { snprintf(why, wn, "the region's header_size is %u, not 4096", rlay__rd32le(h + 12)); return 0; }
+    if (rlay__rd_le(h + 16, 8) != sz) {
+        snprintf(why, wn, "the region's region_size is %llu, the offer says %llu", (unsigned long long)rlay__rd_le(h + 16, 8), (unsigned long long)sz);
+        return 0;
+    }
+    for (i = 0; i < 2; i++) {
+        off[i] = rlay__rd_le(h + 24 + 16 * i, 8); cap[i] = rlay__rd_le(h + 32 + 16 * i, 8);
+        if (off[i] < RLAY__SHM_HEADER || cap[i] > sz || off[i] > sz - cap[i]) {   /* no overflow: cap <= sz first */
+            snprintf(why, wn, "the %s data area (offset %llu, capacity %llu) does not lie inside the region's bytes 4096..%llu",
+                     names[i], (unsigned long long)off[i], (unsigned long long)cap[i], (unsigned long long)sz);
+            return 0;
+        }
+        if (cap[i] < 4096) { snprintf(why, wn, "the %s data area's capacity %llu is below 4096", names[i], (unsigned long long)cap[i]); return 0; }
+        if (off[i] % 64) { snprintf(why, wn, "the %s data area's offset %llu is not a multiple of 64", names[i], (unsigned long long)off[i]); return 0; }
+    }
+    if (off[0] < off[1] + cap[1] && off[1] < off[0] + cap[0]) {
+        snprintf(why, wn, "the two data areas overlap (a2e %llu+%llu, e2a %llu+%llu)", (unsigned long long)off[0],
+                 (unsigned long long)cap[0], (unsigned long long)off[1], (unsigned long long)cap[1]);
+        return 0;
+    }
+    for (i = 0; i < 2; i++) {
+        const unsigned char *cb = h + (i ? RLAY__SHM_E2A : RLAY__SHM_A2E);
+        if (rlay__rd_le(cb + RLAY__SHM_SEQ, 8) || rlay__rd_le(cb + RLAY__SHM_ACK, 8) || rlay__rd_le(cb + RLAY__SHM_SLEEPING, 8)) {
+            snprintf(why, wn, "the %s control block does not start empty (seq, ack and sleeping must be 0)", names[i]);
+            return 0;
+        }
+    }
+    c->shm.a2e_off = off[0]; c->shm.a2e_cap = cap[0]; c->shm.e2a_off = off[1]; c->shm.e2a_cap = cap[1];
+    return 1;
+}
+/* The agent's SHM offer (16.1): check it, answer on the socket, and switch (or fall back). A
+   refusal is no error: the session goes on over the socket; rlay_shm_status() says why. */
+static int rlay__shm_answer(rlay_ctx *c, const rlay_value *size) {
+    char why[160];
+    rlay_w *b = c->w_body;
+    int ok;
+    why[0] = 0;
+    ok = rlay__shm_check(c, size, why, sizeof why);
+    if (c->shm.rxfd >= 0) { close(c->shm.rxfd); c->shm.rxfd = -1; }   /* the mapping keeps the memory */
+    if (!ok) {
+        rlay__shm_unmap(c);
+        snprintf(c->shm.status, sizeof c->shm.status, "refused: %s", why);
+    }
+    rlay__w_reset(b);
+    rlay__e_map(b, 2);
+    rlay__e_str(b, "accepted"); rlay__e_bool(b, ok);
+    rlay__e_str(b, "reason"); if (ok) rlay__e_nil(b); else rlay__e_text(b, why);
+    c->niov = 0;
+    if (rlay__frame(c, RLAY_SHM, b) || rlay__send(c)) return -1;   /* the answer itself travels on the socket */
+    c->state = RLAY__S_IDLE;
+    c->shm.on = ok; c->shm.sent = c->shm.got = 0; c->shm.sockwait = c->shm.eof = 0;
+    rlay__rx_consume(c);
+    return 0;
+}
+#endif
 /* Acts on a complete frame. 1: *cmd is for the user; 0: handled; -1: session over. */
 static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
     const rlay_value *f[8];
@@ -2582,20 +2893,29 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
                   (int)(f[1]->len > 400 ? 400 : f[1]->len), f[1]->v.s);
         c->err_from_peer = 1;
         return -1; }
-    case RLAY_HELLO:
+    case RLAY_HELLO: {
+        const rlay_value *shm = rlay_map_get(f[5], "shm");
+        /* section 16.1: used only if both HELLOs carry "shm": 1 (another value: ignored) */
+        c->shm.use = c->shm.announced && shm && shm->type == RLAY_T_INT && !shm->neg && shm->v.u == 1;
+        if (c->shm.announced && !c->shm.use)
+            snprintf(c->shm.status, sizeof c->shm.status, "unused: the agent side did not announce \"shm\": 1");
         c->niov = 0;
         if (c->state == RLAY__S_AUTH) {   /* section 7.1: our proof now, ENV_INFO once the agent's matched */
             if (rlay__push_iov(c, c->auth_frame, sizeof c->auth_frame) || rlay__send(c)) return -1;
             rlay__rx_consume(c);
             return 0;
-        }
+        } }
         /* fall through */
     case RLAY_AUTH:
         c->niov = 0;
         if (rlay__push_iov(c, c->envinfo, c->envinfo_len) || rlay__send(c)) return -1;
-        c->state = RLAY__S_IDLE;
+        c->state = c->shm.use ? RLAY__S_SHM : RLAY__S_IDLE;   /* section 16.1: the agent's offer comes next */
         rlay__rx_consume(c);
         return 0;
+#if RLAY__SHM
+    case RLAY_SHM:
+        return rlay__shm_answer(c, f[0]) ? -1 : 0;
+#endif
     case RLAY_RESET:
         if (rlay__reset_args(c, f[0], f[1])) return -1;
         cmd->has_seed = c->b_seeded[0];
@@ -2647,6 +2967,156 @@ static int rlay__relisten(rlay_ctx *c) {
     c->phase = RLAY__P_LISTEN; c->niov = 0; c->rhave = 0; c->rneed = 0;
     return 1;
 }
+/* recv() into the receive buffer; in state shm with room for the offer's descriptor (16.1):
+   every descriptor that arrives is counted, the first kept, the others closed. */
+static long rlay__recv(rlay_ctx *c) {
+#if RLAY__SHM
+    if (c->state == RLAY__S_SHM) {
+        union { struct cmsghdr h; unsigned char b[CMSG_SPACE(4 * sizeof(int))]; } u;
+        struct iovec v;
+        struct msghdr m;
+        struct cmsghdr *cm;
+        long n;
+        v.iov_base = c->rbuf + c->rhave; v.iov_len = c->rcap - c->rhave;
+        memset(&m, 0, sizeof m);
+        m.msg_iov = &v; m.msg_iovlen = 1; m.msg_control = u.b; m.msg_controllen = sizeof u.b;
+        n = (long)recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
+        if (n < 0) return n;
+        for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+            size_t k, nfd;
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+            nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (k = 0; k < nfd; k++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+                if (c->shm.rxfd < 0) { c->shm.rxfd = fd; fcntl(fd, F_SETFD, FD_CLOEXEC); }
+                else close(fd);
+                c->shm.nfds++;
+            }
+        }
+        if (m.msg_flags & MSG_CTRUNC) c->shm.nfds += 2;   /* more than fitted: the kernel dropped them */
+        return n;
+    }
+#endif
+    return (long)recv(c->fd, (char *)c->rbuf + c->rhave, c->rcap - c->rhave, 0);
+}
+#if RLAY__SHM
+/* Section 16.4/16.5, the env side's reading once the region is in use (state idle): wake bytes
+   on the socket are dropped; the a2e channel's next frame is copied out of the region into the
+   receive buffer (header first: checked before anything is allocated for the rest), acked, and
+   then decoded like a socket frame; a frame announced with len 2^64-1 is read from the socket;
+   any other frame on the socket must be a fatal ERROR sent out of turn. Never blocks. */
+static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
+    rlay__au64 *seqp = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SEQ);
+    for (;;) {
+        long n;
+        int r;
+        if (c->err) return -1;
+        if (c->rhave && c->rbuf[0] == 0) {   /* wake bytes: hints only (16.5) */
+            size_t k = 0;
+            while (k < c->rhave && c->rbuf[k] == 0) k++;
+            memmove(c->rbuf, c->rbuf + k, c->rhave - k);
+            c->rhave -= k;
+            continue;
+        }
+        if (c->rhave && c->rbuf[0] != 0x52) {
+            rlay__err(c, RLAY_E_BAD_MAGIC, "shared memory is in use, and the socket carried byte %02x: neither a wake byte (00) "
+                      "nor the start of a frame (52)", c->rbuf[0]);
+            return -1;
+        }
+        if (!c->shm.sockwait) {   /* the region first: a frame there was published before any socket bytes we hold */
+            uint64_t seq = RLAY__LOAD(seqp, acquire);
+            if (seq == c->shm.got + 1) {
+                uint64_t len = RLAY__LOAD(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_LEN), relaxed);
+                if (len == RLAY__SHM_ON_SOCKET) { c->shm.sockwait = 1; continue; }
+                if (c->rhave == 0) {   /* (else a socket frame is under way: it is read first, below) */
+                    if (len < 12 || len > c->shm.a2e_cap) {
+                        rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, outside 12..%llu (the channel's capacity)",
+                                  (unsigned long long)seq, (unsigned long long)len, (unsigned long long)c->shm.a2e_cap);
+                        return -1;
+                    }
+                    /* copy out, then check the copy: the peer can write to the region at any time (16.4) */
+                    memcpy(c->rbuf, c->shm.base + c->shm.a2e_off, 12);
+                    c->rhave = 12;
+                    if (rlay__rx_frame(c) < 0) return -1;
+                    if (c->rneed != len) {
+                        rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, but its header says %lu bytes",
+                                  (unsigned long long)seq, (unsigned long long)len, (unsigned long)c->rneed);
+                        return -1;
+                    }
+                    memcpy(c->rbuf + 12, c->shm.base + c->shm.a2e_off + 12, (size_t)len - 12);
+                    c->rhave = (size_t)len;
+                    c->shm.got++;
+                    RLAY__STORE(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_ACK), c->shm.got, release);   /* before any reply */
+                    r = rlay__on_frame(c, cmd);
+                    if (r != 0) return r;
+                    continue;
+                }
+            } else if (seq != c->shm.got) {
+                rlay__err(c, RLAY_E_BAD_HEADER, "shared-memory sequence jumped from %llu to %llu", (unsigned long long)c->shm.got,
+                          (unsigned long long)seq);
+                return -1;
+            }
+        }
+        if (c->rhave) {   /* a frame on the socket */
+            r = rlay__rx_frame(c);
+            if (r < 0) return -1;
+            if (r == 1) {
+                if (c->shm.sockwait) {   /* the frame the region announced (16.5) */
+                    c->shm.sockwait = 0;
+                    c->shm.got++;
+                    RLAY__STORE(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_ACK), c->shm.got, release);
+                } else if (c->rkind != RLAY_ERROR) {
+                    rlay__err(c, RLAY_E_UNEXPECTED_MESSAGE, "shared memory is in use, and a %s frame arrived on the socket without "
+                              "being announced in the region (only a fatal ERROR may come out of turn, section 16.5)",
+                              rlay__kind_name(c->rkind));
+                    return -1;
+                }
+                r = rlay__on_frame(c, cmd);
+                if (r != 0) return r;
+                continue;
+            }
+        }
+        if (c->shm.eof) { rlay__rx_eof(c); rlay__end(c); return -1; }
+        if (c->rcap - c->rhave < 4096 && rlay__rx_reserve(c, c->rhave + 65536)) return -1;
+        n = rlay__recv(c);
+        if (n > 0) { c->rhave += (size_t)n; continue; }
+        if (n == 0) { c->shm.eof = 1; continue; }   /* the region once more first: a frame published before the close (16.5) */
+        r = errno;
+        if (RLAY__EAGAIN(r)) return 0;
+        if (r == EINTR) continue;
+        rlay__err(c, RLAY_E_IO, "receiving failed: %s", strerror(r));
+        return -1;
+    }
+}
+/* Section 16.6: wait up to wait_ms (-1: no limit) for the agent's next frame: spin on the a2e
+   seq for up to spin_us, then announce sleeping and block in poll() on the socket until a wake
+   byte, a socket frame or end of stream. Spinning also ends at the deadline, so a loop-style
+   caller is never held longer than it asked. */
+static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
+    rlay__au64 *seq = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SEQ), *sleeping = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SLEEPING);
+    int region = !c->shm.sockwait && !c->shm.eof && c->rhave == 0;   /* else the socket is what we wait for */
+    if (region) {
+        long long t0 = rlay__now_us(), spin = c->shm.spin_us, spent;
+        if (wait_ms >= 0 && spin > (long long)wait_ms * 1000) spin = (long long)wait_ms * 1000;
+        for (;;) {
+            if (RLAY__LOAD(seq, acquire) != c->shm.got) return;
+            spent = rlay__now_us() - t0;
+            if (spent >= spin) break;
+            RLAY__RELAX();
+        }
+        if (wait_ms >= 0) {
+            wait_ms -= (int)((spent + 999) / 1000);
+            if (wait_ms <= 0) return;
+        }
+        RLAY__STORE(sleeping, 1, relaxed);
+        RLAY__FENCE();   /* Dekker (16.6): our sleeping store, then their seq */
+        if (RLAY__LOAD(seq, acquire) != c->shm.got) { RLAY__STORE(sleeping, 0, relaxed); return; }
+    }
+    rlay__wait(c->fd, POLLIN, wait_ms);
+    if (region) RLAY__STORE(sleeping, 0, relaxed);
+}
+#endif
 /* One step of progress without blocking. 1: command ready; 0: nothing now; -1: over. */
 static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
     for (;;) {
@@ -2680,7 +3150,11 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
             continue; }
         default: {
             long n;
-            int r = rlay__rx_frame(c);
+            int r;
+#if RLAY__SHM
+            if (c->shm.on) return rlay__shm_progress(c, cmd);
+#endif
+            r = rlay__rx_frame(c);
             if (r < 0) return -1;
             if (r == 1) {
                 r = rlay__on_frame(c, cmd);
@@ -2692,7 +3166,7 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
                 continue;
             }
             if (c->rcap - c->rhave < 4096 && rlay__rx_reserve(c, c->rhave + 65536)) return -1;
-            n = (long)recv(c->fd, (char *)c->rbuf + c->rhave, c->rcap - c->rhave, 0);
+            n = rlay__recv(c);
             if (n > 0) { c->rhave += (size_t)n; continue; }
             if (n == 0 && c->rhave == 0 && rlay__relisten(c)) continue;
             if (n == 0) { rlay__rx_eof(c); rlay__end(c); return -1; }
@@ -2739,6 +3213,9 @@ int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms) {
             if (left < 0) left = 0;
             if (wait < 0 || left < wait) wait = (int)left;
         }
+#if RLAY__SHM
+        if (c->phase == RLAY__P_OPEN && c->shm.on) { rlay__shm_wait(c, wait); continue; }
+#endif
         if (c->phase == RLAY__P_LISTEN) rlay__wait(c->lfd, POLLIN, wait);
         else rlay__wait(c->fd, c->phase == RLAY__P_CONNECTING ? POLLOUT : POLLIN, wait);
     }
@@ -2757,7 +3234,7 @@ static int rlay__reply_check(rlay_ctx *c, int state, const char *fn) {
     return 0;
 }
 static int rlay__finish(rlay_ctx *c, int kind, int next) {
-    if (!c->err && !rlay__frame(c, kind, c->w_body) && !rlay__send(c)) {
+    if (!c->err && !rlay__frame(c, kind, c->w_body) && !rlay__send_frame(c)) {
         c->state = next;
         c->pending = 0;
         rlay__rx_consume(c);
