@@ -87,9 +87,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def make_vec() -> gym.vector.VectorEnv[Any, Any, Any]:
             return gym.vector.SyncVectorEnv([make] * args.num_envs)
 
-        server = serve_vector(make_vec, args.address, block=False, idle_timeout=args.idle_timeout)
+        server = serve_vector(
+            make_vec, args.address, block=False, idle_timeout=args.idle_timeout, shm=not args.no_shm
+        )
     else:
-        server = rlay.serve(make, args.address, block=False, idle_timeout=args.idle_timeout)
+        server = rlay.serve(
+            make, args.address, block=False, idle_timeout=args.idle_timeout, shm=not args.no_shm
+        )
     print(f"RLAY_LISTENING {server.address}", flush=True)
     print(
         f"serving {args.env_id} (num_envs={args.num_envs}) at {server.address}; Ctrl-C stops", file=sys.stderr
@@ -310,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1800.0,
         help="end a session whose agent sends nothing for this long (default 1800 s)",
+    )
+    p.add_argument(
+        "--no-shm",
+        action="store_true",
+        help="never use shared memory with agents on unix sockets (spec §16; also RLAY_SHM=0)",
     )
     p.set_defaults(run=cmd_serve)
 

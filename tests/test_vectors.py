@@ -117,8 +117,9 @@ def test_vector_files_are_well_formed():
 def test_vectors_cover_every_kind_dtype_and_protocol_error():
     # AUTH (kind 4, state auth, spec §7.1) is pinned by §7.1's HMAC check values and
     # tests/test_auth.py, not by vectors: an SDK without the auth capability never receives it and
-    # must still pass every vector line.
-    kinds = {v["kind"] for v in BY_TYPE["encode"]} | {int(Kind.AUTH)}
+    # must still pass every vector line. SHM (kind 5, states shm and shm-answer, §16) likewise: it
+    # carries a descriptor, so tests/test_shm.py and rlay.testing.shm check it over a real socket.
+    kinds = {v["kind"] for v in BY_TYPE["encode"]} | {int(Kind.AUTH), int(Kind.SHM)}
     assert kinds == {int(k) for k in Kind}, (
         f"message kinds without an encode vector: {set(map(int, Kind)) - kinds}"
     )
@@ -130,7 +131,11 @@ def test_vectors_cover_every_kind_dtype_and_protocol_error():
     errors = {v["error"] for v in BY_TYPE["reject"]}
     wanted = {e.name for e in ErrorCode if e <= ErrorCode.ROLE_CONFLICT}
     assert wanted <= errors, f"protocol errors without a reject vector: {wanted - errors}"
-    states = {v.get("state") for v in BY_TYPE["reject"]} | {State.AUTH.value}
+    states = {v.get("state") for v in BY_TYPE["reject"]} | {
+        State.AUTH.value,
+        State.SHM.value,
+        State.SHM_ANSWER.value,
+    }
     assert {s.value for s in State} <= states, (
         f"states without a reject vector: {set(s.value for s in State) - states}"
     )

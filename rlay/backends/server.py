@@ -233,6 +233,7 @@ class Server:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         token: str | bytes | None = None,
+        shm: bool = True,
     ) -> None:
         self._source = env
         self._calls = calls
@@ -240,6 +241,7 @@ class Server:
             "handshake_timeout": handshake_timeout,
             "max_frame_size": max_frame_size,
             "token": token,
+            "shm": shm,  # §16: shared memory with agents on unix sockets (RLAY_SHM=0 turns it off)
         }
         self._handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout

@@ -43,6 +43,7 @@ from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
 from rlay.session import Session
 from rlay.spaces import SpaceCodec, describe, fast_contains, fast_paths
 from rlay.transports import Stream, dial, listen
+from rlay.transports import shm as _shm
 
 __all__ = ["Command", "EnvSession"]
 
@@ -96,6 +97,8 @@ class EnvSession:
         num_envs: int = 1,
         send_timeout: float | None = None,
         token: str | bytes | None = None,
+        shm: bool = True,
+        max_shm_size: int = _shm.DEFAULT_MAX_SHM_SIZE,
     ) -> None:
         from rlay import __version__
 
@@ -124,7 +127,12 @@ class EnvSession:
         if token is None:  # §7.1: the shared secret, else RLAY_TOKEN (set by a launcher)
             token = os.environ.get("RLAY_TOKEN") or None
         self.conn = Connection(
-            Role.ENV, sdk="rlay-python", sdk_version=__version__, max_frame_size=max_frame_size, token=token
+            Role.ENV,
+            sdk="rlay-python",
+            sdk_version=__version__,
+            max_frame_size=max_frame_size,
+            token=token,
+            capabilities=_shm.capability(stream, shm),  # §16.1
         )
         #: Seconds a reply may wait for the agent side to read it (None: forever).
         self.send_timeout = send_timeout
@@ -140,6 +148,9 @@ class EnvSession:
                 raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
             self.conn.send(info)
             self._flush()
+            if self.conn.state is State.SHM:  # §16.1: both announced shared memory
+                _shm.answer(self.engine, handshake_timeout, max_shm_size)
+                self.stream = self.engine.stream
             log.info("= serving %s (%s %s)", stream.peer, hello.sdk, hello.sdk_version)
             self.conn.fast = (
                 fast_paths(wire_obs, wire_act)

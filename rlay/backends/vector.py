@@ -156,6 +156,7 @@ class VectorServer(Server):
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        shm: bool = True,
     ) -> None:
         if not isinstance(venv, VectorEnv) and not callable(venv):
             _check_vector_env(venv)
@@ -167,6 +168,7 @@ class VectorServer(Server):
             handshake_timeout=handshake_timeout,
             max_frame_size=max_frame_size,
             idle_timeout=idle_timeout,
+            shm=shm,
         )
 
     def _shared(self) -> bool:

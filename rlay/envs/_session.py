@@ -21,6 +21,7 @@ from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
 from rlay.protocol.wire import Role as _Role
 from rlay.session import Session
 from rlay.transports import Stream
+from rlay.transports import shm as _shm
 
 log = logging.getLogger("rlay")
 
@@ -40,6 +41,7 @@ class AgentSession:
         capabilities: dict[str, Any] | None = None,
         token: str | bytes | None = None,
         auth_required: bool = True,
+        shm: bool = True,
     ) -> None:
         from rlay import __version__
 
@@ -50,7 +52,7 @@ class AgentSession:
             _Role.AGENT,
             sdk="rlay-python",
             sdk_version=__version__,
-            capabilities=capabilities,
+            capabilities={**(capabilities or {}), **_shm.capability(stream, shm)},  # §16.1
             max_frame_size=max_frame_size,
             token=token,
             auth_required=auth_required,
@@ -66,6 +68,11 @@ class AgentSession:
                 )
                 if type(event) is Error:
                     raise self._remote_error(event, "the handshake")
+            if conn.state is State.SHM:  # §16.1: both announced shared memory; offer it
+                refused = _shm.offer(self.engine, handshake_timeout)
+                if type(refused) is Error:
+                    raise self._remote_error(refused, "the shared-memory offer")
+                self.stream = self.engine.stream
         except BaseException:
             self.engine.close("the handshake failed")
             raise

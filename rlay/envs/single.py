@@ -68,6 +68,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
         self._timeout = timeout
         self._max_frame_size = max_frame_size
         self._check_actions = check_actions
+        self._shm = True
         self._session: AgentSession | None = None
         self._endpoints: Endpoints | None = None
         self._record: str | None = None  # record=PATH: the first session's frames go there
@@ -87,6 +88,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
                 max_frame_size=self._max_frame_size,
                 token=self._endpoints.token if self._endpoints else None,
                 auth_required=self._endpoints.auth_required if self._endpoints else False,
+                shm=self._shm,
             )
         )
 
@@ -278,6 +280,7 @@ class ClientEnv(_RemoteEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        shm: bool = True,
         record: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
@@ -287,6 +290,7 @@ class ClientEnv(_RemoteEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
+        self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
         self._record = None if record is None else os.fspath(record)
         try:
             self._endpoints = Endpoints(
@@ -353,6 +357,7 @@ class ServerEnv(LazyAccept, _RemoteEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        shm: bool = True,
         record: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
@@ -362,6 +367,7 @@ class ServerEnv(LazyAccept, _RemoteEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
+        self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
         self._record = None if record is None else os.fspath(record)
         self._accept_timeout = accept_timeout
         try:

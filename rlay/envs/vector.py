@@ -64,6 +64,7 @@ from rlay.errors import (
     InvalidSubEnvAction,
     ProtocolError,
     RlayError,
+    Timeout,
     UsageError,
     clip,
 )
@@ -83,6 +84,7 @@ from rlay.protocol.messages import (
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
 from rlay.spaces import SpaceCodec, batched, fast_paths
 from rlay.transports import Stream
+from rlay.transports.shm import wait_all
 
 __all__ = [
     "ClientVectorEnv",
@@ -131,6 +133,7 @@ def _open_link(index: int, address: str, stream: Stream, offset: int, env: _Remo
         max_frame_size=env._max_frame_size,
         token=env._endpoints.token if env._endpoints else None,
         auth_required=env._endpoints.auth_required if env._endpoints else False,
+        shm=env._shm,
     )
     return _link(index, address, session, offset)
 
@@ -204,6 +207,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         self._timeout = timeout
         self._max_frame_size = max_frame_size
         self._check_actions = check_actions
+        self._shm = True
+        self._late: set[int] = set()  # links whose reply the batch wait gave up on (§16.6)
         self.copy = copy
         self._links: list[_Link] = []
         self._endpoints: Endpoints | None = None  # where the connections come from (and programs)
@@ -342,6 +347,12 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
     def _receive(self, link: _Link) -> Message:
         what = link.waiting or "?"
         try:
+            if link.index in self._late:  # the batch wait already waited the whole timeout
+                self._late.discard(link.index)
+                link.session.abandon(
+                    f"the session was abandoned after a timeout waiting for the reply to {what}"
+                )
+                raise Timeout(f"waiting for the reply to {what}", self._timeout or 0.0)
             reply = link.session.receive_reply(what)
         except RlayError as exc:
             self._fail(link, exc, f"while waiting for the reply to {what}")
@@ -352,7 +363,15 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         """Send every command, then read every reply (the env sides work in parallel)."""
         for link, message, what in plan:
             self._send(link, message, what)
+        self._await([link for link, _, _ in plan])
         return [self._receive(link) for link, _, _ in plan]
+
+    def _await(self, links: list[_Link]) -> None:
+        """Wait for the replies of every shared-memory link at once (spec §16.6): one spin over
+        all, then one poll over all their sockets, instead of one wait per link."""
+        if len(links) > 1:
+            late = wait_all([link.session.engine.stream for link in links], self._timeout)
+            self._late = {links[i].index for i in late}
 
     def _fail(self, link: _Link, exc: BaseException, during: str) -> NoReturn:
         """Close every connection (the others cleanly) and raise :class:`EnvSideFailed`."""
@@ -500,6 +519,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
             raise UsageError("step_wait() needs a step_async() first")
         self._pending_step = False
         links = self._links
+        self._await(links)
         replies = [self._receive(link) for link in links]
         if self._single_batch:
             result = self._batch_result(links[0], replies[0])
@@ -797,6 +817,7 @@ class ClientVectorEnv(_RemoteVectorEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        shm: bool = True,
         copy: bool = True,
     ) -> None:
         super().__init__(
@@ -808,6 +829,7 @@ class ClientVectorEnv(_RemoteVectorEnv):
             check_actions=check_actions,
             copy=copy,
         )
+        self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
         try:
             self._endpoints = Endpoints(
                 "dial",
@@ -855,6 +877,7 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        shm: bool = True,
         copy: bool = True,
     ) -> None:
         if type(num_connections) is not int or num_connections < 1:
@@ -868,6 +891,7 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
             check_actions=check_actions,
             copy=copy,
         )
+        self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
         self.num_connections = num_connections
         self._accept_timeout = accept_timeout
         self._ready = False

@@ -35,6 +35,8 @@ from rlay.protocol.messages import (
     Message,
     RenderResult,
     Reset,
+    ShmAnswer,
+    ShmOffer,
     Step,
     StepResult,
 )
@@ -55,6 +57,8 @@ class State(enum.Enum):
     HELLO = "hello"  # waiting for the peer's HELLO
     AUTH = "auth"  # §7.1: both announced `auth`; waiting for the peer's AUTH proof
     DESCRIBE = "describe"  # the env side owes ENV_INFO
+    SHM = "shm"  # §16.1: both announced `shm`; the agent side owes its SHM offer
+    SHM_ANSWER = "shm-answer"  # §16.1: the env side owes its SHM answer
     IDLE = "idle"  # no command outstanding
     RESET = "reset"  # a command is outstanding: its reply (or an ERROR) comes next
     STEP = "step"
@@ -68,6 +72,7 @@ class State(enum.Enum):
 SENDER: dict[Kind, Role | None] = {
     Kind.HELLO: None,
     Kind.AUTH: None,
+    Kind.SHM: None,  # §16.1: the offer from the agent (state shm), the answer from the env
     Kind.ENV_INFO: Role.ENV,
     Kind.RESET: Role.AGENT,
     Kind.STEP: Role.AGENT,
@@ -86,7 +91,9 @@ SENDER: dict[Kind, Role | None] = {
 TRANSITIONS: dict[tuple[State, Kind], State] = {
     (State.HELLO, Kind.HELLO): State.DESCRIBE,  # State.AUTH instead when both announced `auth`
     (State.AUTH, Kind.AUTH): State.DESCRIBE,
-    (State.DESCRIBE, Kind.ENV_INFO): State.IDLE,
+    (State.DESCRIBE, Kind.ENV_INFO): State.IDLE,  # State.SHM instead when both announced `shm`
+    (State.SHM, Kind.SHM): State.SHM_ANSWER,  # the agent's offer (only the agent sends it here)
+    (State.SHM_ANSWER, Kind.SHM): State.IDLE,  # the env's answer (only the env sends it here)
     (State.IDLE, Kind.RESET): State.RESET,
     (State.IDLE, Kind.STEP): State.STEP,
     (State.IDLE, Kind.RENDER): State.RENDER,
@@ -98,6 +105,12 @@ TRANSITIONS: dict[tuple[State, Kind], State] = {
     (State.CALL, Kind.CALL_RESULT): State.IDLE,
     (State.CLOSE, Kind.CLOSE_RESULT): State.CLOSED,
 }
+
+#: §16.1: who sends SHM in each state that allows it.
+SHM_SENDER: dict[State, Role] = {State.SHM: Role.AGENT, State.SHM_ANSWER: Role.ENV}
+
+#: §16.2: the layout version this implementation speaks, announced as ``"shm": SHM_LAYOUT``.
+SHM_LAYOUT = 1
 
 _COMMAND_STATES = frozenset({State.RESET, State.STEP, State.RENDER, State.CALL})
 
@@ -140,6 +153,12 @@ def _token_bytes(token: bytes | str | None) -> bytes | None:
     if type(token) is not bytes:
         raise UsageError(f"token must be a str or bytes, got {type(token).__name__}")
     return token or None  # an empty token is no token
+
+
+def _is_shm_layout(value: Any) -> bool:
+    """§16.1: ``"shm": 1`` announces layout 1; any other value (a later layout, a bool, a str)
+    is ignored, so both sides stay on the socket."""
+    return type(value) is int and value == SHM_LAYOUT
 
 
 def _bad_field(detail: str) -> ProtocolError:
@@ -288,6 +307,10 @@ class Connection:
             capabilities["auth"] = self._nonce
         #: True once the peer proved the shared secret (§7.1).
         self.authenticated = False
+        #: §16.1: this side announced `shm` (the layer that knows the transport decides), and,
+        #: once the peer's HELLO is in, whether both did: ENV_INFO then leads to state ``shm``.
+        self._shm_announced = _is_shm_layout(capabilities.get("shm"))
+        self.shm_agreed = False
         hello = Hello(PROTOCOL_NAME, version, role.value, sdk, sdk_version, capabilities)
         self._write(hello)
 
@@ -304,8 +327,13 @@ class Connection:
         if kind is Kind.ERROR:
             assert isinstance(message, Error)
             nxt = _after_error(self.state, message.fatal, self.role)
+        elif kind is Kind.SHM:
+            mine = ShmOffer if self.role is Role.AGENT else ShmAnswer
+            if type(message) is not mine or SHM_SENDER.get(self.state) is not self.role:
+                raise UsageError(f"cannot send {type(message).__name__} in state {self.state.value!r}")
+            nxt = TRANSITIONS[(self.state, kind)]
         else:
-            nxt = TRANSITIONS.get((self.state, kind))
+            nxt = self._next(kind)
         if nxt is None:
             raise UsageError(f"cannot send {kind.name} in state {self.state.value!r}")
         self._write(message)
@@ -398,6 +426,8 @@ class Connection:
     def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message | None:
         """§8's order of checks: (header, done by the reader,) body, state table, fields."""
         cls = MESSAGE_TYPES[kind]
+        if kind == Kind.SHM:  # §16.1: the body is the sender's (the peer's) own
+            cls = ShmOffer if self.role is Role.ENV else ShmAnswer
         message: Message | None = None
         fast = self.fast
         if fast is not None:  # a template match is a valid body with valid fields (fastpath.py)
@@ -416,7 +446,9 @@ class Connection:
                 f"received {cls.KIND.name} in state {state.value!r}, but only the {sender.value} "
                 "side sends it and that is this side",
             )
-        nxt = None if cls is Error else TRANSITIONS.get((state, cls.KIND))
+        nxt = None if cls is Error else self._next(cls.KIND)
+        if cls.KIND is Kind.SHM and SHM_SENDER.get(state) is not self.role.peer:
+            nxt = None  # a second offer, or an answer before any offer
         if nxt is None and cls is not Error:
             raise ProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE,
@@ -438,6 +470,7 @@ class Connection:
                 )
         elif type(message) is Hello:
             self.peer_hello = message
+            self.shm_agreed = self._shm_announced and _is_shm_layout(message.capabilities.get("shm"))
             if self._start_auth(message):
                 self.state = State.AUTH
                 return None  # the HELLO is returned once the peer's AUTH proved the secret
@@ -452,6 +485,13 @@ class Connection:
             _BATCH_CHECKS[cls](message, self.num_envs)
         self.state = nxt  # type: ignore[assignment]
         return message
+
+    def _next(self, kind: Kind) -> State | None:
+        """The table of §8, with ENV_INFO leading to ``shm`` when both announced it (§16.1)."""
+        nxt = TRANSITIONS.get((self.state, kind))
+        if nxt is State.IDLE and kind is Kind.ENV_INFO and self.shm_agreed:
+            return State.SHM
+        return nxt
 
     def _start_auth(self, hello: Hello) -> bool:
         """§7.1: decide from both HELLOs whether to authenticate; if so queue this side's AUTH."""

@@ -393,12 +393,46 @@ class Error(Message):
         return msg
 
 
+@_message(Kind.SHM, (("size", "int"),))
+class ShmOffer(Message):
+    """§16.1: the agent side offers a shared-memory region of ``size`` bytes (its descriptor
+    travels with the frame as ``SCM_RIGHTS`` data)."""
+
+    __slots__ = ("size",)
+    size: int
+
+
+@_message(Kind.SHM, (("accepted", "bool"), ("reason", "str?")))
+class ShmAnswer(Message):
+    """§16.1: the env side's answer to a :class:`ShmOffer`; a refusal names its ``reason``."""
+
+    __slots__ = ("accepted", "reason")
+    accepted: bool
+    reason: str | None
+
+
+class Shm(Message):
+    """Kind 5 read without knowing its sender (a stand-alone decoder): the agent's body is an
+    offer, the env's an answer (§16.1). A :class:`~rlay.protocol.connection.Connection` knows the
+    sender and checks the body as that sender's."""
+
+    KIND = Kind.SHM
+    __slots__ = ()
+
+    @classmethod
+    def from_body(cls, body: Any) -> Message:
+        if type(body) is dict and "size" in body:
+            return ShmOffer.from_body(body)
+        return ShmAnswer.from_body(body)
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     int(cls.KIND): cls
     for cls in (
         Hello,
         EnvInfo,
         Auth,
+        Shm,
         Reset,
         Step,
         Render,

@@ -32,11 +32,12 @@ TENSOR_EXT = 1  # §3: the MessagePack ext type of a tensor descriptor
 
 
 class Kind(enum.IntEnum):
-    """Message kinds (§6). Unassigned: 3, 5-15, 21-31, 37-47, 49-255."""
+    """Message kinds (§6). Unassigned: 3, 6-15, 21-31, 37-47, 49-255."""
 
     HELLO = 1
     ENV_INFO = 2
     AUTH = 4  # §7.1, only after both HELLOs announced the `auth` capability
+    SHM = 5  # §16, only after both HELLOs announced the `shm` capability
     RESET = 16
     STEP = 17
     RENDER = 18

@@ -52,6 +52,46 @@ class SocketStream:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    @property
+    def family(self) -> int:
+        """``AF_UNIX``, ``AF_INET`` or ``AF_INET6`` (shared memory is offered on ``AF_UNIX`` only)."""
+        return self._sock.family
+
+    def send_fds(self, data: bytes, fds: Sequence[int], timeout: float | None, stage: str) -> None:
+        """Send ``data`` with ``fds`` as ``SCM_RIGHTS`` data on its first byte (unix sockets, §16.1)."""
+        if self._closed:
+            raise ConnectionClosed(f"{stage}: the connection was closed locally")
+        try:
+            if timeout != self._snd:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+                self._snd = timeout
+            sent = socket.send_fds(self._sock, [data], list(fds))
+            if sent < len(data):
+                self._sock.sendall(data[sent:])
+        except _WOULD_BLOCK:
+            raise Timeout(f"{stage}: the peer did not read", timeout or 0.0) from None
+        except OSError as exc:
+            raise self._gone(stage, exc) from None
+
+    def recv_fds(
+        self, max_fds: int, timeout: float | None = None, stage: str = "receiving"
+    ) -> tuple[bytes, list[int], bool]:
+        """Like :meth:`recv`, also returning the descriptors that came with the bytes (at most
+        ``max_fds``; the third value is true if the kernel dropped more for lack of room)."""
+        if self._closed:
+            raise ConnectionClosed(f"{stage}: the connection was closed locally")
+        sock = self._sock
+        try:
+            if timeout != self._rcv:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                self._rcv = timeout
+            data, fds, flags, _ = socket.recv_fds(sock, RECV_SIZE, max_fds, socket.MSG_CMSG_CLOEXEC)
+        except _WOULD_BLOCK:
+            raise Timeout(stage, timeout or 0.0) from None
+        except OSError as exc:
+            raise self._gone(stage, exc) from None
+        return data, fds, bool(flags & socket.MSG_CTRUNC)
+
     def _gone(self, stage: str, exc: OSError) -> ConnectionClosed:
         if self._closed:
             return ConnectionClosed(f"{stage}: the connection was closed locally")
