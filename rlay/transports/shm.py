@@ -145,6 +145,12 @@ def fence() -> None:
     _FENCE.release()
 
 
+#: os.sched_yield() in each spin iteration (RLAY_SHM_YIELD=0: a bare spin): on a machine with
+#: more runnable processes than cores, a peer that shares this core gets it at once.
+_YIELD = os.environ.get("RLAY_SHM_YIELD", "1") != "0"
+PROBE = 7  # see ShmStream.__init__: every 8th wait spins even when waits run long
+
+
 def _spin_seconds() -> float:
     text = os.environ.get("RLAY_SHM_SPIN_US", "").strip()
     try:
@@ -309,6 +315,13 @@ class ShmStream:
         # Both ends in one process (a Server thread serving this process's own ClientEnv): a spin
         # would hold the GIL the other end needs to answer, so such a reader only sleeps.
         self._spin = 0.0 if _peer_pid(sock) == os.getpid() else _spin_seconds()
+        # The spin adapts: a reader whose frames keep arriving later than the spin time (an agent
+        # that thinks for milliseconds, or a machine with more runnable processes than cores,
+        # where a spin only delays the peer it waits for) goes to sleep at once, until the
+        # average wait is short again. Each wait, spun or slept, updates the average; a slept
+        # wait also counts the wake-up's latency, so one wait in PROBE + 1 spins regardless.
+        self._wait_avg = 0.0
+        self._waits = 0
         self._sockbuf = b""  # socket bytes not yet handed on (wake bytes already dropped)
         self._sock_left: int | None = None  # bytes left of a socket frame being handed on
         self._ack_after = False  # that socket frame was announced by seq (len = SOCKET_FRAME)
@@ -395,17 +408,29 @@ class ShmStream:
         rx_seq = self._rx_seq
         got = self._got
         if w[rx_seq] != got:
+            if timeout != 0:
+                self._wait_avg -= self._wait_avg * 0.125  # a wait of 0
             return self._take(stage, deadline)
         if self._sockbuf:
             return self._socket_frame(deadline, stage)  # §16.5: a fatal ERROR out of turn
         if self._eof or self._broken:
             return self._end()
-        if timeout != 0 and self._spin:  # §16.6 phase 1
-            clock = time.perf_counter
-            end = clock() + (self._spin if timeout is None else min(self._spin, timeout))
-            while clock() < end:
+        clock = time.perf_counter
+        start = clock()
+        self._waits += 1
+        if timeout != 0 and self._spin and (self._wait_avg < self._spin or not self._waits & PROBE):
+            # §16.6 phase 1; adaptive (see __init__), with every PROBE+1-th wait spun anyway
+            end = start + (self._spin if timeout is None else min(self._spin, timeout))
+            while True:
+                now = clock()
                 if w[rx_seq] != got:
+                    self._wait_avg += (now - start - self._wait_avg) * 0.125
                     return self._take(stage, deadline)
+                if now >= end:
+                    break
+                if _YIELD:
+                    os.sched_yield()
+        first = True
         while True:  # §16.6 phase 2
             if timeout == 0:
                 data = self._sock.recv(0, stage)  # never blocks: nothing there is Timeout
@@ -414,9 +439,13 @@ class ShmStream:
                 fence()
                 if w[rx_seq] != got:
                     w[self._rx_sleeping] = 0
+                    self._wait_avg += (clock() - start - self._wait_avg) * 0.125
                     return self._take(stage, deadline)
                 try:
-                    data = self._sock.recv(_left(deadline), stage)
+                    # The first sleep waits the caller's whole timeout: the socket keeps the same
+                    # kernel timeout from step to step (no setsockopt per wait, see sockets.py).
+                    data = self._sock.recv(timeout if first else _left(deadline), stage)
+                    first = False
                 except ConnectionClosed as exc:
                     self._broken = exc
                     data = b""
@@ -429,6 +458,8 @@ class ShmStream:
                 return self._end()
             self._note(data)
             if w[rx_seq] != got:  # read step 1 again: seq first, it was published before any byte
+                if timeout != 0:
+                    self._wait_avg += (clock() - start - self._wait_avg) * 0.125
                 return self._take(stage, deadline)
             if self._sockbuf:
                 return self._socket_frame(deadline, stage)
@@ -567,9 +598,24 @@ def wait_all(streams: Sequence[Any], timeout: float | None) -> list[int]:
         return []
     deadline = None if timeout is None else time.monotonic() + timeout
     clock = time.perf_counter
-    end = clock() + pending[0]._spin
-    while pending and clock() < end:
-        pending = [s for s in pending if not s.ready()]
+    lead = pending[0]
+    lead._waits += 1
+    if lead._spin and (min(s._wait_avg for s in pending) < lead._spin or not lead._waits & PROBE):
+        start = clock()
+        end = start + lead._spin
+        while pending:
+            now = clock()
+            still = []
+            for s in pending:
+                if s.ready():
+                    s._wait_avg += (now - start - s._wait_avg) * 0.125
+                else:
+                    still.append(s)
+            pending = still
+            if not pending or now >= end:
+                break
+            if _YIELD:
+                os.sched_yield()
     while pending:
         for s in pending:
             s._words[s._rx_sleeping] = 1
