@@ -72,6 +72,7 @@ class ErrorCode(enum.IntEnum):
     BAD_SPACE = 14
     BAD_VALUE = 15
     AUTH_FAILED = 16  # §7.1: always sent fatal
+    BAD_ATTRIBUTE = 20  # §19: a refused rlay.get/rlay.set; non-fatal
     ENV_EXCEPTION = 32
     INVALID_ACTION = 33
     NOT_SUPPORTED = 34
