@@ -269,7 +269,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 PROGRESS_HELP = (
     "draw progress on stderr even when it is not a terminal (by default only on a terminal; "
-    "tqdm draws it if installed: pip install 'rlay[progress]')"
+    "tqdm draws it if installed: pip install 'rlay-gym[progress]')"
 )
 
 

@@ -1,6 +1,6 @@
 """Progress of long work (``rlay bench``, ``rlay check``, the training examples).
 
-``tqdm`` draws it when installed (``pip install 'rlay[progress]'``: a well-kept bar with rate and
+``tqdm`` draws it when installed (``pip install 'rlay-gym[progress]'``: a well-kept bar with rate and
 time left, resized with the terminal); without it a plain line is rewritten in place, at most 5
 times a second. Progress goes to stderr and only to a terminal: in a pipe, a log or CI nothing is
 drawn unless asked (``show=True``, the CLI's ``--progress``), and then without tqdm it is a line
