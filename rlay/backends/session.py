@@ -290,8 +290,8 @@ class EnvSession:
             self._send(Error(ErrorCode.NOT_SUPPORTED, str(exc), False, None, None))
         except Exception as exc:  # the user's getter or setter failed
             tb = "".join(traceback.format_exception(exc))
-            message = str(exc) or type(exc).__name__
-            self._send(Error(ErrorCode.ENV_EXCEPTION, message, False, type(exc).__qualname__, tb))
+            text = str(exc) or type(exc).__name__
+            self._send(Error(ErrorCode.ENV_EXCEPTION, text, False, type(exc).__qualname__, tb))
         else:
             self._send(CallResult(value))
 
