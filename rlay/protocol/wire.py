@@ -54,7 +54,7 @@ KINDS = frozenset(int(k) for k in Kind)
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes (§11). 0 is invalid; 17-31 and 38+ are unassigned."""
+    """Error codes (§11). 0 is invalid; 17-19, 21-31 and 38+ are unassigned."""
 
     BAD_MAGIC = 1
     BAD_HEADER = 2
