@@ -7,6 +7,7 @@ own CartPole with the same attribute set in process: a setting really changes th
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -337,3 +338,17 @@ def test_vector_env_sides_must_agree() -> None:
         venv.call("rlay.describe")  # an explicit call still works as any CALL
         with pytest.raises(EnvSideFailed):
             venv.call("rlay.get", "gravity")  # a refused raw CALL fails the vector env (§10 rules)
+
+
+def test_a_loop_style_game_offers_its_frame_rate() -> None:
+    """examples/game_loop.py: a standard engine setting (§19.3) changed while the game runs."""
+    game = [sys.executable, os.path.join(ROOT, "examples", "game_loop.py"), "--listen", "{address}"]
+    with rlay.ClientEnv(launch=game) as env:
+        attr = env.attributes["target_frame_rate"]
+        assert (attr.type, attr.default, attr.min, attr.max) == ("int", 60, 1, 1000)
+        env.set_attr("target_frame_rate", 240)
+        assert env.get_attr("target_frame_rate") == 240
+        with pytest.raises(InvalidAttribute, match="below its minimum 1"):
+            env.set_attr("target_frame_rate", 0)
+        env.reset(seed=0)
+        env.step(1)
