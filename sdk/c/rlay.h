@@ -3134,6 +3134,16 @@ static int rlay__attr_call(rlay_ctx *c, const rlay_value *name, const rlay_value
             return rlay__attr_refuse(c, what, why);
         }
         if (get) {
+            for (i = 0; i < (a->stride ? n : 1); i++) {   /* your own values are checked too, as observations */
+                const void *p = rlay__attr_at(a, i);
+                double f = a->type == RLAY__A_FLOAT ? *(const double *)p : 0;
+                int64_t x = a->type == RLAY__A_INT ? *(const int64_t *)p : 0;
+                if (isnan(f) || f < a->fmin || f > a->fmax || x < a->imin || x > a->imax) {
+                    snprintf(why, sizeof why, "the env's value of attribute '%s'%s is %s", a->name,
+                             n > 1 ? " (a sub-env)" : "", isnan(f) ? "NaN" : "outside its [min, max]");
+                    return rlay__auto_reply(c, RLAY_E_ENV_EXCEPTION, why);
+                }
+            }
             if (n > 1) rlay_put_array(w, n);
             for (i = 0; i < n; i++) rlay__attr_put(w, a, a->stride ? i : 0);
         } else {
