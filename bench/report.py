@@ -255,8 +255,9 @@ def page(command: str, figures: dict[str, Any], series: dict[str, dict[int, floa
         "the same two system calls a side as the plain socket — and the adaptive spin "
         "(rlay/transports/shm.py) keeps it from burning the core its peer needs. There the two "
         "paths are at par; the speed-up appears on a machine with idle cores.",
-        "- The spin is about 50 µs (`RLAY_SHM_SPIN_US`), with `os.sched_yield()` between loads "
-        "(`RLAY_SHM_YIELD=0`: a bare spin). An idle env side sleeps: it costs no CPU.",
+        "- The spin is about 50 µs (`RLAY_SHM_SPIN_US`), a bare loop of loads "
+        "(`RLAY_SHM_YIELD=1`: `os.sched_yield()` between them). An idle env side sleeps: it costs "
+        "no CPU.",
         "",
     ]
     return "\n".join(lines)

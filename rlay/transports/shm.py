@@ -145,9 +145,10 @@ def fence() -> None:
     _FENCE.release()
 
 
-#: os.sched_yield() in each spin iteration (RLAY_SHM_YIELD=0: a bare spin): on a machine with
-#: more runnable processes than cores, a peer that shares this core gets it at once.
-_YIELD = os.environ.get("RLAY_SHM_YIELD", "1") != "0"
+#: RLAY_SHM_YIELD=1: os.sched_yield() in each spin iteration (default: a bare spin, no system
+#: call). On a machine with more runnable processes than cores it hands the core to a peer that
+#: shares it; the adaptive spin already stops spinning there, so it is off by default.
+_YIELD = os.environ.get("RLAY_SHM_YIELD", "0") == "1"
 PROBE = 7  # see ShmStream.__init__: every 8th wait spins even when waits run long
 
 
