@@ -284,6 +284,22 @@ def test_env_side_without_shm_talks_to_an_agent_with_it(probe: str) -> None:
         env.close()
 
 
+def test_no_region_means_an_offer_without_descriptor_and_the_socket(
+    many: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(shm_mod.Region, "create", no_memory)
+    env = rlay.ClientEnv(many)
+    try:
+        assert type(stream_of(env)) is SocketStream
+        env.reset()
+        assert env.step(0)[0].tolist() == [1.0] * 4
+    finally:
+        env.close()
+
+
 def test_tcp_is_unchanged() -> None:
     server = rlay.serve(TrivialEnv, "tcp://127.0.0.1:0", block=False)
     try:

@@ -205,7 +205,10 @@ class Region:
     def close(self) -> None:
         self.words.release()
         self.view.release()
-        self.mm.close()
+        try:
+            self.mm.close()
+        except BufferError:  # a view still exported somewhere: the mapping goes with it
+            pass
 
 
 def check_offer(fds: list[int], truncated: bool, size: int, max_size: int) -> Region | str:
@@ -658,7 +661,24 @@ def offer(engine: Session, timeout: float | None, capacity: int = DEFAULT_CAPACI
         raise ProtocolError(
             ErrorCode.INTERNAL, "shared memory was agreed on a stream that is not a unix socket"
         )
-    region, fd = Region.create(Layout.for_capacities(capacity, capacity))
+    try:
+        region, fd = Region.create(Layout.for_capacities(capacity, capacity))
+    except OSError as exc:
+        # No region (out of memory, a memfd limit): the state table still wants an offer, so
+        # offer nothing (no descriptor); the env side refuses it and both stay on the socket.
+        log.warning("! cannot create a shared-memory region (%s): staying on the socket", exc)
+        engine.send(ShmOffer(REGION_HEADER_SIZE), "sending the shared-memory offer", timeout)
+        reply = engine.receive("waiting for the env side's answer to the shared-memory offer", timeout)
+        if type(reply) is Error:
+            return reply
+        if type(reply) is ShmAnswer and reply.accepted:  # §16.3: no descriptor is refused
+            engine.fail(
+                ProtocolError(
+                    ErrorCode.BAD_FIELD, "the env side accepted an SHM offer that carried no descriptor"
+                ),
+                "in the answer to the shared-memory offer",
+            )
+        return f"this side could not create a region: {exc}"
     try:
         try:
             engine.conn.send(ShmOffer(region.size))
