@@ -1,6 +1,6 @@
 """A Python env side for launch tests: Gymnasium's CartPole-v1 served over one session.
 
-    python tests/py_cartpole.py [--num-envs N] [--autoreset next-step|same-step]
+    python tests/py_cartpole.py [--num-envs N] [--autoreset next-step|same-step|disabled]
 
 It follows the launcher's variables (spec §15): ``RLAY_MODE=listen`` (the default) listens at
 ``RLAY_ADDRESS`` and prints ``RLAY_LISTENING <address>``; ``RLAY_MODE=dial`` dials it. It serves
@@ -25,7 +25,7 @@ from rlay.transports import dial, listen
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--num-envs", type=int, default=1)
-    parser.add_argument("--autoreset", default="next-step", choices=("next-step", "same-step"))
+    parser.add_argument("--autoreset", default="next-step", choices=("next-step", "same-step", "disabled"))
     args = parser.parse_args()
     address = os.environ["RLAY_ADDRESS"]
     if os.environ.get("RLAY_MODE", "listen") == "dial":
@@ -40,7 +40,11 @@ def main() -> int:
         session = _session_for(env, stream)
         run_session(session, env)
     else:
-        mode = AutoresetMode.NEXT_STEP if args.autoreset == "next-step" else AutoresetMode.SAME_STEP
+        mode = {
+            "next-step": AutoresetMode.NEXT_STEP,
+            "same-step": AutoresetMode.SAME_STEP,
+            "disabled": AutoresetMode.DISABLED,
+        }[args.autoreset]
         venv = gym.vector.SyncVectorEnv(
             [lambda: gym.make("CartPole-v1")] * args.num_envs, autoreset_mode=mode
         )
