@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_tool
 
 import rlay
 from rlay.launch import LaunchError, Process
-from conftest import require_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 C_CARTPOLE = [os.path.join(ROOT, "sdk", "c", "build", "cartpole")]
@@ -54,7 +54,8 @@ def run(env: Any, steps: int, kill_at: dict[int, int] | None = None, seed: int =
     """Reset with ``seed``, then ``steps`` steps; before step t, kill ``env.processes[kill_at[t]]``."""
     kill_at = kill_at or {}
     obs, _ = env.reset(seed=seed)
-    out: list[Step] = [(obs, np.zeros(env.num_envs), np.zeros(env.num_envs, bool), np.zeros(env.num_envs, bool), {})]
+    flags = np.zeros(env.num_envs, bool)
+    out: list[Step] = [(obs, np.zeros(env.num_envs), flags, flags, {})]
     for t, action in enumerate(actions(steps, env.num_envs)):
         if t in kill_at:
             kill(env.processes[kill_at[t]])
@@ -172,7 +173,7 @@ def test_disabled_autoreset_asks_for_a_reset_of_the_relaunched_sub_envs() -> Non
     try:
         env.reset(seed=3)
         kill(env.processes[1])
-        _, _, _, truncated, info = env.step(np.array([0, 1, 0, 1]))
+        truncated = env.step(np.array([0, 1, 0, 1]))[3]
         assert truncated.tolist() == [False, False, True, True]
         with pytest.raises(rlay.UsageError, match="sub-env 2 ended its episode"):
             env.step(np.array([0, 1, 0, 1]))
