@@ -64,8 +64,9 @@ def soak(env_name: str, steps: int, num_envs: int, samples: int, slack_mib: floa
     done = 0
     episodes = 0
     try:
+        env.reset(seed=0)
+        first = _sample(0, start, pid)  # before any step: shows what the warm-up costs
         if num_envs == 1:
-            env.reset(seed=0)
             action = 0
             while done < steps:
                 for _ in range(every):
@@ -77,7 +78,6 @@ def soak(env_name: str, steps: int, num_envs: int, samples: int, slack_mib: floa
                 done += every
                 rows.append(_sample(done, start, pid))
         else:
-            env.reset(seed=0)
             actions = np.zeros(num_envs, dtype=np.int64)
             per = max(1, every // num_envs)
             while done < steps:
@@ -95,7 +95,8 @@ def soak(env_name: str, steps: int, num_envs: int, samples: int, slack_mib: floa
     env_growth = (max(r[4] for r in rows) - base[4]) / 1024
     flat = fds_flat and agent_growth <= slack_mib and env_growth <= slack_mib
     print(
-        f"{episodes:,} episodes; after warm-up (row 1): agent RSS {base[2] / 1024:.1f} -> "
+        f"{episodes:,} episodes; before stepping: agent RSS {first[2] / 1024:.1f} MiB, env RSS "
+        f"{first[4] / 1024:.1f} MiB; after warm-up (row 1): agent RSS {base[2] / 1024:.1f} -> "
         f"{last[2] / 1024:.1f} MiB (peak growth {agent_growth:+.2f}), env RSS {base[4] / 1024:.1f} -> "
         f"{last[4] / 1024:.1f} MiB (peak growth {env_growth:+.2f}), fds agent {base[3]} -> {last[3]}, "
         f"env {base[5]} -> {last[5]}: {'FLAT' if flat else 'NOT FLAT'}"
@@ -107,8 +108,8 @@ def _sample(done: int, start: float, pid: int) -> tuple[int, float, int, int, in
     elapsed = time.perf_counter() - start
     row = (done, elapsed, rss_kib("self"), fds("self"), rss_kib(pid), fds(pid))
     print(
-        f"{done:>12,} {elapsed:>8.1f} {done / elapsed:>9,.0f} {row[2] / 1024:>7.1f} MiB {row[3]:>4} "
-        f"{row[4] / 1024:>7.1f} MiB {row[5]:>4}",
+        f"{done:>12,} {elapsed:>8.1f} {done / max(elapsed, 1e-9):>9,.0f} "
+        f"{row[2] / 1024:>7.1f} MiB {row[3]:>4} {row[4] / 1024:>7.1f} MiB {row[5]:>4}",
         flush=True,
     )
     return row

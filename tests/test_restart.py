@@ -218,6 +218,30 @@ def test_python_env_side_killed_client_and_same_step_server() -> None:
         env.close()
 
 
+def test_a_program_that_keeps_crashing_uses_up_the_restarts() -> None:
+    """It exits by itself (code 3, a line on stderr) at its 4th step, each time it is launched."""
+    env = rlay.make_vec([*PY_CARTPOLE, "--crash-after", "3"], 1, max_restarts=2, connect_timeout=60)
+    reasons = []
+    try:
+        env.reset(seed=0)
+        with pytest.raises(rlay.EnvSideFailed, match="max_restarts=2 used up") as failed:
+            for _ in range(20):
+                _, _, _, truncated, info = env.step(np.array([1]))
+                if "rlay_restart" in info:
+                    assert truncated[0]
+                    reasons.append(info["rlay_restart"][0])
+        # 3 steps, the crash, a reset, 3 steps, the crash, a reset, 3 steps, the crash: no more.
+        assert len(reasons) == 2 and env.restarts == 2
+        for k, why in enumerate(reasons, 1):
+            assert "exit code 3" in why and f"restart {k} of max_restarts=2" in why, why
+            assert "py_cartpole: boom (--crash-after)" in why
+        cause = failed.value.cause
+        assert isinstance(cause, LaunchError) and cause.returncode == 3 and "boom" in cause.stderr
+    finally:
+        env.close()
+    assert not env.processes
+
+
 def test_max_restarts_needs_launched_programs() -> None:
     with pytest.raises(rlay.UsageError, match="needs launch"):
         rlay.ClientVectorEnv("tcp://127.0.0.1:9", max_restarts=1)
