@@ -103,10 +103,15 @@ def test_2000_connect_close_cycles_leak_nothing(servers: list[tuple[subprocess.P
             assert obs.shape == (4,)
         env.close()
 
+    def server(proc: subprocess.Popen[str]) -> tuple[int, int]:
+        return fds(proc.pid), threads(proc.pid)
+
+    idle = [server(p) for p, _ in servers]  # no session yet
     for _, address in servers:  # warm up: imports, first allocations, the server's first session
         cycle(address, 0)
     ours = fds(), threading.active_count()
-    theirs = [(fds(p.pid), threads(p.pid)) for p, _ in servers]
+    # A server ends a session (its thread, its socket) just after our close(): wait for it.
+    theirs = [settled(lambda p=p: server(p), was) for (p, _), was in zip(servers, idle, strict=True)]
     start = time.perf_counter()
     for i in range(CONNECT_CYCLES):
         cycle(servers[i % 2][1], i)
@@ -114,7 +119,7 @@ def test_2000_connect_close_cycles_leak_nothing(servers: list[tuple[subprocess.P
     assert settled(lambda: (fds(), threading.active_count()), ours) == ours
     for (proc, address), before in zip(servers, theirs, strict=True):
         assert proc.poll() is None, f"the server at {address} died"
-        after = settled(lambda p=proc: (fds(p.pid), threads(p.pid)), before)  # type: ignore[misc]
+        after = settled(lambda p=proc: server(p), before)  # type: ignore[misc]
         assert after == before, f"the server at {address}: (fds, threads) {before} -> {after}"
     print(f"{CONNECT_CYCLES} connect/close cycles in {took:.1f} s; fds {ours[0]} / server fds {theirs}")
 
@@ -132,6 +137,8 @@ def test_500_launch_close_cycles_leak_nothing(c_cartpole: None) -> None:
 
     cycle(0)  # warm up: the spawner thread, imports
     cycle(1)
+    # The last program's output readers end just after it does: let them, for the baseline.
+    settled(lambda: [t for t in threading.enumerate() if t.name.startswith("rlay-std")], [])
     before = fds(), threading.active_count(), children(), our_temp_dirs()
     start = time.perf_counter()
     for i in range(LAUNCH_CYCLES):
