@@ -18,7 +18,9 @@ Results equal a ``gymnasium.vector.SyncVectorEnv`` over the same envs in process
 seeds and actions (``tests/test_vector.py`` checks it). A vector env does not outlive the
 failure of one of its env sides: any error (a dead process, a timeout, an error reply) closes
 every connection, cleanly where possible, and raises :class:`EnvSideFailed` naming the env side
-(its index and address), the sub-envs it hosted, what was being done and why.
+(its index and address), the sub-envs it hosted, what was being done and why. The one exception
+is ``max_restarts``: a launched program that died is relaunched, its sub-envs' episodes reported
+truncated with ``info["rlay_restart"]`` (docs/faults.md).
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class _Link:
     single_obs_codec: SpaceCodec
     obs: Any = None  # its last observations, batched (kept for partial resets)
     waiting: str | None = None  # the command whose reply is outstanding
-    died: tuple[ConnectionClosed, str] | None = None  # its program died (max_restarts): why, when
+    died: tuple[RlayError, str] | None = None  # its program died (max_restarts): why, when
     needs_reset: bool = False  # a relaunched program, not reset yet
 
     @property
@@ -355,7 +357,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
             link.session.send_command(message, what)
         except RlayError as exc:
             if survive and self._may_relaunch(exc):
-                link.died = (exc, f"while sending {what}")  # type: ignore[assignment]
+                link.died = (exc, f"while sending {what}")
                 return
             self._fail(link, exc, f"while sending {what}")
         link.waiting = what
@@ -370,7 +372,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         except RlayError as exc:
             link.waiting = None
             if survive and self._may_relaunch(exc):
-                link.died = (exc, f"while waiting for the reply to {what}")  # type: ignore[assignment]
+                link.died = (exc, f"while waiting for the reply to {what}")
                 return None
             self._fail(link, exc, f"while waiting for the reply to {what}")
         link.waiting = None
