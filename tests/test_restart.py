@@ -247,3 +247,32 @@ def test_max_restarts_needs_launched_programs() -> None:
         rlay.ClientVectorEnv("tcp://127.0.0.1:9", max_restarts=1)
     with pytest.raises(rlay.UsageError, match="max_restarts must be an int"):
         rlay.make_vec(C_CARTPOLE, 1, max_restarts=-1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc entries")
+def test_fifty_restarts_leak_nothing() -> None:
+    """Descriptors, threads, children (zombies included) and socket files stay flat."""
+    import threading
+
+    from test_cycles import children, fds, settled
+
+    def state() -> tuple[int, int, set[int], int]:
+        sockets = os.listdir(os.path.dirname(env.addresses[0][len("unix://") :]))
+        others = children() - {p.popen.pid for p in env.processes}
+        return fds(), threading.active_count(), others, len(sockets)
+
+    env = rlay.make_vec(C_CARTPOLE, 2, max_restarts=51)
+    try:
+        env.reset(seed=0)
+        kill(env.processes[0])
+        env.step(np.array([0, 1]))  # the first relaunch: what it sets up once
+        before = settled(state, state())
+        for k in range(50):
+            kill(env.processes[k % 2])
+            _, _, _, truncated, info = env.step(np.array([0, 1]))
+            assert truncated[k % 2] and info["_rlay_restart"][k % 2]
+        assert env.restarts == 51
+        after = settled(state, before)
+        assert after == before, f"(fds, threads, other children, socket files): {before} -> {after}"
+    finally:
+        env.close()
