@@ -96,6 +96,7 @@ class EnvSession:
         num_envs: int = 1,
         send_timeout: float | None = None,
         token: str | bytes | None = None,
+        capabilities: dict[str, Any] | None = None,
     ) -> None:
         from rlay import __version__
 
@@ -124,7 +125,12 @@ class EnvSession:
         if token is None:  # §7.1: the shared secret, else RLAY_TOKEN (set by a launcher)
             token = os.environ.get("RLAY_TOKEN") or None
         self.conn = Connection(
-            Role.ENV, sdk="rlay-python", sdk_version=__version__, max_frame_size=max_frame_size, token=token
+            Role.ENV,
+            sdk="rlay-python",
+            sdk_version=__version__,
+            max_frame_size=max_frame_size,
+            token=token,
+            capabilities=capabilities,
         )
         #: Seconds a reply may wait for the agent side to read it (None: forever).
         self.send_timeout = send_timeout
