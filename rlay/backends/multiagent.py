@@ -35,7 +35,13 @@ from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode
 from rlay.spaces import SpaceCodec, fast_contains
 from rlay.transports import Stream, dial
 
-__all__ = ["MultiAgentSession", "ParallelServer", "connect_parallel", "run_parallel_session", "serve_parallel"]
+__all__ = [
+    "MultiAgentSession",
+    "ParallelServer",
+    "connect_parallel",
+    "run_parallel_session",
+    "serve_parallel",
+]
 
 
 def _agent_spaces(
@@ -86,7 +92,8 @@ class MultiAgentSession(EnvSession):
         self.observation_spaces = {a: observation_spaces[a] for a in agents}
         self.action_spaces = {a: action_spaces[a] for a in agents}
         self._obs_codecs = {
-            a: SpaceCodec(s, f"observation of agent {a!r}", exact=True) for a, s in self.observation_spaces.items()
+            a: SpaceCodec(s, f"observation of agent {a!r}", exact=True)
+            for a, s in self.observation_spaces.items()
         }
         self._act_codecs = {a: SpaceCodec(s, f"action of agent {a!r}") for a, s in self.action_spaces.items()}
         self._agent_contains = {a: fast_contains(s) for a, s in self.action_spaces.items()}
@@ -155,7 +162,10 @@ class MultiAgentSession(EnvSession):
     # -- replies ---------------------------------------------------------------------------------
 
     def reply_reset(  # type: ignore[override]
-        self, obs: Mapping[str, Any], infos: Mapping[str, Any] | None = None, agents: Sequence[str] | None = None
+        self,
+        obs: Mapping[str, Any],
+        infos: Mapping[str, Any] | None = None,
+        agents: Sequence[str] | None = None,
     ) -> None:
         """Answer RESET: ``obs`` one observation per live agent, ``infos`` (optional, default
         ``{}`` each) keyed the same; ``agents`` the live agents (default: ``obs``'s keys)."""
@@ -177,7 +187,9 @@ class MultiAgentSession(EnvSession):
         ``agents``: the live agents after it (default: the keys whose flags are both false)."""
         if agents is None:
             agents = [a for a in obs if not terminations.get(a) and not truncations.get(a)]
-        message = self._result(obs, rewards, terminations, truncations, infos, list(agents), after_reset=False)
+        message = self._result(
+            obs, rewards, terminations, truncations, infos, list(agents), after_reset=False
+        )
         self._take("step")
         self._send(message)
 
@@ -325,7 +337,8 @@ def connect_parallel(
             stream = dial(address, connect_timeout)
         except (ConnectionClosed, Timeout):
             raise exc from None
-        refuse(stream, ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc, token=kwargs.get("token"))
+        why = f"the env factory failed: {exc}"
+        refuse(stream, ErrorCode.ENV_EXCEPTION, why, exc, token=kwargs.get("token"))
         raise
     try:
         session = session_for_parallel(instance, dial(address, connect_timeout), **kwargs)
@@ -336,4 +349,3 @@ def connect_parallel(
     finally:
         if factory is not None:
             instance.close()
-

@@ -28,7 +28,16 @@ from rlay.errors import AgentMismatch, ConnectionClosed, InvalidAgentAction, Pro
 from rlay.launch import Process
 from rlay.protocol import multiagent
 from rlay.protocol.codec import check_free_value, free_from_wire
-from rlay.protocol.messages import Call, CallResult, Message, MultiResult, MultiStep, Render, RenderResult, Reset
+from rlay.protocol.messages import (
+    Call,
+    CallResult,
+    Message,
+    MultiResult,
+    MultiStep,
+    Render,
+    RenderResult,
+    Reset,
+)
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE
 from rlay.spaces import SpaceCodec, fast_contains
 from rlay.transports import Stream
@@ -36,7 +45,9 @@ from rlay.transports import Stream
 try:
     from pettingzoo import ParallelEnv
 except ImportError as exc:  # pragma: no cover - the extra is part of the test environment
-    raise ImportError(f"rlay's multi-agent envs need PettingZoo: pip install 'rlay[pettingzoo]' ({exc})") from None
+    raise ImportError(
+        f"rlay's multi-agent envs need PettingZoo: pip install 'rlay[pettingzoo]' ({exc})"
+    ) from None
 
 __all__ = ["ClientParallelEnv", "ServerParallelEnv"]
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from rlay.errors import AuthenticationFailed, ProtocolError, UsageError, VersionMismatch, clip
-from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol import multiagent
+from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
 from rlay.protocol.messages import (

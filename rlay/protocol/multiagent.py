@@ -12,6 +12,7 @@ Rules this file obeys:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rlay.errors import ProtocolError, clip
@@ -121,7 +122,7 @@ def check_result(
     return tuple(agents)
 
 
-def agent_mismatch(actions: dict[str, Any] | Any, live: tuple[str, ...] | list[str], possible: Any) -> str | None:
+def agent_mismatch(actions: Any, live: Sequence[str], possible: Sequence[str]) -> str | None:
     """§18 AGENT_MISMATCH: why ``actions``' agents are not exactly ``live``, or None."""
     live_set = set(live)
     for agent in actions:

@@ -20,7 +20,6 @@ agent live before it, then a joiner; the live agents after it are those whose fl
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -53,11 +52,10 @@ class Arena:
         self.score = 0.0
         self.pos = np.zeros(2, np.float32)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - the same object every time (PettingZoo's rule)
     def observation_space(self, agent: str) -> spaces.Space[Any]:
+        # the same object every time (PettingZoo's API test checks it)
         return OBSERVATION_SPACES[agent]
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space[Any]:
         return ACTION_SPACES[agent]
 
