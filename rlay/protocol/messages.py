@@ -427,6 +427,15 @@ class MultiResult(Message):
     truncations: dict[str, Any]
     infos: dict[str, Any]
 
+    @classmethod
+    def from_body(cls, body: Any) -> Message:
+        msg = super().from_body(body)
+        rewards = msg.rewards  # type: ignore[attr-defined]
+        for agent, reward in rewards.items():
+            if type(reward) is int:
+                rewards[agent] = float(reward)  # §5: an int is accepted, as a float
+        return msg
+
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     int(cls.KIND): cls

@@ -3386,6 +3386,16 @@ static int rlay__recode(rlay_ctx *c, int kind, const rlay_value **f) {
     for (i = 0; i < nf; i++) {
         rlay_put_key(w, fs[i].name);
         if (fs[i].types == RLAY__F_SPACE) rlay__recode_space(w, f[i]);
+        else if (kind == RLAY_MULTI_RESULT && i == 2) {   /* section 18: rewards are floats (an int accepted, section 5) */
+            uint32_t j;
+            rlay_put_map(w, f[i]->len);
+            for (j = 0; j < f[i]->len; j++) {
+                const rlay_value *r = &f[i]->v.items[2 * j + 1];
+                rlay__recode_value(w, &f[i]->v.items[2 * j]);
+                if (r->type == RLAY_T_INT) rlay_put_float(w, r->neg ? (double)r->v.i : (double)r->v.u);
+                else rlay__recode_value(w, r);
+            }
+        }
         else if ((fs[i].types & RLAY__F_FLOAT) && !(fs[i].types & RLAY__F_INT) && f[i]->type == RLAY_T_INT)
             rlay_put_float(w, f[i]->neg ? (double)f[i]->v.i : (double)f[i]->v.u);   /* section 5 */
         else rlay__recode_value(w, f[i]);
