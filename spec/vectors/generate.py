@@ -2266,7 +2266,11 @@ GENERATORS: list[Callable[[], Vectors]] = [
     gen_reject_states,
     gen_spaces,
     gen_multi_agent_v1,  # §18
-    gen_multi_agent,  # §18
+]
+
+#: Vectors of a capability, in a folder of their own: only SDKs that implement it run them.
+CAPABILITY_GENERATORS: list[Callable[[], Vectors]] = [
+    gen_multi_agent,  # §18: multi_agent/
 ]
 
 
@@ -2279,10 +2283,15 @@ def build() -> dict[str, str]:
     return out
 
 
+def build_capabilities() -> dict[str, str]:
+    """Return ``{relative path: text}`` of every capability's own vector file."""
+    return {vectors.filename: vectors.dumps() for vectors in (gen() for gen in CAPABILITY_GENERATORS)}
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, text in build().items():
+    for name, text in {**build(), **build_capabilities()}.items():
         path = HERE / name
         path.parent.mkdir(exist_ok=True)  # multi_agent/ (§18's own vectors)
         if check:
