@@ -127,7 +127,11 @@ def agent_mismatch(actions: Any, live: Sequence[str], possible: Sequence[str]) -
     live_set = set(live)
     for agent in actions:
         if agent not in live_set:
-            why = "is not a possible agent" if agent not in possible else "is not live (it left the episode, or has not joined)"
+            why = (
+                "is not a possible agent"
+                if agent not in possible
+                else "is not live (it left the episode, or has not joined)"
+            )
             return f"an action for {clip(agent, 60)}, which {why}; the live agents are {list(live)}"
     missing = [a for a in live if a not in actions]
     if missing:
