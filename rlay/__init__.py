@@ -13,11 +13,13 @@ from rlay.backends.vector import connect_vector, serve_vector
 from rlay.envs import GAME_ADDRESS, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 from rlay.errors import (
+    AgentMismatch,
     AuthenticationFailed,
     ConnectionClosed,
     EncodeError,
     EnvSideFailed,
     InvalidAction,
+    InvalidAgentAction,
     InvalidSubEnvAction,
     ProtocolError,
     RemoteError,
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GAME_ADDRESS",
+    "AgentMismatch",
     "ClientEnv",
     "ClientVectorEnv",
     "Command",
@@ -41,6 +44,7 @@ __all__ = [
     "EnvSession",
     "EnvSideFailed",
     "InvalidAction",
+    "InvalidAgentAction",
     "InvalidSubEnvAction",
     "LaunchError",
     "ProtocolError",
