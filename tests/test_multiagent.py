@@ -378,3 +378,16 @@ def test_loop_style_session_offers_the_live_agents() -> None:
     thread.join(10)
     listener.close()
     assert seen == [["hunter", "scout"], ["hunter", "scout"], ["hunter", "scout"]]
+
+
+def test_a_failing_factory_is_reported_to_the_parallel_env() -> None:
+    def broken() -> Arena:
+        raise ValueError("no arena today")
+
+    srv = serve_parallel(broken, block=False)
+    try:
+        with pytest.raises(RemoteError, match="no arena today") as err:
+            ClientParallelEnv(srv.address)
+        assert err.value.code == ErrorCode.ENV_EXCEPTION and err.value.remote_type == "ValueError"
+    finally:
+        srv.close()

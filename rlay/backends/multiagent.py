@@ -218,7 +218,7 @@ class MultiAgentSession(EnvSession):
         check_free_value(infos, where="infos")
         try:
             message = MultiResult(
-                [str(a) if type(a) is not str else a for a in agents],
+                list(agents),
                 wire_obs,
                 {a: float(r) for a, r in rewards.items()},
                 {a: bool(t) for a, t in terminations.items()},
@@ -294,6 +294,20 @@ class ParallelServer(Server):
     def _open(self, env: Any, stream: Stream) -> EnvSession:
         return session_for_parallel(env, stream, **self._kwargs)
 
+    def _refuse(
+        self, stream: Stream, code: ErrorCode, message: str, exc: BaseException | None = None
+    ) -> None:
+        refuse(
+            stream,
+            code,
+            message,
+            exc,
+            self._kwargs["max_frame_size"],  # type: ignore[arg-type]
+            self._handshake_timeout,
+            self._kwargs["token"],  # type: ignore[arg-type]
+            capabilities={multiagent.CAPABILITY: True},
+        )
+
     def _run(self, session: EnvSession, env: Any) -> None:
         assert isinstance(session, MultiAgentSession)
         run_parallel_session(session, env, self._calls, self.idle_timeout)
@@ -338,7 +352,14 @@ def connect_parallel(
         except (ConnectionClosed, Timeout):
             raise exc from None
         why = f"the env factory failed: {exc}"
-        refuse(stream, ErrorCode.ENV_EXCEPTION, why, exc, token=kwargs.get("token"))
+        refuse(
+            stream,
+            ErrorCode.ENV_EXCEPTION,
+            why,
+            exc,
+            token=kwargs.get("token"),
+            capabilities={multiagent.CAPABILITY: True},
+        )
         raise
     try:
         session = session_for_parallel(instance, dial(address, connect_timeout), **kwargs)

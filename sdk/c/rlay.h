@@ -2897,6 +2897,11 @@ static int rlay__reply_check(rlay_ctx *c, int state, const char *fn) {
         rlay__end(c);
         return c->err;
     }
+    if (c->ma_on && (state == RLAY__S_RESET || state == RLAY__S_STEP) && strcmp(fn, "rlay_reply_agents") != 0) {
+        rlay__err(c, RLAY_E_USAGE, "%s: this is a multi-agent session (section 18): answer with rlay_reply_agents", fn);
+        rlay__end(c);
+        return c->err;
+    }
     return 0;
 }
 static int rlay__finish(rlay_ctx *c, int kind, int next) {
