@@ -391,3 +391,31 @@ def test_a_failing_factory_is_reported_to_the_parallel_env() -> None:
         assert err.value.code == ErrorCode.ENV_EXCEPTION and err.value.remote_type == "ValueError"
     finally:
         srv.close()
+
+
+def test_a_real_pettingzoo_env_served_through_rlay() -> None:
+    """PettingZoo's own rock-paper-scissors (an AEC env behind PettingZoo's parallel wrapper) served
+    by serve_parallel: the remote env equals a local one, and passes PettingZoo's API test."""
+    from pettingzoo.classic import rps_v2
+
+    srv = serve_parallel(lambda: rps_v2.parallel_env(max_cycles=6), block=False)
+    env = ClientParallelEnv(srv.address)
+    local = rps_v2.parallel_env(max_cycles=6)
+    try:
+        assert env.possible_agents == local.possible_agents and env.metadata["name"] == "rps_v2"
+        rng = np.random.default_rng(0)
+        (obs, infos), (lobs, linfos) = env.reset(seed=2), local.reset(seed=2)
+        assert {a: int(o) for a, o in obs.items()} == {a: int(o) for a, o in lobs.items()}
+        assert infos == linfos
+        while env.agents:
+            actions = {a: int(rng.integers(3)) for a in env.agents}
+            got, want = env.step(actions), local.step(actions)
+            assert {a: int(o) for a, o in got[0].items()} == {a: int(o) for a, o in want[0].items()}
+            assert got[1:] == want[1:]
+            assert env.agents == local.agents
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parallel_api_test(env, num_cycles=10)
+    finally:
+        env.close()
+        srv.close()
