@@ -180,3 +180,10 @@ def test_the_bin_entry_point_builds_and_serves() -> None:
         assert env.agents == ["hunter", "scout"] and obs["hunter"][1] == 1.0
     finally:
         env.close()
+
+
+def test_a_parallel_env_refuses_the_single_agent_cartpole() -> None:
+    require_tool("make")
+    with pytest.raises(rlay.ProtocolError) as err:
+        ClientParallelEnv(launch=[str(SDK / "bin" / "cartpole")])
+    assert err.value.code is ErrorCode.NOT_SUPPORTED and "single-agent" in str(err.value)
