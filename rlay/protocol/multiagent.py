@@ -116,10 +116,7 @@ def check_result(
             raise _bad(f"MULTI_RESULT.agents names {a!r}, which has no entry in obs")
         if m.terminations[a] or m.truncations[a]:
             raise _bad(f"MULTI_RESULT.agents names {a!r}, but its episode ended (terminated or truncated)")
-    for a, r in m.rewards.items():
-        if type(r) is int:
-            m.rewards[a] = float(r)  # §5: an int is accepted where a float is due
-    return tuple(agents)
+    return tuple(agents)  # (an int reward became a float in MultiResult.from_body, §5)
 
 
 def agent_mismatch(actions: Any, live: Sequence[str], possible: Sequence[str]) -> str | None:
