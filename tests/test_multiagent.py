@@ -419,3 +419,53 @@ def test_a_real_pettingzoo_env_served_through_rlay() -> None:
     finally:
         env.close()
         srv.close()
+
+
+def test_server_parallel_env_waits_for_a_game_that_left() -> None:
+    """The game developer's loop: the game stops (its session ends), plays again, dials back."""
+    import time
+
+    from rlay.transports import dial, listen
+
+    probe = listen("tcp://127.0.0.1:0")
+    address = str(probe.address)
+    probe.close()
+
+    def game(leave: bool) -> None:
+        for _ in range(200):  # the env may not listen yet: dial until it does
+            try:
+                stream = dial(address, 1)
+                break
+            except rlay.ConnectionClosed:
+                time.sleep(0.05)
+        ref = Arena()
+        s = MultiAgentSession(
+            stream,
+            {a: ref.observation_space(a) for a in ref.possible_agents},
+            {a: ref.action_space(a) for a in ref.possible_agents},
+        )
+        while (cmd := s.poll(10)) is not None and cmd.kind != "close":
+            if cmd.kind == "reset":
+                s.reply_reset(*ref.reset(seed=cmd.seed))
+                if leave:
+                    s.close()  # stop pressed: SHUTTING_DOWN
+                    return
+            elif cmd.kind == "step":
+                s.reply_step(*ref.step(cmd.action))
+
+    first = threading.Thread(target=game, args=(True,), daemon=True)
+    first.start()
+    env = ServerParallelEnv(address, accept_timeout=10)
+    try:
+        env.reset(seed=1)
+        first.join(10)
+        with pytest.raises((RemoteError, rlay.ConnectionClosed)):
+            env.step({"hunter": 0, "scout": np.zeros(2, np.float32)})
+        assert not env.connected
+        second = threading.Thread(target=game, args=(False,), daemon=True)
+        second.start()
+        obs, _ = env.reset(seed=2)  # waits for the game to dial in again
+        assert env.connected and set(obs) == {"hunter", "scout"}
+        env.step({"hunter": 0, "scout": np.zeros(2, np.float32)})
+    finally:
+        env.close()

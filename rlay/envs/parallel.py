@@ -154,6 +154,9 @@ class _RemoteParallelEnv(ParallelEnv):  # type: ignore[misc]
         except ProtocolError as exc:
             self._live().fail(exc, what)
 
+    def _before_reset(self) -> None:
+        """Where a ServerParallelEnv waits for a game that left to come back."""
+
     @property
     def process(self) -> Process | None:
         """The env program this env launched (``launch=[...]``): its ``pid``, output and exit."""
@@ -179,6 +182,7 @@ class _RemoteParallelEnv(ParallelEnv):  # type: ignore[misc]
             if not isinstance(options, dict):
                 raise UsageError(f"options must be a dict or None, got {type(options).__name__}")
             check_free_value(options, where="options")
+        self._before_reset()
         reply = self._results(self._request(Reset(seed, options), "RESET"), "RESET")
         return self._observations(reply, "RESET"), free_from_wire(reply.infos)
 
@@ -284,8 +288,9 @@ class ClientParallelEnv(_RemoteParallelEnv):
 class ServerParallelEnv(_RemoteParallelEnv):
     """A PettingZoo ``ParallelEnv`` that listens at ``address`` (default ``tcp://127.0.0.1:0``;
     with ``launch=[...]`` a fresh unix socket) and waits in the constructor for a multi-agent env
-    side to dial in, like :class:`rlay.ServerEnv` (one session: a game that leaves is not waited
-    for again)."""
+    side to dial in, like :class:`rlay.ServerEnv`. When the game leaves (stop in the editor, a
+    crash), a step raises; the next ``reset`` (or :meth:`accept`) waits for it to dial in again,
+    with the same agents and spaces. A launched program is not waited for again."""
 
     def __init__(
         self,
@@ -320,8 +325,48 @@ class ServerParallelEnv(_RemoteParallelEnv):
                 who="ServerParallelEnv",
             )
             self.address = self._endpoints.addresses[0]
-            _, stream = self._endpoints.connect(0, accept_timeout)
-            self._attach(stream)
+            self._accept_timeout = accept_timeout
+            self.accept()
         except BaseException:
             self.close()
             raise
+
+    @property
+    def connected(self) -> bool:
+        """Whether a game is attached and its session usable."""
+        session = self._session
+        return session is not None and not session.closed
+
+    def accept(self, timeout: Any = ...) -> None:
+        """Wait for a game to dial in and do the handshake (no-op while one is attached)."""
+        session = self._session
+        if session is not None and not session.closed:
+            return
+        endpoints = self._endpoints
+        if endpoints is None:
+            raise ConnectionClosed("the env is closed")
+        before = None
+        if session is not None:
+            if endpoints.processes:
+                raise ConnectionClosed(f"the launched env program is gone ({session.engine.closed_why})")
+            log.info("= the game left (%s); waiting for it at %s", session.engine.closed_why, self.address)
+            before = (self.possible_agents, self.observation_spaces, self.action_spaces)
+            self._session = None
+        _, stream = endpoints.connect(0, self._accept_timeout if timeout is ... else timeout)
+        self._attach(stream)
+        now = (self.possible_agents, self.observation_spaces, self.action_spaces)
+        if before is not None and before != now:
+            self._session.close()  # type: ignore[union-attr]
+            self._session = None
+            raise UsageError(
+                f"the game that dialled in has the agents {now[0]} and spaces {now[1]} / {now[2]}, but "
+                f"this env had {before[0]} and {before[1]} / {before[2]}; a returning game keeps them"
+            )
+
+    def _before_reset(self) -> None:
+        endpoints = self._endpoints
+        if endpoints is not None and not endpoints.processes:
+            if self._session is not None:
+                self._session.peek()  # a game that left since the last command: notice it now
+            if not self.connected:
+                self.accept()
