@@ -56,7 +56,7 @@ KINDS = frozenset(int(k) for k in Kind)
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes (§11). 0 is invalid; 17-18, 20-31 and 38+ are unassigned."""
+    """Error codes (§11). 0 is invalid; 17-18, 21-31 and 38+ are unassigned."""
 
     BAD_MAGIC = 1
     BAD_HEADER = 2
@@ -75,6 +75,7 @@ class ErrorCode(enum.IntEnum):
     BAD_VALUE = 15
     AUTH_FAILED = 16  # §7.1: always sent fatal
     AGENT_MISMATCH = 19  # §18: MULTI_STEP's agents are not the live agents; non-fatal
+    BAD_ATTRIBUTE = 20  # §19: a refused rlay.get/rlay.set; non-fatal
     ENV_EXCEPTION = 32
     INVALID_ACTION = 33
     NOT_SUPPORTED = 34
