@@ -469,3 +469,29 @@ def test_server_parallel_env_waits_for_a_game_that_left() -> None:
         env.step({"hunter": 0, "scout": np.zeros(2, np.float32)})
     finally:
         env.close()
+
+
+def test_attributes_reach_a_multi_agent_env_side() -> None:
+    """§19's typed attributes work in a multi-agent session as in any other (they are CALLs)."""
+    base = rlay.Attribute(
+        "base",
+        int,
+        default=0,
+        min=0,
+        max=99,
+        getter=lambda env: env.base,
+        setter=lambda env, v: setattr(env, "base", v),
+    )
+    srv = serve_parallel(Arena, block=False, attributes=[base])
+    env = ClientParallelEnv(srv.address)
+    try:
+        assert set(env.attributes) == {"base"}
+        env.set_attr("base", 42)
+        assert env.get_attr("base") == 42
+        obs, _ = env.reset()  # no seed: the base set above stays
+        assert obs["hunter"][1] == 42.0
+        with pytest.raises(rlay.InvalidAttribute):
+            env.set_attr("base", 100)
+    finally:
+        env.close()
+        srv.close()

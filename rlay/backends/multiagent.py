@@ -18,6 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from rlay.attributes import Attribute
 from rlay.backends.server import (
     DEFAULT_IDLE_TIMEOUT,
     CallTable,
@@ -86,6 +87,8 @@ class MultiAgentSession(EnvSession):
         check_actions: bool = True,
         send_timeout: float | None = None,
         token: str | bytes | None = None,
+        attributes: Sequence[Attribute] | None = None,
+        attribute_owner: Any = None,
     ) -> None:
         agents = _agent_spaces(observation_spaces, action_spaces)
         self.possible_agents = agents
@@ -111,6 +114,8 @@ class MultiAgentSession(EnvSession):
             check_actions=check_actions,
             send_timeout=send_timeout,
             token=token,
+            attributes=attributes,  # §19: typed attributes over CALL, as for any env side
+            attribute_owner=attribute_owner,
             capabilities={multiagent.CAPABILITY: True},
         )
 
@@ -245,6 +250,7 @@ def session_for_parallel(env: Any, stream: Stream, **kwargs: Any) -> MultiAgentS
         metadata=metadata,
         render_mode=getattr(env, "render_mode", None),
         name=str(metadata.get("name") or type(getattr(env, "unwrapped", env)).__name__),
+        attribute_owner=env,
         **kwargs,
     )
 

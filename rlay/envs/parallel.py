@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from rlay import attributes as _attrs
 from rlay.envs._endpoints import Endpoints
 from rlay.envs._session import AgentSession
 from rlay.envs.single import (
@@ -123,6 +124,7 @@ class _RemoteParallelEnv(ParallelEnv):  # type: ignore[misc]
         self._act_codecs = {a: SpaceCodec(s, f"action of agent {a!r}") for a, s in self.action_spaces.items()}
         self._contains = {a: fast_contains(s) for a, s in self.action_spaces.items()}
         self.agents = []
+        self._attributes: dict[str, _attrs.Attribute] | None = None  # §19, asked once per session
         self._session = session
 
     def _live(self) -> AgentSession:
@@ -226,6 +228,30 @@ class _RemoteParallelEnv(ParallelEnv):  # type: ignore[misc]
         if type(reply) is not CallResult:
             raise AssertionError(f"state machine let {reply!r} through as CALL_RESULT")
         return free_from_wire(reply.value)
+
+    # -- attributes and engine settings (spec §19), as rlay.ClientEnv offers them ----------------
+
+    @property
+    def attributes(self) -> dict[str, _attrs.Attribute]:
+        """The typed attributes the env side offers (``rlay.describe``), asked once per session."""
+        if self._attributes is None:
+            self._attributes = _attrs.fetch(self.call)
+        return dict(self._attributes)
+
+    def get_attr(self, name: str) -> Any:
+        """The env side's current value of attribute ``name`` (§19 ``rlay.get``)."""
+        attr = _attrs.lookup(self.attributes, name)
+        value = self.call(_attrs.GET, attr.name)
+        try:
+            return _attrs.from_reply(attr, value)
+        except ProtocolError as exc:
+            self._live().fail(exc, f"CALL {_attrs.GET!r}")
+
+    def set_attr(self, name: str, value: Any) -> None:
+        """Set attribute ``name`` on the env side (§19 ``rlay.set``); checked first
+        (:class:`rlay.InvalidAttribute`, nothing sent)."""
+        attr = _attrs.lookup(self.attributes, name)
+        self.call(_attrs.SET, attr.name, _attrs.for_set(attr, value))
 
     def close(self) -> None:
         session, self._session = self._session, None
