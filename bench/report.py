@@ -115,7 +115,7 @@ def svg_plot(series: dict[str, dict[int, float]], title: str) -> str:
     """A log-log line plot of steps/s against k, as SVG text."""
     import math
 
-    w, h, left, right, top, bottom = 720, 420, 80, 250, 40, 50
+    w, h, left, right, top, bottom = 820, 420, 80, 330, 40, 50
     ks = sorted({k for s in series.values() for k in s})
     values = [v for s in series.values() for v in s.values() if v > 0]
     lo = 10 ** math.floor(math.log10(min(values)))
