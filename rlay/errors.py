@@ -236,10 +236,10 @@ class NotAnswering(Timeout):
 
     def __str__(self) -> str:
         return (
-            f"the env side is connected but did not answer within {self.seconds:g} s {self.stage} "
-            "(paused in a debugger or editor, or stopped? a dead env side is reported as "
-            "ConnectionClosed at once); the session was ended. Pass timeout=None to wait for a "
-            "paused env side as long as it takes"
+            f"timed out after {self.seconds:g} s {self.stage}: the env side is connected but not "
+            "answering (paused in a debugger or an editor, or stopped? a dead env side is reported "
+            "as ConnectionClosed at once); the session was ended. timeout=None waits for a paused "
+            "env side as long as it takes"
         )
 
 
