@@ -212,3 +212,27 @@ def test_a_silent_peer_does_not_hold_up_accept(certs: Certs, server: rlay.Server
     finally:
         for s in silent:
             s.close()
+
+
+def test_a_tls_client_at_a_c_listener_is_named_on_both_sides(certs: Certs) -> None:
+    """The SDKs have no TLS: a tls:// dialler at a C listener hears plain rlay bytes (TlsMismatch),
+    and the C program names the TLS record it got, drops that connection and serves on (§17.4)."""
+    require_tool("gcc")
+    cartpole = str(Path(__file__).resolve().parent.parent / "sdk" / "c" / "bin" / "cartpole")
+    proc = subprocess.Popen(
+        [cartpole, "--listen", "tcp://127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().split()[1]
+        with pytest.raises(rlay.TlsMismatch, match="not speaking TLS"):
+            rlay.ClientEnv(address.replace("tcp://", "tls://") + f"?ca={certs.ca}", connect_timeout=10)
+        env = rlay.ClientEnv(address)
+        run_cartpole(env, 3)
+        env.close()
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "a TLS record" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

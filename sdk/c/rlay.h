@@ -1990,7 +1990,9 @@ static int rlay__rx_frame(rlay_ctx *c) {
     if (c->rhave >= 2 && (h[0] != 0x52 || h[1] != 0x4c)) {   /* at once, on the first two bytes */
         char shown[64]; size_t i, k = 0, n = c->rhave < 8 ? c->rhave : 8;
         for (i = 0; i < n; i++) k += (size_t)snprintf(shown + k, sizeof shown - k, "%s%02x", i ? " " : "", h[i]);
-        rlay__err(c, RLAY_E_BAD_MAGIC, "the peer is not speaking rlay: its first bytes are %s, not 52 4c (\"RL\")", shown);
+        rlay__err(c, RLAY_E_BAD_MAGIC, "the peer is not speaking rlay: its first bytes are %s, not 52 4c (\"RL\")%s", shown,
+                  h[0] == 0x16 && h[1] == 0x03 ? "; they are a TLS record: the peer dialled tls://, and this SDK "
+                  "speaks plain rlay (use a tunnel, spec section 17.1)" : "");
         return -1;
     }
     if (c->rhave < 12) return 0;
