@@ -236,3 +236,54 @@ def test_a_game_that_leaves_is_replaced_by_the_next_one_to_dial() -> None:
                 env.step(0)
     finally:
         env.close()
+
+
+#: Diallers at once: within the listener's backlog (64), past which the kernel, not rlay, holds
+#: connections back (SYN retries) for seconds.
+FLOOD = 60
+
+
+def test_a_flood_of_diallers_does_not_disturb_the_server_envs_session() -> None:
+    env = rlay.ServerEnv(wait=False)
+    game = Game(env.address)
+    game.start()
+    host, port = env.address.removeprefix("tcp://").rsplit(":", 1)
+    socks = []
+    try:
+        env.accept(10)
+        env.reset(seed=0)
+        for _ in range(FLOOD):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((host, int(port)))
+            socks.append(s)
+        slowest = 0.0
+        for i in range(200):
+            t = time.perf_counter()
+            _, _, term, trunc, _ = env.step(i % 2)
+            slowest = max(slowest, time.perf_counter() - t)
+            if term or trunc:
+                env.reset()
+        assert slowest < 1.0, slowest
+        deadline = time.monotonic() + 10  # each is refused (or, past 32 at once, closed) and closed
+        open_ = list(socks)
+        while open_ and time.monotonic() < deadline:
+            still = []
+            for s in open_:
+                try:
+                    if s.recv(65536):
+                        still.append(s)
+                except BlockingIOError:
+                    still.append(s)
+                except OSError:
+                    pass
+            open_ = still
+            time.sleep(0.05)
+        assert not open_, f"{len(open_)} of {FLOOD} diallers still connected"
+        env.step(0)
+    finally:
+        for s in socks:
+            s.close()
+        env.close()
+    game.join(10)
+    assert game.error is None, game.error

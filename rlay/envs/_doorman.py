@@ -31,8 +31,8 @@ log = logging.getLogger("rlay")
 #: Seconds a newcomer waits for an attached env side that may be hanging up right now (a game
 #: restarted in its editor: the old connection's end of stream is on its way).
 GRACE = 0.3
-#: Refusals in progress at once (each reads the newcomer's bytes briefly so the ERROR arrives
-#: before the close); beyond that a newcomer is closed without a word.
+#: Newcomers being decided on at once (each waits up to GRACE, and a refused one has its bytes
+#: read briefly so that the ERROR arrives before the close); beyond that one is closed unheard.
 MAX_REFUSING = 32
 _POLL_GONE = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
@@ -73,7 +73,7 @@ class Doorman:
         self._kept: queue.SimpleQueue[Stream] = queue.SimpleQueue()
         self._kept_count = 0
         self._lock = threading.Lock()
-        self._refusing = threading.BoundedSemaphore(MAX_REFUSING)
+        self._deciding = threading.BoundedSemaphore(MAX_REFUSING)
         self._stop = threading.Event()
         self.refused = 0
         self._thread = threading.Thread(target=self._run, name="rlay-doorman", daemon=True)
@@ -90,33 +90,38 @@ class Doorman:
             if self._stop.is_set():
                 stream.close()
                 return
-            if self._room(GRACE):
-                with self._lock:
-                    self._kept_count += 1
-                self._kept.put(stream)
-                log.info("= %s kept %s for the next accept (an env side had left)", self._who, stream.peer)
-            else:
-                self._refuse(stream)
+            # Decided beside the accept loop (the grace must not hold up the next newcomer).
+            if not self._deciding.acquire(blocking=False):
+                self.refused += 1
+                stream.close()  # a flood: beyond MAX_REFUSING at once, closed without a word
+                continue
+            threading.Thread(target=self._decide, args=(stream,), name="rlay-doorman", daemon=True).start()
 
-    def _room(self, grace: float) -> bool:
-        """Is an attached env side gone (and not yet replaced by one kept)? Waits up to ``grace``."""
+    def _decide(self, stream: Stream) -> None:
+        try:
+            if self._keep_if_room(stream, GRACE):
+                log.info("= %s kept %s for the next accept (an env side had left)", self._who, stream.peer)
+                return
+            self.refused += 1
+            log.warning("! %s refused %s: it already has its env side", self._who, stream.peer)
+            self._say_no(stream)
+        finally:
+            self._deciding.release()
+
+    def _keep_if_room(self, stream: Stream, grace: float) -> bool:
+        """Keep ``stream`` if an attached env side is gone (and not yet replaced by one kept),
+        waiting up to ``grace`` for one that is hanging up right now."""
         waited = 0.0
         while True:
             with self._lock:
                 free = sum(1 for s in self.attached if gone(s)) - self._kept_count
-            if free > 0:
-                return True
+                if free > 0:
+                    self._kept_count += 1
+                    self._kept.put(stream)
+                    return True
             if waited >= grace or self._stop.wait(0.05):
                 return False
             waited += 0.05
-
-    def _refuse(self, stream: Stream) -> None:
-        self.refused += 1
-        log.warning("! %s refused %s: it already has its env side", self._who, stream.peer)
-        if not self._refusing.acquire(blocking=False):
-            stream.close()
-            return
-        threading.Thread(target=self._say_no, args=(stream,), name="rlay-refuse", daemon=True).start()
 
     def _say_no(self, stream: Stream) -> None:
         n = len(self.attached)
@@ -134,7 +139,6 @@ class Doorman:
             pass
         finally:
             stream.close()
-            self._refusing.release()
 
     def take(self, timeout: float | None) -> Stream:
         """The next env side kept for this env (the listener's ``accept``, through the doorman)."""
