@@ -2830,12 +2830,12 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
                     if (rlay__relisten(c)) continue;
                     return -1;
                 }
-                if ((c->state == RLAY__S_HELLO || c->state == RLAY__S_AUTH) && c->lfd != RLAY__NOSOCK &&
-                    rlay__now_ms() - c->open_at >= 200) {
-                    /* section 17.4: while this one has not finished its HELLO, another's is all
-                       there: serve that one (a slow peer cannot hold the listener) */
+                if (c->lfd != RLAY__NOSOCK) {
+                    /* section 17.4: newcomers wait in the pool (the listener never stays readable);
+                       while this one has not finished its HELLO for 200 ms and another's is all
+                       there, serve that one (a slow peer cannot hold the listener) */
                     rlay__pool_fill(c);
-                    if (rlay__pool_pick(c, 3) >= 0) {
+                    if (rlay__now_ms() - c->open_at >= 200 && rlay__pool_pick(c, 3) >= 0) {
                         rlay__err(c, RLAY_E_TIMEOUT, "another agent's HELLO arrived whole first");
                         if (rlay__relisten(c)) continue;
                     }
