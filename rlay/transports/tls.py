@@ -175,27 +175,27 @@ class TlsStream:
                     data = self._raw.recv(wait, stage)
                 except Timeout:
                     if own:
-                        self.close()
+                        self._abort()
                         raise TlsError(f"{stage}: no TLS handshake within {HANDSHAKE_TIMEOUT:g} s") from None
                     raise Timeout(stage, timeout or 0.0) from None
                 except ConnectionClosed as exc:
-                    self.close()
+                    self._abort()
                     raise TlsError(str(exc)) from None
                 if not data:
-                    self.close()
+                    self._abort()
                     raise self._closed_during_handshake(stage) from None
                 self._look(data, stage)
                 self._in.write(data)
             except ssl.SSLCertVerificationError as exc:
                 self._push_quietly()
-                self.close()
+                self._abort()
                 raise TlsCertificateError(
                     f"{stage}: the certificate of {self.peer} was not accepted: {exc.verify_message} "
                     "(check ca= / RLAY_TLS_CA, and server_name= / RLAY_TLS_SERVER_NAME)"
                 ) from None
             except ssl.SSLError as exc:
                 self._push_quietly()
-                self.close()
+                self._abort()
                 raise TlsError(f"{stage}: TLS failed: {exc.reason or exc}") from None
         self._push(timeout, stage)
         self._handshaken = True
@@ -214,12 +214,12 @@ class TlsStream:
                     )
                 except (ConnectionClosed, Timeout):
                     pass
-                self.close()
+                self._abort()
                 raise TlsMismatch(
                     f"{stage}: the peer is not speaking TLS: it sent plain rlay bytes (RL); it must dial "
                     "tls:// to reach this listener"
                 )
-            self.close()
+            self._abort()
             raise TlsMismatch(
                 f"{stage}: the peer is not speaking TLS: {self.peer} answered with plain rlay bytes "
                 "(RL); it listens on tcp://, so dial tcp:// or make it listen on tls://"
@@ -254,7 +254,7 @@ class TlsStream:
                     n = self._tls.write(view)
                     view = view[n:]
         except ssl.SSLError as exc:
-            self.close()
+            self._abort()
             raise ConnectionClosed(f"{stage}: TLS failed: {exc.reason or exc}") from None
         self._push(timeout, stage)
 
@@ -276,7 +276,7 @@ class TlsStream:
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
             except ssl.SSLError as exc:
-                self.close()
+                self._abort()
                 raise ConnectionClosed(f"{stage}: TLS failed: {exc.reason or exc}") from None
             try:
                 raw = self._raw.recv(wait, stage)
@@ -287,6 +287,12 @@ class TlsStream:
             self._in.write(raw)
             if deadline is not None:
                 wait = max(0.0, deadline - time.monotonic())
+
+    def _abort(self) -> None:
+        """Drop the connection after a failure (the failure, not "closed locally", is what later
+        calls report: ``_failure`` during the handshake, the raw stream's error after it)."""
+        self._drain()
+        self._raw.close()
 
     def close(self) -> None:
         if self._closed:
