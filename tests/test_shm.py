@@ -509,3 +509,21 @@ def test_idle_env_side_costs_no_cpu(probe: str) -> None:
         assert env.step(0)[0][0] == 2.0  # and it wakes up
     finally:
         env.close()
+
+
+def test_batch_wait_over_a_closed_stream_returns_at_once() -> None:
+    """A vector env that relaunched or abandoned a link may wait over its closed stream: the
+    wait must not touch the released region (the recv then names the closed connection)."""
+    import socket
+
+    a, b = socket.socketpair()
+    region, fd = shm_mod.Region.create(shm_mod.Layout.for_capacities(4096, 4096))
+    os.close(fd)
+    stream = ShmStream(SocketStream(a, "a peer"), region, Role.AGENT)
+    stream.close()
+    b.close()
+    t0 = time.monotonic()
+    assert shm_mod.wait_all([stream], 5.0) == []
+    assert time.monotonic() - t0 < 1.0
+    with pytest.raises(ConnectionClosed):
+        stream.recv(1.0)

@@ -443,13 +443,14 @@ class ShmStream:
 
     def ready(self) -> bool:
         """True if :meth:`recv` would return without waiting."""
+        if self._closed:
+            return True  # recv raises ConnectionClosed at once
         return bool(
             self._words[self._rx_seq] != self._got
             or self._sockbuf
             or self._sock_left
             or self._eof
             or self._broken
-            or self._closed
         )
 
     def recv(self, timeout: float | None = None, stage: str = "receiving") -> bytes:
