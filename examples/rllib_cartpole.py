@@ -41,14 +41,16 @@ def build_cartpole() -> str:
     return os.path.join(ROOT, "sdk", "c", "build", "cartpole")
 
 
-def marked_processes(run_id: str) -> list[int]:
-    """Pids on this machine whose environment carries ``MARK=run_id`` (Linux /proc)."""
+def marked_processes(run_id: str, program: str) -> list[int]:
+    """Pids of ``program`` on this machine whose environment carries ``MARK=run_id`` (Linux /proc)."""
     needle = f"{MARK}={run_id}".encode()
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
+            if os.readlink(f"/proc/{name}/exe") != os.path.realpath(program):
+                continue
             with open(f"/proc/{name}/environ", "rb") as f:
                 if needle in f.read().split(b"\0"):
                     found.append(int(name))
@@ -96,7 +98,7 @@ def play(algo, program: str, episodes: int, seed: int) -> list[float]:
             total, done = 0.0, False
             while not done:
                 with torch.no_grad():
-                    out = module.forward_inference({"obs": torch.from_numpy(np.asarray(obs)[None])})
+                    out = module.forward_inference({"obs": torch.from_numpy(np.array(obs)[None])})
                 action = int(out["action_dist_inputs"][0].argmax())
                 obs, reward, terminated, truncated, _ = env.step(action)
                 total += float(reward)
@@ -128,6 +130,7 @@ def main() -> int:
         raise SystemExit(f"{exc}: install the RLlib extra: pip install -e '.[rllib]'") from None
 
     program = os.path.abspath(args.program) if args.program else build_cartpole()
+    load_before = os.getloadavg()[0]
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     if args.address:
@@ -137,7 +140,7 @@ def main() -> int:
             num_cpus=args.env_runners * args.cpus_per_runner + 1,
             object_store_memory=200 * 1024**2,
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
+            _node_ip_address="127.0.0.2",  # loopback (Ray replaces 127.0.0.1 by the outward address)
             logging_level="WARNING",
         )
     nodes = [node for node in ray.nodes() if node["Alive"]]
@@ -150,11 +153,16 @@ def main() -> int:
     )
     for index, pid, node in sorted(where):
         print(f"env runner {index}: pid {pid} on node {node[:12]}", flush=True)
-    print(f"{len(marked_processes(run_id))} rlay-launched programs running on this machine", flush=True)
+    print(
+        f"{len(marked_processes(run_id, program))} rlay-launched programs running on this machine", flush=True
+    )
 
     how = "one program per env" if args.processes else "one program per runner, batched sub-envs"
-    print(f"PPO on {os.path.relpath(program, ROOT)}: {args.env_runners} runners x "
-          f"{args.envs_per_runner} envs, {how}", flush=True)
+    print(
+        f"PPO on {os.path.relpath(program, ROOT)}: {args.env_runners} runners x "
+        f"{args.envs_per_runner} envs, {how}",
+        flush=True,
+    )
     train_started = time.perf_counter()
     ret, steps, iteration, sample_s = float("nan"), 0, 0, 0.0
     try:
@@ -178,15 +186,21 @@ def main() -> int:
         greedy = play(algo, program, 5, seed=1000) if solved else []
     finally:
         algo.stop()
-    left = marked_processes(run_id)
+    left = marked_processes(run_id, program)
     ray.shutdown()
     wall = time.perf_counter() - started
     print()
     print(f"command: {' '.join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])}")
-    print(f"reward reached: {ret:.1f} (target {args.target:g}) after {steps} env steps, {iteration} iterations")
-    print(f"env steps/s: {steps / train_s:.0f} overall (sampling and learning); "
-          f"{steps / max(sample_s, 1e-9):.0f} while sampling")
+    print(f"reward reached: {ret:.1f} (target {args.target:g}), {steps} env steps, {iteration} iterations")
+    print(
+        f"env steps/s: {steps / train_s:.0f} overall (sampling and learning); "
+        f"{steps / max(sample_s, 1e-9):.0f} while sampling"
+    )
     print(f"wall time: {train_s:.0f} s training, {wall:.0f} s in all (Ray start and stop included)")
+    print(
+        f"load average (1 min) on this machine's {os.cpu_count()} cores: {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (other work shares the cores)"
+    )
     if greedy:
         print(f"greedy policy on fresh C programs: returns {[round(r) for r in greedy]}")
     print(f"rlay-launched programs left running after the algorithm stopped: {len(left)}")

@@ -87,7 +87,9 @@ def env_creator(config: Mapping[str, Any]) -> Any:
         batch = [str(arg).replace(NUM_ENVS, str(num_envs)) for arg in launch]
         env = ClientVectorEnv(launch=batch, autoreset_mode="next_step", **options)
     else:
-        env = ClientVectorEnv(launch=list(launch), num_processes=num_envs, autoreset_mode="next_step", **options)
+        env = ClientVectorEnv(
+            launch=list(launch), num_processes=num_envs, autoreset_mode="next_step", **options
+        )
     if env.num_envs != num_envs:
         env.close()
         raise UsageError(
