@@ -62,6 +62,9 @@ def cartpole(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def local_ray() -> Iterator[Any]:
     ray = need_ray()
+    import torch
+
+    torch.set_num_threads(1)  # the learner runs in this process; 2 threads spin on a busy 2-core machine
     ray.init(
         num_cpus=3,
         object_store_memory=150 * 1024**2,
