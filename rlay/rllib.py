@@ -32,9 +32,11 @@ close, and a parent-death signal ends their process group)::
   A launched program is authenticated with a fresh secret unless ``token`` (or ``RLAY_TOKEN``
   in the runner's environment) says otherwise (spec §7.1).
 
-For env programs that run elsewhere (started by hand, or a game that must listen on a known
-host), give ``address`` instead of ``launch``: one address, or a list (one per runner, picked by
-RLlib's ``worker_index``); see ``docs/rllib.md`` for that recipe with ``RLAY_TOKEN`` and TLS.
+For env sides that run elsewhere and stay up (``rlay serve``, a game server: each connection
+its own env), give ``address`` instead of ``launch``: one address that every runner dials, or a
+list with one per runner (runner ``i`` dials ``address[i - 1]``, by RLlib's ``worker_index``;
+with RLlib's ``"sync"`` vectorize mode, as its ``vector_entry_point`` mode does not tell the
+runner's index). See ``docs/rllib.md`` for that recipe with ``RLAY_TOKEN`` and TLS.
 """
 
 from __future__ import annotations
@@ -104,10 +106,18 @@ def _pick(address: str | Sequence[str], config: Mapping[str, Any]) -> str:
     """One address, or the one for this runner (``worker_index`` 1…N; 0 is the local runner)."""
     if isinstance(address, str):
         return address
-    index = int(getattr(config, "worker_index", config.get("worker_index", 0)))
     if not address:
         raise UsageError("env_config['address'] is an empty list")
-    return str(address[max(index - 1, 0) % len(address)])
+    index = getattr(config, "worker_index", None)
+    if index is None:
+        # RLlib 2.60's vector_entry_point mode passes `env_ctx | {"num_envs": n}`: a plain dict,
+        # without the runner's worker_index.
+        raise UsageError(
+            "env_config['address'] is a list (one env side per env runner), but RLlib did not say "
+            "which runner this is (its 'vector_entry_point' mode drops worker_index): use "
+            "gym_env_vectorize_mode='sync' with an address list, or give one address"
+        )
+    return str(address[max(int(index) - 1, 0) % len(address)])
 
 
 def register(name: str = "rlay") -> str:

@@ -10,6 +10,7 @@ the algorithm stops (and after ``ray stop`` on a ``ray start`` cluster) no progr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,8 +60,9 @@ def cartpole(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out / "cartpole")
 
 
-@pytest.fixture
-def local_ray() -> Iterator[Any]:
+@contextlib.contextmanager
+def ray_session(**options: Any) -> Iterator[Any]:
+    """A local Ray instance for one test: small, loopback, stopped afterwards."""
     ray = need_ray()
     import torch
 
@@ -71,9 +73,18 @@ def local_ray() -> Iterator[Any]:
         include_dashboard=False,
         _node_ip_address="127.0.0.2",  # loopback; Ray replaces 127.0.0.1 by the outward address
         logging_level="WARNING",
+        **options,
     )
-    yield ray
-    ray.shutdown()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def local_ray() -> Iterator[Any]:
+    with ray_session() as ray:
+        yield ray
 
 
 def programs(run: str, binary: str) -> dict[int, int]:
@@ -236,3 +247,57 @@ def test_the_example_on_a_ray_start_cluster_spreads_runners_over_both_nodes(cart
         ["pgrep", "-f", "/tmp/ray-rlay-test/"], capture_output=True, text=True
     ).stdout.split()
     assert not left, f"ray stop left Ray processes {left}"
+
+
+def test_runners_dial_env_sides_started_elsewhere_with_a_token() -> None:
+    """docs/rllib.md, env sides on other machines: each runner dials its own address (env_config
+    ``address``, picked by worker_index) and proves RLAY_TOKEN, which reaches the runners through
+    Ray's runtime_env; the env sides require it (here `rlay serve`, on loopback tcp://)."""
+    token = uuid.uuid4().hex
+    rlay_cli = str(Path(sys.executable).parent / "rlay")
+    servers = [
+        subprocess.Popen(
+            [rlay_cli, "serve", "CartPole-v1", "--address", "tcp://127.0.0.1:0"],
+            env={**os.environ, "RLAY_TOKEN": token},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        addresses = [server.stdout.readline().split()[1] for server in servers if server.stdout]
+        assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+        with ray_session(runtime_env={"env_vars": {"RLAY_TOKEN": token}}):
+            from ray.rllib.algorithms.ppo import PPOConfig
+
+            rlay.rllib.register("rlay-test-remote")
+            algo = (
+                PPOConfig()
+                .environment("rlay-test-remote", env_config={"address": addresses})
+                # "sync": one rlay.ClientEnv per env (2 per runner, 2 sessions on its server).
+                .env_runners(
+                    num_env_runners=2,
+                    num_envs_per_env_runner=2,
+                    gym_env_vectorize_mode="sync",
+                    num_cpus_per_env_runner=1,
+                )
+                .training(train_batch_size_per_learner=500, minibatch_size=250, num_epochs=1)
+                .build_algo()
+            )
+            try:
+                dialled = sorted(
+                    algo.env_runner_group.foreach_env_runner(
+                        lambda r: (r.worker_index, [e.unwrapped.address for e in r.env.unwrapped.envs]),
+                        local_env_runner=False,
+                    )
+                )
+                assert dialled == [(1, [addresses[0]] * 2), (2, [addresses[1]] * 2)]
+                result = algo.train()
+                assert result["num_env_steps_sampled_lifetime"] >= 500
+                assert result["env_runners"]["num_episodes"] > 0
+            finally:
+                algo.stop()
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)

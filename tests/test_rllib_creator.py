@@ -162,3 +162,10 @@ def test_address_lists_give_each_runner_its_own_env_side(cartpole: str) -> None:
         for p in listeners:
             p.kill()
             p.wait()
+
+
+def test_an_address_list_in_vector_entry_point_mode_is_refused_with_the_way_out() -> None:
+    """RLlib's vector_entry_point mode hands the creator a plain dict without worker_index."""
+    config = {"address": ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"], "num_envs": 2}
+    with pytest.raises(UsageError, match=r"drops worker_index.*gym_env_vectorize_mode='sync'"):
+        rlay.rllib.env_creator(config)
