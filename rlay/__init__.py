@@ -8,16 +8,19 @@ Env side in Python: :func:`serve` / :func:`connect` (callback style), :class:`En
 
 import gymnasium as _gym
 
+from rlay.attributes import Attribute, InvalidAttribute
 from rlay.backends import Command, EnvSession, Server, connect, serve
 from rlay.backends.vector import connect_vector, serve_vector
 from rlay.envs import GAME_ADDRESS, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 from rlay.errors import (
+    AgentMismatch,
     AuthenticationFailed,
     ConnectionClosed,
     EncodeError,
     EnvSideFailed,
     InvalidAction,
+    InvalidAgentAction,
     InvalidSubEnvAction,
     ProtocolError,
     RemoteError,
@@ -32,7 +35,10 @@ from rlay.launch import LaunchError
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attribute",
+    "InvalidAttribute",
     "GAME_ADDRESS",
+    "AgentMismatch",
     "ClientEnv",
     "ClientVectorEnv",
     "Command",
@@ -41,6 +47,7 @@ __all__ = [
     "EnvSession",
     "EnvSideFailed",
     "InvalidAction",
+    "InvalidAgentAction",
     "InvalidSubEnvAction",
     "LaunchError",
     "ProtocolError",

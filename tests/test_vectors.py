@@ -118,7 +118,10 @@ def test_vectors_cover_every_kind_dtype_and_protocol_error():
     # AUTH (kind 4, state auth, spec §7.1) is pinned by §7.1's HMAC check values and
     # tests/test_auth.py, not by vectors: an SDK without the auth capability never receives it and
     # must still pass every vector line.
-    kinds = {v["kind"] for v in BY_TYPE["encode"]} | {int(Kind.AUTH)}
+    # MULTI_STEP and MULTI_RESULT (kinds 8-9, §18) have their vectors in multi_agent/, which only
+    # SDKs with the multi_agent capability run (tests/test_multiagent.py).
+    multi = {v["kind"] for v in load_vectors(VECTORS_DIR / "multi_agent") if v["type"] == "encode"}
+    kinds = {v["kind"] for v in BY_TYPE["encode"]} | {int(Kind.AUTH)} | multi
     assert kinds == {int(k) for k in Kind}, (
         f"message kinds without an encode vector: {set(map(int, Kind)) - kinds}"
     )

@@ -10,13 +10,14 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 
+from rlay.attributes import RESERVED_PREFIX, Attribute
 from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
-from rlay.errors import ConnectionClosed, Timeout, clip
+from rlay.errors import ConnectionClosed, Timeout, UsageError, clip
 from rlay.protocol.connection import Connection
 from rlay.protocol.messages import Error
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
@@ -101,6 +102,16 @@ def answer_commands(
             session.reply_error(exc)
 
 
+def check_call_names(calls: CallTable | None) -> None:
+    """CALL names starting with ``rlay.`` are the SDK's own (§19): a user cannot register one."""
+    for name in calls or {}:
+        if not isinstance(name, str) or name.startswith(RESERVED_PREFIX):
+            raise UsageError(
+                f"call name {name!r}: names starting with {RESERVED_PREFIX!r} are reserved (§19); "
+                "offer typed attributes with attributes=[rlay.Attribute(...)] instead"
+            )
+
+
 def lookup_call(session: EnvSession, calls: CallTable, name: str | None) -> Callable[..., Any] | None:
     """The function registered for a CALL, or None after answering ``NOT_SUPPORTED``."""
     fn = calls.get(name or "")
@@ -163,6 +174,7 @@ def _session_for(env: gym.Env[Any, Any], stream: Stream, **kwargs: Any) -> EnvSe
         metadata=dict(env.metadata),
         render_mode=env.render_mode,
         name=name,
+        attribute_owner=env,
         **kwargs,
     )
 
@@ -175,6 +187,7 @@ def refuse(
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     token: str | bytes | None = None,
+    capabilities: dict[str, Any] | None = None,
 ) -> None:
     """Say HELLO, take the agent's, then end with a fatal ERROR (§11) saying why (with the type
     and traceback of ``exc``, if given): how an env side that cannot serve tells the agent side.
@@ -182,7 +195,9 @@ def refuse(
     for a session, so it hears the real reason (and an impostor hears only AUTH_FAILED)."""
     if token is None:
         token = os.environ.get("RLAY_TOKEN") or None
-    conn = Connection(Role.ENV, max_frame_size=max_frame_size, token=token)
+    # ``capabilities``: what the refused session would have announced (a multi-agent env side's
+    # `multi_agent`, §18), so that its agent side reads this ERROR rather than a mismatch.
+    conn = Connection(Role.ENV, max_frame_size=max_frame_size, token=token, capabilities=capabilities)
     session = Session(conn, stream, "agent side")
     try:
         session.flush("sending HELLO", 5.0)
@@ -233,13 +248,16 @@ class Server:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         token: str | bytes | None = None,
+        attributes: Sequence[Attribute] | None = None,
     ) -> None:
+        check_call_names(calls)
         self._source = env
         self._calls = calls
         self._kwargs = {
             "handshake_timeout": handshake_timeout,
             "max_frame_size": max_frame_size,
             "token": token,
+            "attributes": attributes,  # §19, answered by each session's EnvSession
         }
         self._handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
@@ -397,7 +415,8 @@ def serve(env: EnvSource, address: str = "tcp://127.0.0.1:0", *, block: bool = T
     returns the :class:`Server` (its ``address`` is the address actually bound; ``close()`` stops it).
     ``kwargs`` go to :class:`Server`: ``idle_timeout`` (default 30 minutes: an agent side silent
     that long is told ``SHUTTING_DOWN`` and dropped), ``handshake_timeout``, ``max_frame_size``,
-    ``calls``. What the server does under faults is in :class:`Server`'s docstring.
+    ``calls``, ``attributes`` (typed attributes the agent side reads and writes, §19:
+    :class:`rlay.Attribute`). What the server does under faults is in :class:`Server`'s docstring.
     """
     server = Server(env, address, **kwargs)
     if not block:
@@ -432,6 +451,7 @@ def connect(
         why = f"the env factory failed: {exc}"
         refuse(stream, ErrorCode.ENV_EXCEPTION, why, exc, token=kwargs.get("token"))
         raise
+    check_call_names(calls)
     try:
         session = _session_for(instance, dial(address, connect_timeout), **kwargs)
         try:

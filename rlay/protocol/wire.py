@@ -32,11 +32,13 @@ TENSOR_EXT = 1  # §3: the MessagePack ext type of a tensor descriptor
 
 
 class Kind(enum.IntEnum):
-    """Message kinds (§6). Unassigned: 3, 5-15, 21-31, 37-47, 49-255."""
+    """Message kinds (§6). Unassigned: 3, 5-7, 10-15, 21-31, 37-47, 49-255."""
 
     HELLO = 1
     ENV_INFO = 2
     AUTH = 4  # §7.1, only after both HELLOs announced the `auth` capability
+    MULTI_STEP = 8  # §18, only in a session where both HELLOs announced `multi_agent`
+    MULTI_RESULT = 9  # §18
     RESET = 16
     STEP = 17
     RENDER = 18
@@ -54,7 +56,7 @@ KINDS = frozenset(int(k) for k in Kind)
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes (§11). 0 is invalid; 17-31 and 38+ are unassigned."""
+    """Error codes (§11). 0 is invalid; 17-18, 21-31 and 38+ are unassigned."""
 
     BAD_MAGIC = 1
     BAD_HEADER = 2
@@ -72,6 +74,8 @@ class ErrorCode(enum.IntEnum):
     BAD_SPACE = 14
     BAD_VALUE = 15
     AUTH_FAILED = 16  # §7.1: always sent fatal
+    AGENT_MISMATCH = 19  # §18: MULTI_STEP's agents are not the live agents; non-fatal
+    BAD_ATTRIBUTE = 20  # §19: a refused rlay.get/rlay.set; non-fatal
     ENV_EXCEPTION = 32
     INVALID_ACTION = 33
     NOT_SUPPORTED = 34

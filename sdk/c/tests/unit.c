@@ -183,6 +183,37 @@ static const rlay_value *agent_read(int fd, int *kind) {
 }
 static int64_t field_int(const rlay_value *b, const char *k) { int64_t v = -999; rlay_as_int64(rlay_map_get(b, k), &v); return v; }
 
+/* Section 18: a multi-agent context must declare Dicts with the same agents, and one env. */
+static void multi_agent_misuse_test(void) {
+    static const uint32_t two[1] = {2};
+    rlay_ctx *e = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(e), RLAY_DT_FLOAT32, 1, two, -1, 1);   /* not a Dict */
+    rlay_space_discrete(rlay_action_space(e), 3, 0);
+    rlay_set_multi_agent(e, 1);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "Dicts"));
+    rlay_free(e);
+    e = rlay_new();   /* the same agents, in another order */
+    rlay_space_dict(rlay_observation_space(e), 2);
+    rlay_put_key(rlay_observation_space(e), "a"); rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_put_key(rlay_observation_space(e), "b"); rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_space_dict(rlay_action_space(e), 2);
+    rlay_put_key(rlay_action_space(e), "b"); rlay_space_discrete(rlay_action_space(e), 2, 0);
+    rlay_put_key(rlay_action_space(e), "a"); rlay_space_discrete(rlay_action_space(e), 2, 0);
+    rlay_set_multi_agent(e, 1);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "same order"));
+    rlay_free(e);
+    e = rlay_new();   /* batched sub-envs and multi-agent do not mix */
+    rlay_space_dict(rlay_observation_space(e), 1);
+    rlay_put_key(rlay_observation_space(e), "a"); rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_space_dict(rlay_action_space(e), 1);
+    rlay_put_key(rlay_action_space(e), "a"); rlay_space_discrete(rlay_action_space(e), 2, 0);
+    rlay_set_multi_agent(e, 1);
+    rlay_set_num_envs(e, 2);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "num_envs"));
+    CHECK(rlay_num_agents(e) == 0 && rlay_agent(e, 0) == NULL);
+    rlay_free(e);
+}
+
 static void session_test(void) {
     static const uint32_t two[1] = {2};
     static const float obs[2] = {0.5f, -0.25f};
@@ -577,6 +608,35 @@ static void batch_session_test(void) {
     rlay__doc_free(&AD);
     free(abuf); abuf = NULL;
     rlay_free(A);
+}
+
+/* Section 19: registering attributes; usage errors are sticky and name the problem. */
+static void attr_registration_test(void) {
+    double g = 9.8, bad = 5.0, ts = 1.0;
+    int64_t q = 2, tsi = 1;
+    int flag = 0;
+    rlay_ctx *e = rlay_new();
+    CHECK(rlay_attr_float(e, "gravity", &g, 0, 0.0, 100.0, 0, "m/s^2") == 0);
+    CHECK(rlay_attr_int(e, "quality_level", &q, 0, 0, 5, 0, "") == 0);
+    CHECK(rlay_attr_bool(e, "paused", &flag, 0, RLAY_ATTR_READ_ONLY, NULL) == 0);
+    CHECK(rlay_attr_float(e, "time_scale", &ts, 0, 0.01, INFINITY, 0, "") == 0);
+    CHECK(e->nattr == 4 && e->attrs[0].fdef == 9.8 && e->attrs[1].idef == 2 && strcmp(e->attrs[2].doc, "") == 0);
+    CHECK(rlay_error(e) == RLAY_OK);
+    rlay_free(e);
+#define ATTR_USAGE(call, text) do { rlay_ctx *e_ = rlay_new(); int r_ = (call); \
+        CHECK(r_ == RLAY_E_USAGE && rlay_error(e_) == RLAY_E_USAGE && strstr(rlay_errmsg(e_), text) != NULL); \
+        rlay_free(e_); } while (0)
+    ATTR_USAGE(rlay_attr_float(e_, "", &g, 0, 0, 1, 0, ""), "1-64 characters");
+    ATTR_USAGE(rlay_attr_float(e_, "9lives", &g, 0, 0, 100, 0, ""), "1-64 characters");
+    ATTR_USAGE(rlay_attr_float(e_, "a b", &g, 0, 0, 100, 0, ""), "1-64 characters");
+    ATTR_USAGE(rlay_attr_float(e_, "g", NULL, 0, 0, 100, 0, ""), "needs a pointer");
+    ATTR_USAGE(rlay_attr_float(e_, "g", &bad, 0, 0, 1, 0, ""), "min <= value <= max");
+    ATTR_USAGE(rlay_attr_float(e_, "g", &g, 0, 10, 1, 0, ""), "min <= value <= max");
+    ATTR_USAGE(rlay_attr_int(e_, "q", &q, 0, 3, 5, 0, ""), "min <= value <= max");
+    ATTR_USAGE(rlay_attr_int(e_, "time_scale", &tsi, 0, 0, 9, 0, ""), "standard name");
+    ATTR_USAGE((rlay_attr_bool(e_, "p", &flag, 0, 0, ""), rlay_attr_bool(e_, "p", &flag, 0, 0, "")), "registered twice");
+#undef ATTR_USAGE
+    CHECK(strcmp(rlay_error_name(RLAY_E_BAD_ATTRIBUTE), "BAD_ATTRIBUTE") == 0);
 }
 
 int main(void) {
@@ -1005,8 +1065,12 @@ int main(void) {
     CHECK(strcmp(rlay_strerror(RLAY_E_VERSION_MISMATCH), "VERSION_MISMATCH: protocol version mismatch") == 0);
     CHECK(strcmp(rlay_error_name(99), "UNKNOWN_ERROR_CODE") == 0);
 
+    CHECK(strcmp(rlay_error_name(RLAY_E_AGENT_MISMATCH), "AGENT_MISMATCH") == 0);
+
+    multi_agent_misuse_test();
     session_test();
     batch_session_test();
+    attr_registration_test();
     rlay__w_free(W);
     rlay__w_free(SW);
     rlay__w_free(VW);
