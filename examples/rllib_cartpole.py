@@ -28,6 +28,7 @@ import uuid
 
 import rlay
 import rlay.rllib
+from rlay.progress import progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,6 +123,9 @@ def main() -> int:
     parser.add_argument("--timesteps", type=int, default=400_000, help="budget (stops earlier at the target)")
     parser.add_argument("--iterations", type=int, default=0, help="stop after N iterations (0: no limit)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--progress", action="store_true", help="draw a progress bar even when not on a terminal"
+    )
     parser.add_argument("--torch-threads", type=int, default=1, help="of the learner, in this process")
     parser.add_argument("--program", help="the CartPole env program (default: the C one, built here)")
     args = parser.parse_args()
@@ -172,25 +176,29 @@ def main() -> int:
     )
     train_started = time.perf_counter()
     ret, steps, iteration, sample_s = float("nan"), 0, 0, float("nan")
+    # a bar on a terminal (tqdm if installed); the curve's lines print above it
+    bar = progress(args.timesteps, "training", show=args.progress or None)
     try:
         while steps < args.timesteps and not (args.iterations and iteration >= args.iterations):
             result = algo.train()
             iteration += 1
             runners = result["env_runners"]
+            bar.update(int(result["num_env_steps_sampled_lifetime"]) - steps)
             steps = int(result["num_env_steps_sampled_lifetime"])
             ret = float(runners.get("episode_return_mean", float("nan")))
             # RLlib's timers are running means over the recent iterations, not this one's.
             sample_s = float(result["timers"]["env_runner_sampling_timer"])
             learn_s = float(result["timers"]["learner_update_timer"])
             elapsed = time.perf_counter() - train_started
-            print(
+            bar.write(
                 f"iter {iteration:3d}  steps {steps:7d}  return {ret:6.1f}  "
                 f"{steps / elapsed:6.0f} steps/s  ({elapsed:.0f} s; per iteration: "
-                f"sampling {sample_s:.1f} s, learning {learn_s:.1f} s)",
-                flush=True,
+                f"sampling {sample_s:.1f} s, learning {learn_s:.1f} s)"
             )
+            bar.set_postfix_str(f"mean return {ret:.1f}")
             if ret >= args.target:
                 break
+        bar.close()
         train_s = time.perf_counter() - train_started
         solved = ret >= args.target
         greedy = play(algo, program, 5, seed=1000) if solved else []
