@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,16 @@ def cartpole(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return str(out / "cartpole")
+
+
+@pytest.fixture(scope="module")
+def game(cartpole: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The C CartPole as a game that starts a helper process of its own (as engines do), which
+    never connects to anything: only the launcher's process-group kill can end it."""
+    script = tmp_path_factory.mktemp("rllib-game") / "game"
+    script.write_text(f'#!/bin/sh\nsleep 600 &\nexec {cartpole} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
 
 
 @contextlib.contextmanager
@@ -128,7 +139,7 @@ def wait_for(what: str, check: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.1)
 
 
-def small_ppo(cartpole: str, run: str, runners: int = 2, envs: int = 2) -> Any:
+def small_ppo(program: str, run: str, runners: int = 2, envs: int = 2) -> Any:
     """PPO with small iterations (1000 env steps) over batched C CartPoles, one program per runner."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -137,7 +148,7 @@ def small_ppo(cartpole: str, run: str, runners: int = 2, envs: int = 2) -> Any:
         PPOConfig()
         .environment(
             "rlay-test",
-            env_config={"launch": [cartpole, "--num-envs", rlay.rllib.NUM_ENVS], "launch_env": {MARK: run}},
+            env_config={"launch": [program, "--num-envs", rlay.rllib.NUM_ENVS], "launch_env": {MARK: run}},
         )
         .env_runners(
             num_env_runners=runners,
@@ -152,11 +163,12 @@ def small_ppo(cartpole: str, run: str, runners: int = 2, envs: int = 2) -> Any:
 
 
 def test_runners_launch_their_programs_and_kill_9_of_a_runner_leaves_none(
-    local_ray: Any, cartpole: str
+    local_ray: Any, cartpole: str, game: str
 ) -> None:
     ray = local_ray
     run = uuid.uuid4().hex
-    algo = small_ppo(cartpole, run).build_algo()
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    algo = small_ppo(game, run).build_algo()
     try:
         runners = dict(
             algo.env_runner_group.foreach_env_runner(
@@ -164,29 +176,31 @@ def test_runners_launch_their_programs_and_kill_9_of_a_runner_leaves_none(
             )
         )
         assert sorted(runners) == [1, 2]
-        # One program per runner (2 batched sub-envs each), a descendant of that runner's process.
+        # One program per runner (2 batched sub-envs each) with its helper, descendants of that
+        # runner's process.
         wait_for("one program per runner", lambda: len(programs(run, cartpole)) == 2, 30)
+        wait_for("a helper per program", lambda: len(programs(run, sleep)) == 2, 30)
         owner = {}
-        for pid in programs(run, cartpole):
+        for pid in [*programs(run, cartpole), *programs(run, sleep)]:
             (index,) = [i for i, runner in runners.items() if runner in ancestors(pid)]
             owner[pid] = index
-        assert sorted(owner.values()) == [1, 2]
+        assert sorted(owner.values()) == [1, 1, 2, 2]
 
         result = algo.train()
         assert result["num_env_steps_sampled_lifetime"] >= 1000
         assert result["env_runners"]["num_episodes"] > 0
         assert result["env_runners"]["episode_return_mean"] > 0
 
-        # kill -9 of runner 1: its program goes, runner 2's stays.
+        # kill -9 of runner 1: its program and the program's helper go; runner 2's stay.
         victim = runners[1]
         mine = {pid for pid, index in owner.items() if index == 1}
         os.kill(victim, signal.SIGKILL)
-        wait_for(
-            f"the programs of the killed runner {mine} to exit",
-            lambda: not mine & set(programs(run, cartpole)),
-            15,
-        )
-        assert set(programs(run, cartpole)) == set(owner) - mine
+
+        def alive() -> set[int]:
+            return set(programs(run, cartpole)) | set(programs(run, sleep))
+
+        wait_for(f"the processes of the killed runner {mine} to exit", lambda: not mine & alive(), 15)
+        assert alive() == set(owner) - mine
 
         # RLlib restarts the runner, which launches a fresh program; training goes on.
         steps = result["num_env_steps_sampled_lifetime"]
@@ -206,7 +220,7 @@ def test_runners_launch_their_programs_and_kill_9_of_a_runner_leaves_none(
         assert new[1] != victim and new[2] == runners[2]
     finally:
         algo.stop()
-    wait_for("every program to exit after algo.stop()", lambda: not programs(run, cartpole), 15)
+    wait_for("every program and helper to exit after algo.stop()", lambda: not alive(), 15)
     assert ray.is_initialized()
 
 
