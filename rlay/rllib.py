@@ -94,10 +94,15 @@ def env_creator(config: Mapping[str, Any]) -> Any:
         )
     if env.num_envs != num_envs:
         env.close()
+        fix = (
+            f"start it with {num_envs} sub-envs, or use gym_env_vectorize_mode='sync' (one session per env)"
+            if launch is None
+            else f"put '{NUM_ENVS}' in the program's arguments where it takes its number of sub-envs, "
+            "or launch programs that host one env each"
+        )
         raise UsageError(
             f"RLlib asked this env runner for {num_envs} envs (num_envs_per_env_runner), "
-            f"the env side(s) host {env.num_envs}: put '{NUM_ENVS}' in the program's arguments "
-            "where it takes its number of sub-envs, or launch programs that host one env each"
+            f"the env side(s) host {env.num_envs}: {fix}"
         )
     return env
 

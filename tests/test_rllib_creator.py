@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,26 @@ def test_an_address_list_in_vector_entry_point_mode_is_refused_with_the_way_out(
     config = {"address": ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"], "num_envs": 2}
     with pytest.raises(UsageError, match=r"drops worker_index.*gym_env_vectorize_mode='sync'"):
         rlay.rllib.env_creator(config)
+
+
+def test_one_address_in_vector_mode_needs_a_batch_of_the_right_size() -> None:
+    """Every runner dials the one env side (here `rlay serve --num-envs 2`, a session per runner)."""
+    rlay_cli = str(Path(sys.executable).parent / "rlay")
+    server = subprocess.Popen(
+        [rlay_cli, "serve", "CartPole-v1", "--address", "tcp://127.0.0.1:0", "--num-envs", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        address = server.stdout.readline().split()[1]
+        env = rlay.rllib.env_creator({"address": address, "num_envs": 2})
+        assert (env.num_envs, env.addresses) == (2, [address])
+        env.reset(seed=0)
+        env.step(np.array([0, 1]))
+        env.close()
+        with pytest.raises(UsageError, match=r"for 3 envs.*host 2: start it with 3 sub-envs"):
+            rlay.rllib.env_creator({"address": address, "num_envs": 3})
+    finally:
+        server.kill()
+        server.wait()
