@@ -88,9 +88,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def make_vec() -> gym.vector.VectorEnv[Any, Any, Any]:
             return gym.vector.SyncVectorEnv([make] * args.num_envs)
 
-        server = serve_vector(make_vec, args.address, block=False, idle_timeout=args.idle_timeout)
+        server = serve_vector(
+            make_vec,
+            args.address,
+            block=False,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+        )
     else:
-        server = rlay.serve(make, args.address, block=False, idle_timeout=args.idle_timeout)
+        server = rlay.serve(
+            make,
+            args.address,
+            block=False,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+        )
     print(f"RLAY_LISTENING {server.address}", flush=True)
     print(
         f"serving {args.env_id} (num_envs={args.num_envs}) at {server.address}; Ctrl-C stops", file=sys.stderr
@@ -309,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1800.0,
         help="end a session whose agent sends nothing for this long (default 1800 s)",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=30.0,
+        help="drop a connection that has not said HELLO (and proven the token) within this long "
+        "(default 30 s)",
     )
     p.set_defaults(run=cmd_serve)
 
