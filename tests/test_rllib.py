@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import require_tool
+from test_tls import Certs, make_ca, make_cert
 
 import rlay.rllib
 
@@ -263,15 +264,20 @@ def test_the_example_on_a_ray_start_cluster_spreads_runners_over_both_nodes(cart
     assert not left, f"ray stop left Ray processes {left}"
 
 
-def test_runners_dial_env_sides_started_elsewhere_with_a_token() -> None:
+def test_runners_dial_env_sides_started_elsewhere_over_tls_with_a_token(tmp_path: Path) -> None:
     """docs/rllib.md, env sides on other machines: each runner dials its own address (env_config
-    ``address``, picked by worker_index) and proves RLAY_TOKEN, which reaches the runners through
-    Ray's runtime_env; the env sides require it (here `rlay serve`, on loopback tcp://)."""
+    ``address``, picked by worker_index) over ``tls://``, checking the env side's certificate
+    against RLAY_TLS_CA, and proves RLAY_TOKEN; both variables reach the runners through Ray's
+    runtime_env. The env sides (`rlay serve`, on loopback) require the token."""
+    require_tool("openssl")
+    make_ca(tmp_path, "ca")
+    make_cert(tmp_path, "ca", "srv")
+    certs = Certs(tmp_path)
     token = uuid.uuid4().hex
     rlay_cli = str(Path(sys.executable).parent / "rlay")
     servers = [
         subprocess.Popen(
-            [rlay_cli, "serve", "CartPole-v1", "--address", "tcp://127.0.0.1:0"],
+            [rlay_cli, "serve", "CartPole-v1", "--address", certs.listen()],
             env={**os.environ, "RLAY_TOKEN": token},
             stdout=subprocess.PIPE,
             text=True,
@@ -280,8 +286,8 @@ def test_runners_dial_env_sides_started_elsewhere_with_a_token() -> None:
     ]
     try:
         addresses = [server.stdout.readline().split()[1] for server in servers if server.stdout]
-        assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
-        with ray_session(runtime_env={"env_vars": {"RLAY_TOKEN": token}}):
+        assert all(a.startswith("tls://127.0.0.1:") for a in addresses), addresses
+        with ray_session(runtime_env={"env_vars": {"RLAY_TOKEN": token, "RLAY_TLS_CA": certs.ca}}):
             from ray.rllib.algorithms.ppo import PPOConfig
 
             rlay.rllib.register("rlay-test-remote")
