@@ -32,7 +32,7 @@ listener = listen(sys.argv[1])
 print("RLAY_LISTENING", listener.address, flush=True)
 session = EnvSession(listener.accept(60), env.observation_space, env.action_space)
 listener.close()
-run_session(session, env)
+run_session(session, env, idle_timeout=float(sys.argv[2]) if sys.argv[2:] else None)
 """
 
 AGENT_SIDE = """
@@ -99,14 +99,18 @@ def check_shm(costs: dict[str, float], side: str) -> None:
     assert sum(costs.values()) < 2.4, f"{side}: {steady(costs)}"
 
 
-# "unix": the plain socket (RLAY_SHM=0); "unix+shm": the default on unix sockets, shared memory.
-@pytest.mark.parametrize("scheme", ["unix", "unix+shm", "tcp"])
+# "unix": the plain socket (RLAY_SHM=0); "unix+shm": the default on unix sockets, shared memory;
+# "unix+idle": with an idle timeout, as `rlay serve` and `rlay.serve` always have (it once cost a
+# setsockopt a step: each wait was given what was left of a deadline, a new kernel timeout).
+@pytest.mark.parametrize("scheme", ["unix", "unix+shm", "tcp", "unix+idle"])
 def test_the_python_env_side_makes_two_calls_a_step(tmp_path: Path, scheme: str) -> None:
     require_tool("strace")
     counts = []
     for steps in (SHORT, LONG):
         trace = tmp_path / f"env{steps}.strace"
         cmd = ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-c", ENV_SIDE, "{address}"]
+        if scheme == "unix+idle":
+            cmd.append("1800")
         address = "tcp://127.0.0.1:0" if scheme == "tcp" else None  # None: a fresh unix socket
         shm = {"RLAY_SHM": "1" if scheme == "unix+shm" else "0"}
         env = rlay.ClientEnv(address, launch=cmd, connect_timeout=30, launch_env={**os.environ, **shm})

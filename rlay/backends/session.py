@@ -265,14 +265,16 @@ class EnvSession:
             raise UsageError(f"answer the pending {self._pending.kind!r} command before polling again")
         self.engine.check_open("poll")
         deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = timeout  # the first wait is the whole timeout: no new kernel timeout per step
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             message = self._next_message(remaining, "waiting for a command", poll=True)
             if message is None:
                 return None
             command = self._command(message)
             if command is not None:
                 return command
+            if deadline is not None:  # a message that was not a command (answered here): wait on
+                remaining = max(0.0, deadline - time.monotonic())
 
     def _command(self, message: Any) -> Command | None:
         t = type(message)
