@@ -293,7 +293,9 @@ class ClientEnv(_RemoteEnv):
     metadata and render mode from the env side. Timeouts are in seconds; ``None`` waits forever
     (for an env side paused in a debugger). ``launch=[...]`` starts the env program first
     (``rlay.launch``, spec §15): it listens at a fresh unix socket, or at ``address`` if given
-    (``tcp://127.0.0.1:0``: the port it announces), and it is ended on close. ``record=PATH``
+    (``tcp://127.0.0.1:0``: the port it announces), and it is ended on close. ``launch_env`` is
+    the program's whole environment, as ``subprocess``'s ``env=`` (``{**os.environ, "X": "1"}``
+    to add a variable; ``None``: this process's), ``launch_cwd`` its directory. ``record=PATH``
     writes every frame of the session to PATH (:mod:`rlay.record`; ``rlay replay`` reads it).
     """
 
