@@ -2487,7 +2487,11 @@ static int rlay__prepare(rlay_ctx *c) {
     rlay__e_str(b, "capabilities");
     {   /* section 16.1: "shm": 1 only on a unix socket, unless turned off (rlay_set_shm, RLAY_SHM=0) */
         const char *env_shm = getenv("RLAY_SHM"), *spin = getenv("RLAY_SHM_SPIN_US");
-        int off_env = env_shm && strcmp(env_shm, "0") == 0;
+        int off_env = 0;
+        if (env_shm) {   /* "0", spaces around it allowed (as Python's .strip()) */
+            size_t a = strspn(env_shm, " \t\r\n"), b = a + (env_shm[a] == '0');
+            off_env = b > a && env_shm[b + strspn(env_shm + b, " \t\r\n")] == 0;
+        }
         c->shm.announced = RLAY__SHM && c->shm.want && !off_env && c->shm.unix_addr;
         snprintf(c->shm.status, sizeof c->shm.status, "%s", !RLAY__SHM ? "off: not compiled in (no 64-bit atomics or mmap)"
                  : !c->shm.want ? "off: rlay_set_shm(c, 0)" : off_env ? "off: RLAY_SHM=0" : !c->shm.unix_addr

@@ -29,8 +29,11 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import require_tool
-from harness import HELLO, read_frame
+from harness import HELLO, alive, read_frame
 from shm_agent import A2E, ACK, E2A, HEADER, MIB, SEQ, SLEEPING, Agent, frame
+from test_c_cartpole import check_gymnasium_parity, run_episode
+
+import rlay
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "c"
@@ -51,10 +54,18 @@ def build(out: Path, *targets: str, cflags: str | None = None) -> None:
 
 
 @pytest.fixture(scope="module")
-def bins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("shm")
+def bins() -> Path:
+    """sdk/c/build, where bin/cartpole builds too (make keeps it current with rlay.h)."""
+    out = SDK / "build"
     build(out, "cartpole", "game_loop", "cartpole_c99")
     return out
+
+
+@pytest.fixture(scope="module")
+def asan() -> Path:
+    out = SDK / "build" / "asan"
+    build(out, "cartpole", cflags=SAN)
+    return out / "cartpole"
 
 
 class Env:
@@ -468,12 +479,10 @@ def test_the_c99_build_uses_the_builtins_and_works(bins: Path, sock_dir: str, en
     c99.finish()
 
 
-def test_under_sanitizers(tmp_path_factory: pytest.TempPathFactory, sock_dir: str, envs: list[Env]) -> None:
-    """ASan+UBSan: the offer checks (a refusal and an acceptance), region frames, frames larger
-    than the channel both ways, and a broken channel."""
-    out = tmp_path_factory.mktemp("shm-asan")
-    build(out, "cartpole", cflags=SAN)
-    program = out / "cartpole"
+def test_under_sanitizers(asan: Path, sock_dir: str, envs: list[Env]) -> None:
+    """ASan+UBSan with the raw agent: a refusal, region frames, frames larger than the channel
+    both ways, and a broken channel."""
+    program = asan
     env = start(envs, program, sock_dir, "--render-mode", "rgb_array", **SAN_ENV)
     agent = env.agent(header={"layout": 9})
     assert not agent.active and "layout" in str(agent.answer)
@@ -493,6 +502,123 @@ def test_under_sanitizers(tmp_path_factory: pytest.TempPathFactory, sock_dir: st
     agent.send_raw(frame(STEP, {"action": 1}), length=3)
     assert agent.recv()[1]["code"] == 2
     env.finish(1)
+
+
+# -- with the Python agent side (rlay.ClientEnv / ServerEnv) -----------------------------------------
+
+
+def stream_kind(env: rlay.ClientEnv | rlay.ServerEnv) -> str:
+    return type(env._session.engine.stream).__name__  # type: ignore[union-attr]
+
+
+def test_client_env_over_shared_memory_matches_gymnasium(bins: Path) -> None:
+    """rlay.ClientEnv launching the C CartPole on a unix socket (the default): shared memory is in
+    use, and observations, the float64 state, rewards and flags stay bit-identical to Gymnasium's
+    through terminations and the 500-step truncation."""
+    env = rlay.ClientEnv(launch=[str(bins / "cartpole"), "--listen", "{address}"])
+    try:
+        assert env._session.conn.peer_hello.capabilities.get("shm") == 1  # type: ignore[union-attr]
+        assert stream_kind(env) == "ShmStream"
+        check_gymnasium_parity(env)
+        kept = env.reset(seed=0)[0]
+        first = kept.copy()
+        env.step(1)
+        assert kept.tobytes() == first.tobytes()  # a returned observation never changes
+    finally:
+        env.close()
+
+
+def test_server_env_the_c_program_dials_in_over_shared_memory(bins: Path, sock_dir: str) -> None:
+    env = rlay.ServerEnv(f"unix://{sock_dir}/agent.sock", launch=[str(bins / "cartpole"), "--connect"])
+    try:
+        assert stream_kind(env) == "ShmStream"
+        assert run_episode(env, 5, "balance") == 500
+        assert 5 < run_episode(env, 8, "random", extra_steps=2) < 200
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("off", ["python-shm-false", "c-RLAY_SHM=0", "c-rlay_set_shm"])
+def test_fallback_to_the_socket(bins: Path, off: str) -> None:
+    """Turned off on either side, the session is the plain socket one, still bit-exact."""
+    cmd = [str(bins / "cartpole"), "--listen", "{address}"]
+    kw: dict[str, Any] = {}
+    if off == "python-shm-false":
+        kw["shm"] = False
+    elif off == "c-RLAY_SHM=0":
+        cmd = ["env", "RLAY_SHM=0", *cmd]
+    else:
+        cmd.append("--no-shm")
+    env = rlay.ClientEnv(launch=cmd, **kw)
+    try:
+        assert stream_kind(env) == "SocketStream"
+        c_caps = env._session.conn.peer_hello.capabilities  # type: ignore[union-attr]
+        assert c_caps.get("shm") == (1 if off == "python-shm-false" else None)
+        assert run_episode(env, 5, "balance") == 500
+    finally:
+        env.close()
+
+
+KILLED_TRAINER = """
+import sys, time, rlay
+env = rlay.ClientEnv(launch=[sys.argv[1], "--listen", "{address}"])
+assert type(env._session.engine.stream).__name__ == "ShmStream"
+env.reset(seed=0)
+env.step(1)
+print("PID", env.process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("phase", ["spinning", "sleeping"])
+def test_kill_9_of_a_python_trainer(bins: Path, phase: str) -> None:
+    """The trainer (rlay.ClientEnv over shared memory) dies right after a reply, while the C side
+    spins (RLAY_SHM_SPIN_US=400000 so the kill lands inside the spin) or sleeps: it exits."""
+    spin = {"RLAY_SHM_SPIN_US": "400000"} if phase == "spinning" else {}
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TRAINER, str(bins / "cartpole")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **spin},
+    )
+    try:
+        assert trainer.stdout is not None
+        line = trainer.stdout.readline()
+        assert line.startswith("PID"), f"the trainer did not start (exit {trainer.poll()})"
+        pid = int(line.split()[1])
+        if phase == "sleeping":
+            time.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(trainer.pid, signal.SIGKILL)
+        trainer.wait(10)
+        while alive(pid) and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        took = time.monotonic() - t0
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert took < (0.4 + 2.0 if phase == "spinning" else 2.0), took
+
+
+def conformance(program: str, *args: str, env: dict[str, str] | None = None) -> str:
+    cmd = [sys.executable, "-m", "rlay.testing.shm", *args, "--", program]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and "0 failed" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_the_shm_conformance_peer_passes() -> None:
+    """python -m rlay.testing.shm sdk/c/bin/cartpole: negotiation, every §16.3 refusal with the
+    socket fallback, channel faults, large frames, wake-ups both ways, fatal ERRORs out of turn,
+    and the header fuzz."""
+    out = conformance(str(SDK / "bin" / "cartpole"), "--fuzz", "150")
+    assert "ok fuzz: 150 header mutations" in out, out
+
+
+def test_the_shm_conformance_peer_passes_under_sanitizers(asan: Path) -> None:
+    conformance(str(asan), "--fuzz", "40", env={**os.environ, **SAN_ENV})
 
 
 if __name__ == "__main__":
