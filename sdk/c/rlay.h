@@ -587,6 +587,8 @@ struct rlay_ctx {
         uint64_t a2e_off, a2e_cap, e2a_off, e2a_cap;   /* checked once (16.3), never re-read */
         uint64_t sent, got;               /* frames written to e2a, read from a2e (16.4) */
         int sockwait, eof;                /* frame got+1 is on the socket; the socket ended */
+        int readable;                     /* the socket may hold bytes: recv() before waiting */
+        unsigned misses, waits;           /* spins in a row that ended asleep; waits (adaptive spin) */
         long spin_us;
         uint64_t max_size;
         char status[200];
@@ -2877,7 +2879,7 @@ static int rlay__shm_answer(rlay_ctx *c, const rlay_value *size) {
     c->niov = 0;
     if (rlay__frame(c, RLAY_SHM, b) || rlay__send(c)) return -1;   /* the answer itself travels on the socket */
     c->state = RLAY__S_IDLE;
-    c->shm.on = ok; c->shm.sent = c->shm.got = 0; c->shm.sockwait = c->shm.eof = 0;
+    c->shm.on = ok; c->shm.sent = c->shm.got = 0; c->shm.sockwait = c->shm.eof = 0; c->shm.readable = 1;
     rlay__rx_consume(c);
     return 0;
 }
@@ -3082,12 +3084,19 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
             }
         }
         if (c->shm.eof) { rlay__rx_eof(c); rlay__end(c); return -1; }
+        /* The socket only when poll() said so (or a caller that never waits, timeout 0, asks):
+           a step whose command arrives while we spin costs no system call at all. */
+        if (!c->shm.readable) return 0;
         if (c->rcap - c->rhave < 4096 && rlay__rx_reserve(c, c->rhave + 65536)) return -1;
-        n = rlay__recv(c);
+        {
+            size_t room = c->rcap - c->rhave;
+            n = rlay__recv(c);
+            if (n > 0 && (size_t)n < room) c->shm.readable = 0;   /* a short read drained the socket */
+        }
         if (n > 0) { c->rhave += (size_t)n; continue; }
         if (n == 0) { c->shm.eof = 1; continue; }   /* the region once more first: a frame published before the close (16.5) */
         r = errno;
-        if (RLAY__EAGAIN(r)) return 0;
+        if (RLAY__EAGAIN(r)) { c->shm.readable = 0; return 0; }
         if (r == EINTR) continue;
         rlay__err(c, RLAY_E_IO, "receiving failed: %s", strerror(r));
         return -1;
@@ -3096,19 +3105,25 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
 /* Section 16.6: wait up to wait_ms (-1: no limit) for the agent's next frame: spin on the a2e
    seq for up to spin_us, then announce sleeping and block in poll() on the socket until a wake
    byte, a socket frame or end of stream. Spinning also ends at the deadline, so a loop-style
-   caller is never held longer than it asked. */
+   caller is never held longer than it asked. The spin adapts (16.6 leaves its length to each
+   side): after 4 spins in a row that ended asleep (an agent slower than the spin, or a machine
+   with more runnable processes than cores, where spinning only takes the CPU the agent needs)
+   it sleeps at once, except every 16th wait, which spins in full to notice when spinning
+   pays again; one spin that catches a frame restores it. */
 static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
     rlay__au64 *seq = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SEQ), *sleeping = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SLEEPING);
     int region = !c->shm.sockwait && !c->shm.eof && c->rhave == 0;   /* else the socket is what we wait for */
     if (region) {
-        long long t0 = rlay__now_us(), spin = c->shm.spin_us, spent;
+        long long t0 = rlay__now_us(), spin = c->shm.spin_us, spent = 0;
+        if (c->shm.misses >= 4 && c->shm.waits++ % 16 != 0) spin = 0;
         if (wait_ms >= 0 && spin > (long long)wait_ms * 1000) spin = (long long)wait_ms * 1000;
         for (;;) {
-            if (RLAY__LOAD(seq, acquire) != c->shm.got) return;
-            spent = rlay__now_us() - t0;
+            if (RLAY__LOAD(seq, acquire) != c->shm.got) { c->shm.misses = 0; return; }
             if (spent >= spin) break;
             RLAY__RELAX();
+            spent = rlay__now_us() - t0;
         }
+        if (spin > 0) c->shm.misses++;
         if (wait_ms >= 0) {
             wait_ms -= (int)((spent + 999) / 1000);
             if (wait_ms <= 0) return;
@@ -3117,7 +3132,7 @@ static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
         RLAY__FENCE();   /* Dekker (16.6): our sleeping store, then their seq */
         if (RLAY__LOAD(seq, acquire) != c->shm.got) { RLAY__STORE(sleeping, 0, relaxed); return; }
     }
-    rlay__wait(c->fd, POLLIN, wait_ms);
+    if (rlay__wait(c->fd, POLLIN, wait_ms) != 0) c->shm.readable = 1;   /* bytes, end of stream, or EINTR */
     if (region) RLAY__STORE(sleeping, 0, relaxed);
 }
 #endif
@@ -3205,6 +3220,9 @@ int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms) {
     if (!c || !cmd) return -1;
     if (c->err) { rlay__end(c); return -1; }
     if (c->pending) return 0;
+#if RLAY__SHM
+    if (timeout_ms == 0) c->shm.readable = 1;   /* no poll() will tell: look at the socket each call */
+#endif
     deadline = rlay__now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         int r = rlay__progress(c, cmd), wait;
