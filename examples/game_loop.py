@@ -7,6 +7,9 @@ integration, written in Python so that it runs anywhere.
 
     python examples/game_loop.py --listen tcp://127.0.0.1:0     # then ClientEnv(ADDRESS)
     python examples/game_loop.py --connect ADDRESS             # for ServerEnv(ADDRESS)
+
+It offers one engine setting (spec §19): ``env.set_attr("target_frame_rate", 240)`` changes the
+rate of its frame loop while it runs.
 """
 
 from __future__ import annotations
@@ -71,8 +74,23 @@ def main() -> None:
     action_space = gym.spaces.Discrete(3, start=-1)  # push left, none, right
     spaces = (observation_space, action_space)
     meta = {"render_modes": ["ansi"], "render_fps": 30}
+    # §19: a standard engine setting, read and written by the agent side (env.set_attr(...))
+    clock = {"fps": max(1, round(args.fps))}
+    attributes = [
+        rlay.Attribute(
+            "target_frame_rate",
+            int,
+            default=clock["fps"],
+            min=1,
+            max=1000,
+            doc="frames per second of the game's own loop",
+            getter=lambda _: clock["fps"],
+            setter=lambda _, fps: clock.update(fps=fps),
+        )
+    ]
+    options = {"metadata": meta, "render_mode": "ansi", "name": "BallGame", "attributes": attributes}
     if connect:
-        session = rlay.EnvSession.dial(connect, *spaces, metadata=meta, render_mode="ansi", name="BallGame")
+        session = rlay.EnvSession.dial(connect, *spaces, **options)
     else:
         from rlay.transports import listen
 
@@ -80,10 +98,9 @@ def main() -> None:
         print(f"RLAY_LISTENING {listener.address}", flush=True)
         stream = listener.accept(None)
         listener.close()
-        session = rlay.EnvSession(stream, *spaces, metadata=meta, render_mode="ansi", name="BallGame")
+        session = rlay.EnvSession(stream, *spaces, **options)
 
     game = BallGame()
-    frame_time = 1.0 / args.fps
     next_frame = time.monotonic()
     frames = 0
     while True:  # the game's main loop: it owns time
@@ -94,7 +111,7 @@ def main() -> None:
             break
         if cmd is None:  # the frame is due: animate, draw, play sound, ...
             frames += 1
-            next_frame += frame_time
+            next_frame += 1.0 / clock["fps"]
             continue
         try:
             if cmd.kind == "reset":

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 import rlay
+from rlay.progress import progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADLESS = os.path.join(ROOT, "examples", "browser_paddle", "headless.mjs")
@@ -145,6 +146,9 @@ def main() -> int:
         "--model", default=os.path.join(ROOT, "examples", "browser_paddle", "build", "ppo_paddle.zip")
     )
     parser.add_argument("--evaluate-only", action="store_true", help="load --model, skip training")
+    parser.add_argument(
+        "--progress", action="store_true", help="draw a progress bar even when not on a terminal"
+    )
     args = parser.parse_args()
     try:
         import torch
@@ -180,6 +184,9 @@ def main() -> int:
             self.episodes = 0
             self.started = time.perf_counter()
             self.next_print = 0
+            # a bar on a terminal (tqdm if installed); the curve's lines print above it
+            self.bar = progress(args.timesteps, "training", show=args.progress or None)
+            self.shown = 0
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
@@ -190,11 +197,13 @@ def main() -> int:
             if self.num_timesteps >= self.next_print:
                 self.next_print += 20_000
                 elapsed = time.perf_counter() - self.started
-                print(
+                self.bar.write(
                     f"  {self.num_timesteps:7d} steps  {elapsed:6.1f} s  episodes {self.episodes:5d}"
                     f"  mean score (last 40) {mean:5.1f}",
-                    flush=True,
                 )
+            self.bar.update(self.num_timesteps - self.shown)
+            self.shown = self.num_timesteps
+            self.bar.set_postfix_str(f"mean score {mean:.1f}")
             return not (len(self.scores) == self.scores.maxlen and mean >= args.train_target)
 
     model = PPO(
@@ -215,6 +224,7 @@ def main() -> int:
     curve = Curve()
     started = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=curve)
+    curve.bar.close()
     train_time = time.perf_counter() - started
     venv.close()
     os.makedirs(os.path.dirname(args.model), exist_ok=True)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import rlay
+from rlay.progress import progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "sdk", "c", "examples", "cartpole.c")
@@ -48,6 +49,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--program", help="an SDK's CartPole entry point (default: the C one, built here)")
     parser.add_argument("--batched", action="store_true", help="one program hosting every env (spec §10)")
+    parser.add_argument(
+        "--progress", action="store_true", help="draw a progress bar even when not on a terminal"
+    )
     args = parser.parse_args()
     try:
         import torch
@@ -86,6 +90,9 @@ def main() -> int:
             self.episodes = 0
             self.started = time.perf_counter()
             self.next_print = 0
+            # a bar on a terminal (tqdm if installed); the curve's lines print above it
+            self.bar = progress(args.timesteps, "training", show=args.progress or None)
+            self.shown = 0
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
@@ -96,11 +103,13 @@ def main() -> int:
             if self.num_timesteps >= self.next_print:
                 self.next_print += 10_000
                 elapsed = time.perf_counter() - self.started
-                print(
+                self.bar.write(
                     f"  {self.num_timesteps:7d} steps  {elapsed:6.1f} s  episodes {self.episodes:5d}"
                     f"  mean return (last 20) {mean:6.1f}",
-                    flush=True,
                 )
+            self.bar.update(self.num_timesteps - self.shown)
+            self.shown = self.num_timesteps
+            self.bar.set_postfix_str(f"mean return {mean:.1f}")
             return not (len(self.returns) == self.returns.maxlen and mean >= SOLVED)
 
     # Hyperparameters of the RL Baselines3 Zoo for CartPole-v1.
@@ -131,6 +140,7 @@ def main() -> int:
     curve = Curve()
     started = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=curve)
+    curve.bar.close()
     train_time = time.perf_counter() - started
     venv.close()
     mean_train = float(np.mean(curve.returns)) if curve.returns else 0.0

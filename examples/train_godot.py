@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 import rlay
+from rlay.progress import progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GAME = os.path.join(ROOT, "examples", "godot_puck")
@@ -97,6 +98,9 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=10.0, help="mean evaluation return to pass")
     parser.add_argument("--stop", type=float, default=12.0, help="stop at this mean of the last 50 episodes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--progress", action="store_true", help="draw a progress bar even when not on a terminal"
+    )
     args = parser.parse_args()
     try:
         import torch
@@ -119,6 +123,9 @@ def main() -> int:
             self.episodes = 0
             self.started = time.perf_counter()
             self.next_print = 0
+            # a bar on a terminal (tqdm if installed); the curve's lines print above it
+            self.bar = progress(args.timesteps, "training", show=args.progress or None)
+            self.shown = 0
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
@@ -129,11 +136,13 @@ def main() -> int:
             if self.num_timesteps >= self.next_print:
                 self.next_print += 5_000
                 elapsed = time.perf_counter() - self.started
-                print(
+                self.bar.write(
                     f"  {self.num_timesteps:7d} steps  {elapsed:6.1f} s  episodes {self.episodes:5d}"
                     f"  mean return (last 50) {mean:6.2f}",
-                    flush=True,
                 )
+            self.bar.update(self.num_timesteps - self.shown)
+            self.shown = self.num_timesteps
+            self.bar.set_postfix_str(f"mean return {mean:.1f}")
             return not (len(self.returns) == self.returns.maxlen and mean >= args.stop)
 
     model = PPO(
@@ -154,6 +163,7 @@ def main() -> int:
     curve = Curve()
     t0 = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=curve)
+    curve.bar.close()
     train_time = time.perf_counter() - t0
     venv.close()
     mean_train = float(np.mean(curve.returns)) if curve.returns else float("nan")

@@ -8,6 +8,7 @@ Env side in Python: :func:`serve` / :func:`connect` (callback style), :class:`En
 
 import gymnasium as _gym
 
+from rlay.attributes import Attribute, InvalidAttribute
 from rlay.backends import Command, EnvSession, Server, connect, serve
 from rlay.backends.vector import connect_vector, serve_vector
 from rlay.envs import GAME_ADDRESS, ClientEnv, ServerEnv
@@ -32,6 +33,8 @@ from rlay.launch import LaunchError
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attribute",
+    "InvalidAttribute",
     "GAME_ADDRESS",
     "ClientEnv",
     "ClientVectorEnv",

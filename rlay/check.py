@@ -25,6 +25,7 @@ from rlay.envs._session import AgentSession
 from rlay.envs.single import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TIMEOUT, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv
 from rlay.errors import RemoteError, RlayError
+from rlay.progress import progress
 from rlay.protocol.wire import ErrorCode
 
 __all__ = ["CheckReport", "open_env_side", "run_checks"]
@@ -105,15 +106,25 @@ def open_env_side(
 
 
 def run_checks(
-    env: AnyEnv, *, steps: int = 300, seed: int = 123, out: Callable[[str], None] | None = print
+    env: AnyEnv,
+    *,
+    steps: int = 300,
+    seed: int = 123,
+    out: Callable[[str], None] | None = print,
+    show_progress: bool | None = False,
 ) -> CheckReport:
-    """Run every check against ``env`` (then close it); ``out`` gets a line per check."""
+    """Run every check against ``env`` (then close it); ``out`` gets a line per check.
+    ``show_progress``: a bar over the checks on stderr (None: if it is a terminal)."""
     report = CheckReport()
     vector = isinstance(env, (ClientVectorEnv, ServerVectorEnv))
     checks = _vector_checks(env, steps, seed) if vector else _single_checks(env, steps, seed)  # type: ignore[arg-type]
     try:
-        for name, check in checks:
-            report.run(name, check, out)
+        with progress(len(checks), "rlay check", unit="check", show=show_progress) as bar:
+            write = bar.write if out is print else out  # lines above the bar, not through it
+            for name, check in checks:
+                bar.set_postfix_str(name)
+                report.run(name, check, write)
+                bar.update()
     finally:
         env.close()
     return report
@@ -185,7 +196,8 @@ def _single_checks(
         ("observations stay inside the observation space", inside),
         ("seeded determinism", determinism),
         ("render", lambda: _render(env.render_mode, env.render)),
-        ("errors for bad commands", bad_command),
+        ("attributes (§19)", lambda: _attributes(env, vector=False)),
+        ("errors for bad commands", bad_command),  # last: a refused CALL ends a vector env
     ]
 
 
@@ -258,8 +270,41 @@ def _vector_checks(
         ("observations stay inside the observation space", inside),
         ("seeded determinism", determinism),
         ("render", lambda: _render(env.render_mode, env.render)),
-        ("errors for bad commands", bad_command),
+        ("attributes (§19)", lambda: _attributes(env, vector=True)),
+        ("errors for bad commands", bad_command),  # last: a refused CALL ends a vector env
     ]
+
+
+def _attributes(env: Any, vector: bool) -> str:
+    """§19: every attribute offered reads back a value of its type; each writable one takes its
+    own value back; a value of the wrong type is refused with a non-fatal BAD_ATTRIBUTE and
+    changes nothing."""
+    table = env.attributes
+    if not table:
+        return "offers none (rlay.describe answered an empty table or NOT_SUPPORTED)"
+    for name, attr in table.items():
+        values = env.get_attr(name)
+        if attr.writable:
+            env.set_attr(name, list(values) if vector else values)
+    name, attr = next(iter(table.items()))
+    before = env.get_attr(name)
+    wrong: Any = 0 if attr.type == "str" else "not a number"
+    if vector:
+        replies = env._call_each("rlay.set", [[name, wrong] for _ in env._links], ErrorCode.BAD_ATTRIBUTE)
+    else:
+        try:
+            replies = [env.call("rlay.set", name, wrong)]
+        except RemoteError as exc:
+            replies = [exc]
+    for reply in replies:
+        if not (isinstance(reply, RemoteError) and reply.code == ErrorCode.BAD_ATTRIBUTE and not reply.fatal):
+            raise AssertionError(
+                f"rlay.set {name!r} {wrong!r} must be a non-fatal BAD_ATTRIBUTE, got {reply!r:.200}"
+            )
+    if env.get_attr(name) != before:
+        raise AssertionError(f"attribute {name!r} changed after a refused rlay.set")
+    listed = ", ".join(f"{n} ({a.type}{'' if a.writable else ', read-only'})" for n, a in table.items())
+    return f"{len(table)} offered: {listed}; each read back and set, a wrong type refused"
 
 
 def _unknown_call(env: Any) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import rlay
 from rlay.envs import ClientEnv, ServerEnv
 from rlay.errors import RlayError
+from rlay.progress import progress
 
 EXAMPLES = """examples:
   rlay serve CartPole-v1 --address tcp://127.0.0.1:5555     serve a registered Gymnasium env
@@ -135,7 +136,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not first.run("handshake (protocol name, version, roles, ENV_INFO)", connect, print):
         print("0 passed, 1 failed")
         return 1
-    report = run_checks(opened[0], steps=args.steps, seed=args.seed)
+    report = run_checks(opened[0], steps=args.steps, seed=args.seed, show_progress=args.progress or None)
     print(f"{report.passed + 1} passed, {report.failed} failed")
     return 0 if report.ok else 1
 
@@ -154,30 +155,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if term or trunc:
                 env.reset()
         times = np.empty(args.steps)
-        tty = sys.stderr.isatty()
         print(
             f"stepping {env.address} {args.steps} times with random actions ...", file=sys.stderr, flush=True
         )
         clock = time.perf_counter
-        started = last_print = clock()
-        for i in range(args.steps):
-            t0 = clock()
-            _, _, term, trunc, _ = env.step(actions[i & 255])
-            t1 = clock()
-            times[i] = t1 - t0
-            if term or trunc:
-                env.reset()
-            if t1 - last_print > (0.2 if tty else 2.0):
-                last_print = t1
-                done = i + 1
-                line = f"  {done}/{args.steps} steps, {done / (t1 - started):,.0f} steps/s"
-                if tty:  # one line, rewritten in place
-                    print("\r" + line, end="", file=sys.stderr, flush=True)
-                else:  # piped: a line now and then, so a log shows progress
-                    print(line, file=sys.stderr, flush=True)
-        total = clock() - started
-        if sys.stderr.isatty():
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+        with progress(args.steps, "rlay bench", show=args.progress or None) as bar:
+            started = clock()
+            for i in range(args.steps):
+                t0 = clock()
+                _, _, term, trunc, _ = env.step(actions[i & 255])
+                t1 = clock()
+                times[i] = t1 - t0
+                if term or trunc:
+                    env.reset()
+                if i & 63 == 63:  # the bar, not each step, pays for its bookkeeping
+                    bar.update(64)
+            total = clock() - started
     finally:
         env.close()
     p50, p90, p99 = np.percentile(times, [50, 90, 99]) * 1e6
@@ -278,6 +271,12 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+PROGRESS_HELP = (
+    "draw progress on stderr even when it is not a terminal (by default only on a terminal; "
+    "tqdm draws it if installed: pip install 'rlay-gym[progress]')"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlay",
@@ -332,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(p)
     p.add_argument("--steps", type=int, default=300, help="random steps to take (default 300)")
     p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser(
@@ -341,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _target_args(p)
     p.add_argument("--steps", type=int, default=10000)
+    p.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser(

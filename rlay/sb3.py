@@ -107,12 +107,24 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
                 "action_space": self.venv.single_action_space,
             }[attr_name]
             return [single for _ in self._indices(indices)]
+        if attr_name in self.venv.attributes:  # one the env side offers (spec §19)
+            values = self.venv.get_attr(attr_name)
+            return [values[i] for i in self._indices(indices)]
         raise AttributeError(
-            f"{attr_name!r} lives in the env program; rlay reaches env code through CALL (env_method)"
+            f"{attr_name!r} lives in the env program; rlay reaches env code through CALL (env_method) "
+            f"and the attributes it offers (offered: {', '.join(self.venv.attributes) or 'none'})"
         )
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        raise AttributeError(f"cannot set {attr_name!r}: the env runs in another program (use env_method)")
+        if attr_name not in self.venv.attributes:
+            raise AttributeError(
+                f"cannot set {attr_name!r}: the env runs in another program, which offers the "
+                f"attributes {', '.join(self.venv.attributes) or 'none'} (spec §19; or use env_method)"
+            )
+        values = list(self.venv.get_attr(attr_name)) if indices is not None else [value] * self.num_envs
+        for i in self._indices(indices):
+            values[i] = value
+        self.venv.set_attr(attr_name, values)
 
     def env_method(
         self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any

@@ -46,7 +46,7 @@ def test_help_explains_each_verb() -> None:
 def test_check_passes_a_good_env_side() -> None:
     out = run("check", "--", *GAME, "--listen", "{address}")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "7 passed, 0 failed" in out.stdout
+    assert "8 passed, 0 failed" in out.stdout
 
 
 def test_check_passes_a_dialling_env_side() -> None:
@@ -113,7 +113,7 @@ def test_check_takes_a_batched_env_side_as_a_vector_env() -> None:
         *RLAY, "serve", "CartPole-v1", "--num-envs", "3", "--address", "{address}",
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 batched sub-envs" in out.stdout and "6 passed, 0 failed" in out.stdout
+    assert "3 batched sub-envs" in out.stdout and "7 passed, 0 failed" in out.stdout
     assert "refused naming its sub-env" in out.stdout
 
 
@@ -123,7 +123,7 @@ def test_check_as_a_library() -> None:
     lines: list[str] = []
     env = open_env_side(launch=[*GAME, "--listen", "{address}"])
     report = run_checks(env, steps=30, out=lines.append)
-    assert report.ok and report.passed == 6 and len(lines) == 6, str(report)
+    assert report.ok and report.passed == 7 and len(lines) == 7, str(report)
     assert "check_env" in str(report)
 
 

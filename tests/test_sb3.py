@@ -82,7 +82,9 @@ def test_ppo_learns_through_the_adapter() -> None:
         assert len(returns) > 20 and np.mean(returns[-10:]) > np.mean(returns[:10]), returns
         assert venv.env_method("get_state")[0].shape == (4,)  # CALL on the sub-envs
         with pytest.raises(AttributeError, match="lives in the env program"):
-            venv.get_attr("gravity")
+            venv.get_attr("lives")
+        venv.set_attr("gravity", 12.0, indices=[1])  # an attribute the env side offers (§19)
+        assert venv.get_attr("gravity") == [9.8, 12.0] + [9.8] * 6
     finally:
         venv.close()
 

@@ -10,13 +10,14 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 
+from rlay.attributes import RESERVED_PREFIX, Attribute
 from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
-from rlay.errors import ConnectionClosed, Timeout, clip
+from rlay.errors import ConnectionClosed, Timeout, UsageError, clip
 from rlay.protocol.connection import Connection
 from rlay.protocol.messages import Error
 from rlay.protocol.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, Role
@@ -101,6 +102,16 @@ def answer_commands(
             session.reply_error(exc)
 
 
+def check_call_names(calls: CallTable | None) -> None:
+    """CALL names starting with ``rlay.`` are the SDK's own (§19): a user cannot register one."""
+    for name in calls or {}:
+        if not isinstance(name, str) or name.startswith(RESERVED_PREFIX):
+            raise UsageError(
+                f"call name {name!r}: names starting with {RESERVED_PREFIX!r} are reserved (§19); "
+                "offer typed attributes with attributes=[rlay.Attribute(...)] instead"
+            )
+
+
 def lookup_call(session: EnvSession, calls: CallTable, name: str | None) -> Callable[..., Any] | None:
     """The function registered for a CALL, or None after answering ``NOT_SUPPORTED``."""
     fn = calls.get(name or "")
@@ -163,6 +174,7 @@ def _session_for(env: gym.Env[Any, Any], stream: Stream, **kwargs: Any) -> EnvSe
         metadata=dict(env.metadata),
         render_mode=env.render_mode,
         name=name,
+        attribute_owner=env,
         **kwargs,
     )
 
@@ -234,7 +246,9 @@ class Server:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         token: str | bytes | None = None,
         shm: bool = True,
+        attributes: Sequence[Attribute] | None = None,
     ) -> None:
+        check_call_names(calls)
         self._source = env
         self._calls = calls
         self._kwargs = {
@@ -242,6 +256,7 @@ class Server:
             "max_frame_size": max_frame_size,
             "token": token,
             "shm": shm,  # §16: shared memory with agents on unix sockets (RLAY_SHM=0 turns it off)
+            "attributes": attributes,  # §19, answered by each session's EnvSession
         }
         self._handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
@@ -399,7 +414,8 @@ def serve(env: EnvSource, address: str = "tcp://127.0.0.1:0", *, block: bool = T
     returns the :class:`Server` (its ``address`` is the address actually bound; ``close()`` stops it).
     ``kwargs`` go to :class:`Server`: ``idle_timeout`` (default 30 minutes: an agent side silent
     that long is told ``SHUTTING_DOWN`` and dropped), ``handshake_timeout``, ``max_frame_size``,
-    ``calls``. What the server does under faults is in :class:`Server`'s docstring.
+    ``calls``, ``attributes`` (typed attributes the agent side reads and writes, §19:
+    :class:`rlay.Attribute`). What the server does under faults is in :class:`Server`'s docstring.
     """
     server = Server(env, address, **kwargs)
     if not block:
@@ -434,6 +450,7 @@ def connect(
         why = f"the env factory failed: {exc}"
         refuse(stream, ErrorCode.ENV_EXCEPTION, why, exc, token=kwargs.get("token"))
         raise
+    check_call_names(calls)
     try:
         session = _session_for(instance, dial(address, connect_timeout), **kwargs)
         try:

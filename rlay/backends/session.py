@@ -14,12 +14,14 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
 
+from rlay.attributes import RESERVED_PREFIX, Attribute, InvalidAttribute, table_for
 from rlay.batching import batch_contains, batch_fast_paths, wire_spaces
 from rlay.errors import AuthenticationFailed, ConnectionClosed, ProtocolError, Timeout, UsageError, clip
 from rlay.protocol.codec import check_free_value, free_from_wire
@@ -99,6 +101,8 @@ class EnvSession:
         token: str | bytes | None = None,
         shm: bool = True,
         max_shm_size: int = _shm.DEFAULT_MAX_SHM_SIZE,
+        attributes: Sequence[Attribute] | None = None,
+        attribute_owner: Any = None,
     ) -> None:
         from rlay import __version__
 
@@ -120,6 +124,8 @@ class EnvSession:
         )
         self._pending: Command | None = None
         self._was_reset = False
+        # §19: the reserved CALLs (rlay.describe/get/set) are answered here, never by user code.
+        self.attributes = table_for(attributes, attribute_owner, num_envs)
         meta = dict(metadata or {})
         meta.setdefault("render_modes", [])
         check_free_value(meta, where="metadata")
@@ -261,6 +267,9 @@ class EnvSession:
         elif t is Render:
             cmd = Command("render")
         elif t is Call:
+            if message.name.startswith(RESERVED_PREFIX):
+                self._answer_reserved(message)
+                return None
             cmd = Command(
                 "call",
                 name=message.name,
@@ -278,6 +287,24 @@ class EnvSession:
             raise AssertionError(f"unexpected {message!r}")
         self._pending = cmd
         return cmd
+
+    def _answer_reserved(self, message: Call) -> None:
+        """§19: answer rlay.describe / rlay.get / rlay.set from the attribute table."""
+        try:
+            value = self.attributes.answer(
+                message.name, free_from_wire(message.args), free_from_wire(message.kwargs)
+            )
+            check_free_value(value, where="attribute value")
+        except InvalidAttribute as exc:  # refused before anything changed
+            self._send(Error(ErrorCode.BAD_ATTRIBUTE, str(exc), False, None, None))
+        except LookupError as exc:
+            self._send(Error(ErrorCode.NOT_SUPPORTED, str(exc), False, None, None))
+        except Exception as exc:  # the user's getter or setter failed
+            tb = "".join(traceback.format_exception(exc))
+            text = str(exc) or type(exc).__name__
+            self._send(Error(ErrorCode.ENV_EXCEPTION, text, False, type(exc).__qualname__, tb))
+        else:
+            self._send(CallResult(value))
 
     def _take(self, kind: str) -> None:
         pending = self._pending

@@ -17,12 +17,20 @@ sub-env (for example ``lambda venv: venv.call("spec_id")``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rlay.backends.server import DEFAULT_IDLE_TIMEOUT, CallTable, Server, answer_commands, lookup_call
+from rlay.attributes import Attribute
+from rlay.backends.server import (
+    DEFAULT_IDLE_TIMEOUT,
+    CallTable,
+    Server,
+    answer_commands,
+    check_call_names,
+    lookup_call,
+)
 from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
 from rlay.batching import (
     AUTORESET_TO_WIRE,
@@ -76,6 +84,7 @@ def vector_session(venv: VectorEnv, stream: Stream, **kwargs: Any) -> EnvSession
         render_mode=venv.render_mode,
         name=name,
         num_envs=venv.num_envs,
+        attribute_owner=venv,
         **kwargs,
     )
     return session
@@ -157,6 +166,7 @@ class VectorServer(Server):
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         shm: bool = True,
+        attributes: Sequence[Attribute] | None = None,
     ) -> None:
         if not isinstance(venv, VectorEnv) and not callable(venv):
             _check_vector_env(venv)
@@ -169,6 +179,7 @@ class VectorServer(Server):
             max_frame_size=max_frame_size,
             idle_timeout=idle_timeout,
             shm=shm,
+            attributes=attributes,
         )
 
     def _shared(self) -> bool:
@@ -212,6 +223,7 @@ def connect_vector(
     **kwargs: Any,
 ) -> None:
     """Dial a ``ServerVectorEnv`` at ``address`` and serve ``venv`` until the agent side closes."""
+    check_call_names(calls)
     instance = _check_vector_env(venv if isinstance(venv, VectorEnv) else venv())
     try:
         session = vector_session(instance, dial(address, connect_timeout), **kwargs)

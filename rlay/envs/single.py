@@ -12,6 +12,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from rlay import attributes as _attrs
 from rlay.envs._endpoints import Endpoints
 from rlay.envs._session import AgentSession
 from rlay.errors import ConnectionClosed, InvalidAction, ProtocolError, UsageError
@@ -72,6 +73,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
         self._session: AgentSession | None = None
         self._endpoints: Endpoints | None = None
         self._record: str | None = None  # record=PATH: the first session's frames go there
+        self._attributes: dict[str, _attrs.Attribute] | None = None  # §19, asked once per session
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class _RemoteEnv(gym.Env[Any, Any]):
         self._contains = fast_contains(act_space)
         session.conn.fast = fast_paths(obs_space, act_space)
         self._session = session
+        self._attributes = None
 
     def _request(self, session: AgentSession, message: Message, what: str) -> Message:
         session.engine.check_open(f"send {what}")  # an env already gone fails at once
@@ -239,6 +242,34 @@ class _RemoteEnv(gym.Env[Any, Any]):
         if type(reply) is not CallResult:
             raise AssertionError(f"state machine let {reply!r} through as CALL_RESULT")
         return free_from_wire(reply.value)
+
+    # -- attributes and engine settings (spec §19) --------------------------------------------
+
+    @property
+    def attributes(self) -> dict[str, _attrs.Attribute]:
+        """The typed attributes the env side offers, name -> :class:`rlay.Attribute` (type,
+        default, min/max, choices, writable, doc); asked once per session (``rlay.describe``)."""
+        if self._attributes is None:
+            self._attributes = _attrs.fetch(self.call)
+        return dict(self._attributes)
+
+    def get_attr(self, name: str) -> Any:
+        """The env side's current value of attribute ``name`` (§19 ``rlay.get``)."""
+        attr = _attrs.lookup(self.attributes, name)
+        value = self.call(_attrs.GET, attr.name)
+        try:
+            return _attrs.from_reply(attr, value)
+        except ProtocolError as exc:
+            self._from_wire_failed(exc, f"CALL {_attrs.GET!r}")
+
+    def set_attr(self, name: str, value: Any) -> None:
+        """Set attribute ``name`` on the env side (§19 ``rlay.set``). The value is checked first
+        (type, range, choices, writable): :class:`rlay.InvalidAttribute`, and nothing is sent."""
+        attr = _attrs.lookup(self.attributes, name)
+        self.call(_attrs.SET, attr.name, _attrs.for_set(attr, value))
+
+    def _from_wire_failed(self, exc: ProtocolError, what: str) -> Any:
+        self._live().fail(exc, what)
 
     def close(self) -> None:
         session = self._session

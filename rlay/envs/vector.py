@@ -33,6 +33,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import create_empty_array
 
+from rlay import attributes as _attrs
 from rlay.batching import (
     AUTORESET_FROM_WIRE,
     AUTORESET_TO_WIRE,
@@ -63,6 +64,7 @@ from rlay.errors import (
     InvalidAction,
     InvalidSubEnvAction,
     ProtocolError,
+    RemoteError,
     RlayError,
     Timeout,
     UsageError,
@@ -215,6 +217,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         self._closed_why: str | None = None
         self._pending_step = False
         self._was_reset = False
+        self._attributes: dict[str, _attrs.Attribute] | None = None  # §19, asked once
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -628,6 +631,103 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                     f"reading the reply to {what}",
                 )
         return tuple(values)
+
+    # -- attributes and engine settings (spec §19) --------------------------------------------
+
+    @property
+    def attributes(self) -> dict[str, _attrs.Attribute]:
+        """The typed attributes every sub-env offers, name -> :class:`rlay.Attribute` (asked once
+        with ``rlay.describe``; all env sides must offer the same)."""
+        if self._attributes is None:
+            links = self._live()
+            tables: list[tuple[_Link, dict[str, _attrs.Attribute]]] = []
+            replies = self._call_each(_attrs.DESCRIBE, [[] for _ in links], ErrorCode.NOT_SUPPORTED)
+            for link, value in zip(links, replies, strict=True):
+                try:
+                    for one in [] if isinstance(value, RemoteError) else [value] if link.n == 1 else value:
+                        tables.append((link, _attrs.parse_describe(one)))
+                except ProtocolError as exc:
+                    self._fail(link, exc, f"reading the reply to CALL {_attrs.DESCRIBE!r}")
+                if isinstance(value, RemoteError):
+                    tables.append((link, {}))
+            for link, table in tables:
+                if table != tables[0][1]:
+                    raise UsageError(
+                        f"env side {link.index} ({link.address}) offers the attributes {sorted(table)}, "
+                        f"env side 0 {sorted(tables[0][1])} (or with other descriptors); all sub-envs "
+                        "of a vector env must offer the same to use get_attr/set_attr"
+                    )
+            self._attributes = tables[0][1]
+        return dict(self._attributes)
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Every sub-env's value of the env-side attribute ``name`` (§19 ``rlay.get``)."""
+        attr = _attrs.lookup(self.attributes, name)
+        links = self._links
+        replies = self._call_each(_attrs.GET, [[attr.name] for _ in links], ErrorCode.BAD_ATTRIBUTE)
+        out: list[Any] = []
+        for link, value in zip(links, replies, strict=True):
+            if isinstance(value, RemoteError):
+                raise value
+            try:
+                out.extend(_attrs.from_reply(attr, v) for v in ([value] if link.n == 1 else value))
+            except ProtocolError as exc:
+                self._fail(link, exc, f"reading the reply to CALL {_attrs.GET!r}")
+        return tuple(out)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Set the env-side attribute ``name`` (§19 ``rlay.set``): ``values`` is one value per
+        sub-env (a list or tuple) or one value for all, as in Gymnasium's ``VectorEnv``. Every
+        value is checked before anything is sent (:class:`rlay.InvalidAttribute`)."""
+        attr = _attrs.lookup(self.attributes, name)
+        n_envs = self.num_envs
+        if isinstance(values, (list, tuple)):
+            if len(values) != n_envs:
+                raise _attrs.InvalidAttribute(
+                    attr.name, f"expected one value or {n_envs} (one per sub-env), actual {len(values)}"
+                )
+            each = []
+            for i, v in enumerate(values):
+                try:
+                    each.append(_attrs.for_set(attr, v))
+                except _attrs.InvalidAttribute as exc:
+                    raise _attrs.InvalidAttribute(attr.name, f"sub-env {i}: {exc.detail}") from None
+        else:
+            each = [_attrs.for_set(attr, values)] * n_envs
+        links = self._links
+        plan = [
+            [attr.name, each[link.offset] if link.n == 1 else each[link.offset : link.offset + link.n]]
+            for link in links
+        ]
+        for value in self._call_each(_attrs.SET, plan, ErrorCode.BAD_ATTRIBUTE):
+            if isinstance(value, RemoteError):
+                raise value
+
+    def _call_each(self, name: str, arg_lists: list[list[Any]], tolerate: ErrorCode) -> list[Any]:
+        """One CALL per env side, each with its own arguments; each reply's value. A non-fatal
+        ERROR with the code ``tolerate`` is returned as its :class:`RemoteError` (the connections
+        stay usable: §19's refusals change nothing); any other failure fails the vector env."""
+        links = self._live()
+        what = f"CALL {name!r}"
+        for link, args in zip(links, arg_lists, strict=True):
+            self._send(link, Call(name, args, {}), what)
+        out: list[Any] = []
+        for link in links:
+            try:
+                reply = link.session.receive_reply(what)
+            except RemoteError as exc:
+                if exc.fatal or exc.code != tolerate:
+                    self._fail(link, exc, f"while waiting for the reply to {what}")
+                link.waiting = None
+                out.append(exc)
+                continue
+            except RlayError as exc:
+                self._fail(link, exc, f"while waiting for the reply to {what}")
+            link.waiting = None
+            if type(reply) is not CallResult:
+                raise AssertionError(f"state machine let {reply!r} through as CALL_RESULT")
+            out.append(free_from_wire(reply.value))  # n > 1: n values, checked by the core (§10)
+        return out
 
     # -- helpers ---------------------------------------------------------------------------------
 

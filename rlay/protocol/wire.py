@@ -55,7 +55,7 @@ KINDS = frozenset(int(k) for k in Kind)
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes (§11). 0 is invalid; 17-31 and 38+ are unassigned."""
+    """Error codes (§11). 0 is invalid; 17-19, 21-31 and 38+ are unassigned."""
 
     BAD_MAGIC = 1
     BAD_HEADER = 2
@@ -73,6 +73,7 @@ class ErrorCode(enum.IntEnum):
     BAD_SPACE = 14
     BAD_VALUE = 15
     AUTH_FAILED = 16  # §7.1: always sent fatal
+    BAD_ATTRIBUTE = 20  # §19: a refused rlay.get/rlay.set; non-fatal
     ENV_EXCEPTION = 32
     INVALID_ACTION = 33
     NOT_SUPPORTED = 34

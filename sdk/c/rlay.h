@@ -129,6 +129,7 @@ enum {
     RLAY_E_BAD_TENSOR = 8, RLAY_E_UNKNOWN_DTYPE = 9, RLAY_E_TOO_DEEP = 10,
     RLAY_E_UNEXPECTED_MESSAGE = 11, RLAY_E_VERSION_MISMATCH = 12, RLAY_E_ROLE_CONFLICT = 13,
     RLAY_E_BAD_SPACE = 14, RLAY_E_BAD_VALUE = 15, RLAY_E_AUTH_FAILED = 16,
+    RLAY_E_BAD_ATTRIBUTE = 20,   /* section 19: a refused rlay.get/rlay.set (non-fatal) */
     RLAY_E_ENV_EXCEPTION = 32, RLAY_E_INVALID_ACTION = 33, RLAY_E_NOT_SUPPORTED = 34,
     RLAY_E_RESET_NEEDED = 35, RLAY_E_SHUTTING_DOWN = 36, RLAY_E_INTERNAL = 37,
     RLAY_E_IO = -1,          /* a socket call failed */
@@ -320,6 +321,27 @@ void rlay_space_one_of(rlay_w *w, uint32_t n);    /* then n spaces */
 void rlay_space_sequence(rlay_w *w, int stack);   /* then the element space */
 void rlay_space_graph(rlay_w *w);                 /* then node space, then edge space or nil */
 
+/* ---- attributes: typed settings the agent side reads and writes (spec section 19) ---- */
+/* Offer an attribute (Python: env.attributes, env.get_attr(name), env.set_attr(name, value); a
+   vector env's get_attr/set_attr, one value per sub-env). The SDK answers the reserved CALLs
+   rlay.describe / rlay.get / rlay.set itself, straight from your variables: sub-env i's value
+   is at (char *)ptr + i * stride (stride 0: one variable shared by every sub-env). Before
+   storing anything it checks the type, [min, max] (inclusive; -INFINITY / INFINITY or INT64_MIN /
+   INT64_MAX: unbounded) and RLAY_ATTR_READ_ONLY, and refuses a bad value with a non-fatal
+   BAD_ATTRIBUTE: nothing changes and the session goes on. The value at registration is the
+   advertised default (it must be within [min, max]). Register before rlay_listen/rlay_connect;
+   name (1-64 chars of A-Z a-z 0-9 _ . -, starting with a letter or _) and doc are copied. The
+   standard names have a fixed type: time_scale float; target_frame_rate, quality_level,
+   action_repeat int. A usage error is sticky (rlay_error). */
+enum { RLAY_ATTR_READ_ONLY = 1 };
+int rlay_attr_float(rlay_ctx *c, const char *name, double *ptr, size_t stride, double min, double max,
+                    int flags, const char *doc);
+int rlay_attr_int(rlay_ctx *c, const char *name, int64_t *ptr, size_t stride, int64_t min, int64_t max,
+                  int flags, const char *doc);
+int rlay_attr_bool(rlay_ctx *c, const char *name, int *ptr, size_t stride, int flags, const char *doc);
+/* Called after rlay.set stored new values (e.g. to hand them to the engine); NULL: none. */
+void rlay_attr_on_set(rlay_ctx *c, void (*fn)(void *ud, rlay_ctx *c, const char *name), void *ud);
+
 /* ---- reading values ---- */
 const rlay_value *rlay_map_get(const rlay_value *map, const char *key); /* NULL if absent */
 int rlay_str_eq(const rlay_value *v, const char *s);
@@ -488,6 +510,7 @@ static const rlay__errdef rlay__errs[] = {
     RLAY__E(14, "BAD_SPACE", "invalid space descriptor"),
     RLAY__E(15, "BAD_VALUE", "value does not match its space"),
     RLAY__E(16, "AUTH_FAILED", "the shared secret was not proven (wrong or missing token)"),
+    RLAY__E(20, "BAD_ATTRIBUTE", "an attribute read or write was refused (section 19)"),
     RLAY__E(32, "ENV_EXCEPTION", "env code raised an exception"),
     RLAY__E(33, "INVALID_ACTION", "action outside the action space"),
     RLAY__E(34, "NOT_SUPPORTED", "not supported by the env side"),
@@ -593,7 +616,18 @@ struct rlay_ctx {
         uint64_t max_size;
         char status[200];
     } shm;
+    /* section 19: offered attributes */
+    struct rlay__attr *attrs; size_t nattr, attrcap;
+    void (*attr_hook)(void *ud, rlay_ctx *c, const char *name); void *attr_ud;
 };
+/* One offered attribute (section 19); its values live in the user's variables. */
+enum { RLAY__A_BOOL = 1, RLAY__A_INT, RLAY__A_FLOAT };
+typedef struct rlay__attr {
+    char name[65]; int type, flags; void *ptr; size_t stride; char *doc;
+    double fmin, fmax, fdef; int64_t imin, imax, idef; int bdef;
+} rlay__attr;
+typedef union { double f; int64_t i; int b; } rlay__aval;
+static int rlay__attr_call(rlay_ctx *c, const rlay_value *name, const rlay_value *args, const rlay_value *kwargs);
 
 static int rlay__verr(rlay_ctx *c, int code, const char *fmt, va_list ap) {
     if (!c) return code;   /* a check whose outcome is already known */
@@ -2366,6 +2400,7 @@ void rlay_free(rlay_ctx *c) {
     free(c->name); free(c->render_mode); free(c->hello); free(c->envinfo);
     free(c->ralloc); free(c->keys); free(c->iov); free(c->flat); free(c->ebuf);
     free(c->b_seeds); free(c->b_rew); free(c->b_bytes);
+    { size_t k; for (k = 0; k < c->nattr; k++) free(c->attrs[k].doc); free(c->attrs); }
     free(c);
 }
 void rlay_set_max_frame_size(rlay_ctx *c, uint32_t bytes) { if (c && !c->err) c->max_frame = bytes < 64 ? 64 : bytes; }
@@ -2950,7 +2985,8 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
     case RLAY_RENDER:
         if (!c->render_mode) return rlay__auto_reply(c, RLAY_E_NOT_SUPPORTED, "this env has no render mode (render_mode is None)");
         break;
-    case RLAY_CALL:
+    case RLAY_CALL:   /* section 19: the reserved names are the SDK's */
+        if (f[0]->len >= 5 && memcmp(f[0]->v.s, "rlay.", 5) == 0) return rlay__attr_call(c, f[0], f[1], f[2]);
         cmd->name = f[0]->v.s; cmd->name_len = f[0]->len; cmd->args = f[1]; cmd->kwargs = f[2];
         break;
     case RLAY_CLOSE:
@@ -3418,6 +3454,234 @@ int rlay_reply_default(rlay_ctx *c, const rlay_cmd *cmd) {
         return rlay_reply_error(c, RLAY_E_NOT_SUPPORTED, 0, NULL, "this env has no function named '%.*s'",
                                 (int)(cmd->name_len > 200 ? 200 : cmd->name_len), cmd->name);
     return rlay_reply_error(c, RLAY_E_NOT_SUPPORTED, 0, NULL, "this env does not support %s", rlay__kind_name(cmd->kind));
+}
+
+/* ---- attributes (spec section 19) ---- */
+static const char *rlay__vtype(const rlay_value *v) {
+    static const char *names[] = {"?", "nil", "bool", "int", "float", "str", "bytes", "array", "map", "tensor"};
+    return v->type >= RLAY_T_NIL && v->type <= RLAY_T_TENSOR ? names[v->type] : "?";
+}
+static int rlay__attr_add(rlay_ctx *c, const char *name, int type, void *ptr, size_t stride, int flags, const char *doc) {
+    static const char *std[][2] = {{"time_scale", "float"}, {"target_frame_rate", "int"}, {"quality_level", "int"}, {"action_repeat", "int"}};
+    static const char *tnames[] = {"?", "bool", "int", "float"};
+    size_t n, k;
+    rlay__attr *a;
+    if (!c) return RLAY_E_NOMEM;
+    if (c->err) return c->err;
+    if (c->phase != RLAY__P_NONE) return rlay__err(c, RLAY_E_USAGE, "rlay_attr_*: register attributes before rlay_listen/rlay_connect");
+    n = name ? strlen(name) : 0;
+    for (k = 0; k < n; k++) {
+        char ch = name[k];
+        int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_' || (k > 0 && ((ch >= '0' && ch <= '9') || ch == '.' || ch == '-'));
+        if (!ok) break;
+    }
+    if (n == 0 || n > 64 || k != n)
+        return rlay__err(c, RLAY_E_USAGE, "rlay_attr_*: name '%.80s': 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or _ (section 19.1)", name ? name : "");
+    if (!ptr) return rlay__err(c, RLAY_E_USAGE, "rlay_attr_*: attribute '%s' needs a pointer to its value", name);
+    for (k = 0; k < c->nattr; k++)
+        if (strcmp(c->attrs[k].name, name) == 0) return rlay__err(c, RLAY_E_USAGE, "rlay_attr_*: attribute '%s' is registered twice", name);
+    for (k = 0; k < sizeof std / sizeof std[0]; k++)
+        if (strcmp(std[k][0], name) == 0 && strcmp(std[k][1], tnames[type]) != 0)
+            return rlay__err(c, RLAY_E_USAGE, "rlay_attr_*: '%s' is a standard name (section 19.3): its type is %s, not %s", name, std[k][1], tnames[type]);
+    if (RLAY__GROW(c, c->attrs, c->attrcap, c->nattr + 1)) return c->err;
+    a = &c->attrs[c->nattr];
+    memset(a, 0, sizeof *a);
+    memcpy(a->name, name, n + 1);
+    a->type = type; a->ptr = ptr; a->stride = stride; a->flags = flags;
+    a->doc = (char *)malloc(strlen(doc ? doc : "") + 1);
+    if (!a->doc) return rlay__err(c, RLAY_E_NOMEM, "out of memory");
+    strcpy(a->doc, doc ? doc : "");
+    c->nattr++;
+    return 0;
+}
+int rlay_attr_float(rlay_ctx *c, const char *name, double *ptr, size_t stride, double min, double max, int flags, const char *doc) {
+    rlay__attr *a;
+    if (rlay__attr_add(c, name, RLAY__A_FLOAT, ptr, stride, flags, doc)) return c ? c->err : RLAY_E_NOMEM;
+    a = &c->attrs[c->nattr - 1];
+    a->fmin = min; a->fmax = max; a->fdef = *ptr;
+    if (isnan(min) || isnan(max) || min > max || isnan(*ptr) || *ptr < min || *ptr > max) {
+        c->nattr--; free(a->doc);
+        return rlay__err(c, RLAY_E_USAGE, "rlay_attr_float: '%s': need min <= value <= max (got %g, %g, %g)", name, min, *ptr, max);
+    }
+    return 0;
+}
+int rlay_attr_int(rlay_ctx *c, const char *name, int64_t *ptr, size_t stride, int64_t min, int64_t max, int flags, const char *doc) {
+    rlay__attr *a;
+    if (rlay__attr_add(c, name, RLAY__A_INT, ptr, stride, flags, doc)) return c ? c->err : RLAY_E_NOMEM;
+    a = &c->attrs[c->nattr - 1];
+    a->imin = min; a->imax = max; a->idef = *ptr;
+    if (min > max || *ptr < min || *ptr > max) {
+        c->nattr--; free(a->doc);
+        return rlay__err(c, RLAY_E_USAGE, "rlay_attr_int: '%s': need min <= value <= max (got %lld, %lld, %lld)", name,
+                         (long long)min, (long long)*ptr, (long long)max);
+    }
+    return 0;
+}
+int rlay_attr_bool(rlay_ctx *c, const char *name, int *ptr, size_t stride, int flags, const char *doc) {
+    if (rlay__attr_add(c, name, RLAY__A_BOOL, ptr, stride, flags, doc)) return c ? c->err : RLAY_E_NOMEM;
+    c->attrs[c->nattr - 1].bdef = *ptr != 0;
+    return 0;
+}
+void rlay_attr_on_set(rlay_ctx *c, void (*fn)(void *ud, rlay_ctx *c, const char *name), void *ud) {
+    if (c) { c->attr_hook = fn; c->attr_ud = ud; }
+}
+static void *rlay__attr_at(const rlay__attr *a, uint32_t i) { return (char *)a->ptr + (size_t)i * a->stride; }
+static void rlay__attr_put(rlay_w *w, const rlay__attr *a, uint32_t i) {
+    void *p = rlay__attr_at(a, i);
+    if (a->type == RLAY__A_FLOAT) rlay_put_float(w, *(double *)p);
+    else if (a->type == RLAY__A_INT) rlay_put_int(w, *(int64_t *)p);
+    else rlay_put_bool(w, *(int *)p != 0);
+}
+static void rlay__attr_describe(rlay_w *w, const rlay__attr *a) {   /* section 19.1, canonical order */
+    static const char *tnames[] = {"?", "bool", "int", "float"};
+    rlay_put_map(w, 7);
+    rlay_put_key(w, "type"); rlay_put_str(w, tnames[a->type]);
+    rlay_put_key(w, "default");
+    if (a->type == RLAY__A_FLOAT) rlay_put_float(w, a->fdef);
+    else if (a->type == RLAY__A_INT) rlay_put_int(w, a->idef);
+    else rlay_put_bool(w, a->bdef);
+    rlay_put_key(w, "min");
+    if (a->type == RLAY__A_FLOAT && !isinf(a->fmin)) rlay_put_float(w, a->fmin);
+    else if (a->type == RLAY__A_INT && a->imin != INT64_MIN) rlay_put_int(w, a->imin);
+    else rlay_put_nil(w);
+    rlay_put_key(w, "max");
+    if (a->type == RLAY__A_FLOAT && !isinf(a->fmax)) rlay_put_float(w, a->fmax);
+    else if (a->type == RLAY__A_INT && a->imax != INT64_MAX) rlay_put_int(w, a->imax);
+    else rlay_put_nil(w);
+    rlay_put_key(w, "choices"); rlay_put_nil(w);
+    rlay_put_key(w, "writable"); rlay_put_bool(w, !(a->flags & RLAY_ATTR_READ_ONLY));
+    rlay_put_key(w, "doc"); rlay_put_str(w, a->doc);
+}
+/* Checks one value against a's type and range; 0 with *out set, or -1 with msg. */
+static int rlay__attr_check(const rlay__attr *a, const rlay_value *v, rlay__aval *out, char *msg, size_t cap) {
+    if (a->type == RLAY__A_BOOL) {
+        if (v->type != RLAY_T_BOOL) { snprintf(msg, cap, "expected a bool, actual %s", rlay__vtype(v)); return -1; }
+        out->b = v->v.b;
+        return 0;
+    }
+    if (a->type == RLAY__A_INT) {
+        if (v->type != RLAY_T_INT) { snprintf(msg, cap, "expected an int, actual %s", rlay__vtype(v)); return -1; }
+        if (!v->neg && v->v.u > (uint64_t)INT64_MAX) { snprintf(msg, cap, "%llu is above its maximum %lld", (unsigned long long)v->v.u, (long long)a->imax); return -1; }
+        out->i = v->neg ? v->v.i : (int64_t)v->v.u;
+        if (out->i < a->imin) { snprintf(msg, cap, "%lld is below its minimum %lld", (long long)out->i, (long long)a->imin); return -1; }
+        if (out->i > a->imax) { snprintf(msg, cap, "%lld is above its maximum %lld", (long long)out->i, (long long)a->imax); return -1; }
+        return 0;
+    }
+    if (v->type == RLAY_T_FLOAT) {
+        if (isnan(v->v.f)) { snprintf(msg, cap, "expected a float, actual NaN"); return -1; }
+        out->f = v->v.f;
+    } else if (v->type == RLAY_T_INT) {   /* an int exact as a float64 */
+        double d = v->neg ? (double)v->v.i : (double)v->v.u;
+        int exact = v->neg ? (d >= -9223372036854775808.0 && (int64_t)d == v->v.i) : (d < 18446744073709551616.0 && (uint64_t)d == v->v.u);
+        if (!exact) { snprintf(msg, cap, "expected a float, actual an int not exact as a float64"); return -1; }
+        out->f = d;
+    } else {
+        snprintf(msg, cap, "expected a float, actual %s", rlay__vtype(v));
+        return -1;
+    }
+    if (out->f < a->fmin) { snprintf(msg, cap, "%.17g is below its minimum %.17g", out->f, a->fmin); return -1; }
+    if (out->f > a->fmax) { snprintf(msg, cap, "%.17g is above its maximum %.17g", out->f, a->fmax); return -1; }
+    return 0;
+}
+static int rlay__attr_refuse(rlay_ctx *c, const char *name, const char *why) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "attribute '%.64s': %s", name, why);
+    return rlay__auto_reply(c, RLAY_E_BAD_ATTRIBUTE, msg);
+}
+/* Answers a CALL named rlay.* (section 19.2). 0: answered; -1: the session is over. */
+static int rlay__attr_call(rlay_ctx *c, const rlay_value *name, const rlay_value *args, const rlay_value *kwargs) {
+    uint32_t n = c->nenv, i, k;
+    const rlay__attr *a = NULL;
+    rlay_w *w = c->w_val;
+    char why[300], what[80];
+    int get = name->len == 8 && memcmp(name->v.s, "rlay.get", 8) == 0;
+    int set = name->len == 8 && memcmp(name->v.s, "rlay.set", 8) == 0;
+    int describe = name->len == 13 && memcmp(name->v.s, "rlay.describe", 13) == 0;
+    rlay__reset_writers(c);
+    if (!get && !set && !describe) {
+        snprintf(why, sizeof why, "'%.*s' is not a function of section 19 (offered: rlay.describe, rlay.get, rlay.set)",
+                 (int)(name->len > 100 ? 100 : name->len), name->v.s);
+        return rlay__auto_reply(c, RLAY_E_NOT_SUPPORTED, why);
+    }
+    snprintf(what, sizeof what, "%.*s", (int)name->len, name->v.s);
+    if (kwargs->len) { snprintf(why, sizeof why, "%s takes no keyword arguments", what); return rlay__attr_refuse(c, "?", why); }
+    if (describe) {
+        if (args->len) return rlay__attr_refuse(c, "?", "rlay.describe takes no arguments");
+        if (n > 1) rlay_put_array(w, n);
+        for (i = 0; i < n; i++) {
+            rlay_put_map(w, (uint32_t)c->nattr);
+            for (k = 0; k < c->nattr; k++) { rlay_put_key(w, c->attrs[k].name); rlay__attr_describe(w, &c->attrs[k]); }
+        }
+    } else {
+        const rlay_value *v = args->len ? &args->v.items[0] : NULL;
+        if (args->len != (get ? 1u : 2u) || v->type != RLAY_T_STR) {
+            snprintf(why, sizeof why, "%s takes the arguments %s (name a str)", what, get ? "[name]" : "[name, value]");
+            return rlay__attr_refuse(c, "?", why);
+        }
+        for (k = 0; k < c->nattr; k++)
+            if (strlen(c->attrs[k].name) == v->len && memcmp(c->attrs[k].name, v->v.s, v->len) == 0) { a = &c->attrs[k]; break; }
+        if (!a) {
+            size_t used;
+            snprintf(why, sizeof why, "the env side offers no attribute of this name (it offers: %s", c->nattr ? "" : "none");
+            for (k = 0; k < c->nattr; k++) {
+                used = strlen(why);
+                snprintf(why + used, sizeof why - used, "%s%s", k ? ", " : "", c->attrs[k].name);
+            }
+            used = strlen(why);
+            snprintf(why + used, sizeof why - used, ")");
+            snprintf(what, sizeof what, "%.*s", (int)(v->len > 64 ? 64 : v->len), v->v.s);
+            return rlay__attr_refuse(c, what, why);
+        }
+        if (get) {
+            for (i = 0; i < (a->stride ? n : 1); i++) {   /* your own values are checked too, as observations */
+                const void *p = rlay__attr_at(a, i);
+                double f = a->type == RLAY__A_FLOAT ? *(const double *)p : 0;
+                int64_t x = a->type == RLAY__A_INT ? *(const int64_t *)p : 0;
+                if (isnan(f) || f < a->fmin || f > a->fmax || x < a->imin || x > a->imax) {
+                    snprintf(why, sizeof why, "the env's value of attribute '%s'%s is %s", a->name,
+                             n > 1 ? " (a sub-env)" : "", isnan(f) ? "NaN" : "outside its [min, max]");
+                    return rlay__auto_reply(c, RLAY_E_ENV_EXCEPTION, why);
+                }
+            }
+            if (n > 1) rlay_put_array(w, n);
+            for (i = 0; i < n; i++) rlay__attr_put(w, a, a->stride ? i : 0);
+        } else {
+            const rlay_value *val = &args->v.items[1];
+            rlay__aval one, *each = NULL;
+            char m[200];
+            if (a->flags & RLAY_ATTR_READ_ONLY) return rlay__attr_refuse(c, a->name, "is read-only");
+            if (n > 1 && val->type == RLAY_T_ARRAY) {   /* one value per sub-env, all checked first */
+                if (val->len != n) { snprintf(why, sizeof why, "expected one value or %u (one per sub-env), actual %u", n, val->len); return rlay__attr_refuse(c, a->name, why); }
+                if (!(each = (rlay__aval *)calloc(n, sizeof *each))) return rlay__err(c, RLAY_E_NOMEM, "out of memory"), -1;
+                for (i = 0; i < n; i++) {
+                    if (rlay__attr_check(a, &val->v.items[i], &each[i], m, sizeof m)) {
+                        free(each);
+                        snprintf(why, sizeof why, "sub-env %u: %s", i, m);
+                        return rlay__attr_refuse(c, a->name, why);
+                    }
+                    if (!a->stride && i && memcmp(&each[i], &each[0], sizeof one) != 0) {
+                        free(each);
+                        return rlay__attr_refuse(c, a->name, "is shared by every sub-env: give one value");
+                    }
+                }
+            } else if (rlay__attr_check(a, val, &one, m, sizeof m)) {
+                return rlay__attr_refuse(c, a->name, m);
+            }
+            for (i = 0; i < (a->stride ? n : 1); i++) {
+                rlay__aval *x = each ? &each[i] : &one;
+                void *p = rlay__attr_at(a, i);
+                if (a->type == RLAY__A_FLOAT) *(double *)p = x->f;
+                else if (a->type == RLAY__A_INT) *(int64_t *)p = x->i;
+                else *(int *)p = x->b;
+            }
+            free(each);
+            if (c->attr_hook) c->attr_hook(c->attr_ud, c, a->name);
+            if (n > 1) rlay_put_array(w, n);
+            for (i = 0; i < n; i++) rlay_put_nil(w);
+        }
+    }
+    c->pending = 1;
+    return rlay_reply_call(c) ? -1 : 0;
 }
 
 /* ---- callback style ---- */

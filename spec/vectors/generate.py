@@ -2122,6 +2122,100 @@ def gen_spaces() -> Vectors:
     return v
 
 
+# ------------------------------------------------------------------------------------------------
+# attributes.json -- side channels (§19): typed attributes over reserved CALL names. These are
+# ordinary CALL / CALL_RESULT / ERROR frames, so an SDK without §19 passes them too; they pin the
+# descriptor layout (§19.1) and the argument shapes (§19.2) byte for byte.
+
+BAD_ATTRIBUTE = 20  # §11, §19
+
+
+def attribute(
+    kind: str,
+    default: Any = None,
+    lo: Any = None,
+    hi: Any = None,
+    choices: list[Any] | None = None,
+    writable: bool = True,
+    doc: str = "",
+) -> dict[str, Any]:
+    """A §19.1 descriptor, fields in canonical order."""
+    return {
+        "type": kind,
+        "default": default,
+        "min": lo,
+        "max": hi,
+        "choices": choices,
+        "writable": writable,
+        "doc": doc,
+    }
+
+
+def gen_attributes() -> Vectors:
+    v = Vectors(
+        "attributes.json",
+        "Encode vectors of §19 (side channels): the reserved CALLs rlay.describe, rlay.get and "
+        "rlay.set, their results, and a BAD_ATTRIBUTE (20) refusal.",
+    )
+    call = {"name": "rlay.describe", "args": [], "kwargs": {}}
+    v.encode("CALL rlay.describe", "CALL", message("CALL", **call))
+    table = {
+        "time_scale": attribute("float", 1.0, 0.01, 100.0, doc="simulated seconds per real second"),
+        "quality_level": attribute("int", 2, 0, 5),
+        "paused": attribute("bool", False),
+        "difficulty": attribute("str", "easy", choices=["easy", "hard"], writable=False),
+    }
+    v.encode(
+        "CALL_RESULT of rlay.describe: four typed descriptors",
+        "CALL_RESULT",
+        message("CALL_RESULT", value=table),
+    )
+    v.encode(
+        "CALL_RESULT of rlay.describe: an env side offering nothing",
+        "CALL_RESULT",
+        message("CALL_RESULT", value={}),
+    )
+    v.encode(
+        "CALL_RESULT of rlay.describe, batched (num_envs 2): one table per sub-env",
+        "CALL_RESULT",
+        message("CALL_RESULT", value=[{"gravity": attribute("float", 9.8, 0.0, None)}] * 2),
+    )
+    v.encode(
+        "CALL rlay.get time_scale",
+        "CALL",
+        message("CALL", name="rlay.get", args=["time_scale"], kwargs={}),
+    )
+    v.encode("CALL_RESULT of rlay.get: a float", "CALL_RESULT", message("CALL_RESULT", value=1.0))
+    v.encode(
+        "CALL rlay.set time_scale 20.0 (a float attribute travels as float 64)",
+        "CALL",
+        message("CALL", name="rlay.set", args=["time_scale", 20.0], kwargs={}),
+    )
+    v.encode(
+        "CALL rlay.set, batched: one value per sub-env",
+        "CALL",
+        message("CALL", name="rlay.set", args=["gravity", [9.8, 4.9]], kwargs={}),
+    )
+    v.encode(
+        "CALL_RESULT of rlay.set, batched (num_envs 2)",
+        "CALL_RESULT",
+        message("CALL_RESULT", value=[None, None]),
+    )
+    v.encode(
+        "ERROR BAD_ATTRIBUTE (20), non-fatal: a value below its minimum",
+        "ERROR",
+        message(
+            "ERROR",
+            code=BAD_ATTRIBUTE,
+            message="attribute 'time_scale': 0.0 is below its minimum 0.01",
+            fatal=False,
+            remote_type=None,
+            traceback=None,
+        ),
+    )
+    return v
+
+
 GENERATORS: list[Callable[[], Vectors]] = [
     gen_messages,
     gen_values,
@@ -2131,6 +2225,7 @@ GENERATORS: list[Callable[[], Vectors]] = [
     gen_reject_fields,
     gen_reject_states,
     gen_spaces,
+    gen_attributes,  # §19 side channels
 ]
 
 

@@ -12,6 +12,10 @@
    the clock). The option "state" (float64 tensor (4,), or (N, 4) for a batch) sets the initial
    state exactly. CALL "get_state" returns the float64 state (an array of N for a batch).
 
+   Attributes (spec section 19; Python: env.set_attr("gravity", 20.0), a vector env's
+   set_attr("gravity", [...]) one per sub-env): gravity, force_mag and tau, each sub-env's own,
+   as Gymnasium's CartPoleEnv attributes of the same names (its defaults 9.8, 10.0, 0.02).
+
    A batch autoresets as Gymnasium 1.x's AutoresetMode.NEXT_STEP: the STEP after a sub-env's
    episode ended resets it (no seed: its stream goes on) and answers its first observation with
    reward 0 and terminated/truncated false; its action is ignored. A partial reset
@@ -33,9 +37,9 @@
 #define WIDTH 600
 #define HEIGHT 400
 
-/* Gymnasium's constants, computed with the same expressions. */
-static const double gravity = 9.8, masscart = 1.0, masspole = 0.1, length = 0.5;
-static const double force_mag = 10.0, tau = 0.02, x_threshold = 2.4;
+/* Gymnasium's constants, computed with the same expressions (gravity, force_mag and tau are
+   each CartPole's own: attributes the agent side may set, section 19). */
+static const double masscart = 1.0, masspole = 0.1, length = 0.5, x_threshold = 2.4;
 #define TOTAL_MASS (masspole + masscart)
 #define POLEMASS_LENGTH (masspole * length)
 #define THETA_THRESHOLD (12 * 2 * 3.141592653589793 / 360)   /* 12 * 2 * math.pi / 360 */
@@ -114,6 +118,7 @@ typedef struct {
     long beyond;                 /* steps_beyond_terminated; -1 is None */
     pcg64 rng;
     int seeded;
+    double gravity, force_mag, tau;   /* Gymnasium's 9.8, 10.0, 0.02 unless set (section 19) */
 } cartpole;
 
 /* Gymnasium's reset: a new stream if seeded, then uniform(low, high, size=4) unless `state`. */
@@ -130,6 +135,7 @@ static void reset_one(cartpole *e, int seeded, uint64_t seed, double low, double
 static void step_one(cartpole *e, int64_t action, double *reward, int *terminated, int *truncated) {
     double x = e->s[0], x_dot = e->s[1], theta = e->s[2], theta_dot = e->s[3];
     double force, costheta, sintheta, temp, thetaacc, xacc;
+    double gravity = e->gravity, force_mag = e->force_mag, tau = e->tau;
     force = action == 1 ? force_mag : -force_mag;
     costheta = cos(theta);
     sintheta = sin(theta);
@@ -339,6 +345,7 @@ int main(int argc, char **argv) {
     env.obs = (float *)calloc(env.n, 4 * sizeof *env.obs);
     if (env.rgb) env.frames = (unsigned char *)malloc((size_t)env.n * WIDTH * HEIGHT * 3);
     if (!env.envs || !env.obs || (env.rgb && !env.frames)) { fprintf(stderr, "cartpole: out of memory\n"); return 1; }
+    for (i = 0; i < (int)env.n; i++) { env.envs[i].gravity = 9.8; env.envs[i].force_mag = 10.0; env.envs[i].tau = 0.02; }
 
     c = rlay_new();
     rlay_set_shm(c, shm);   /* on by default: used on unix sockets when the agent side has it too */
@@ -362,6 +369,10 @@ int main(int argc, char **argv) {
     rlay_set_render_mode(c, render_mode);
     rlay_set_num_envs(c, env.n);
     rlay_set_handshake_timeout(c, (int)handshake_ms);
+    /* section 19: typed attributes, one value per sub-env (stride: the next CartPole's) */
+    rlay_attr_float(c, "gravity", &env.envs[0].gravity, sizeof(cartpole), 0.0, 1000.0, 0, "m/s^2, Gymnasium's gravity");
+    rlay_attr_float(c, "force_mag", &env.envs[0].force_mag, sizeof(cartpole), 0.0, 1000.0, 0, "N pushed by each action");
+    rlay_attr_float(c, "tau", &env.envs[0].tau, sizeof(cartpole), 1e-4, 1.0, 0, "seconds between state updates");
     if (!env.rgb) cb.render = NULL;
 
     if (connect ? rlay_connect(c, address) : rlay_listen(c, address)) {

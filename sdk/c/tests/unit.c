@@ -579,6 +579,35 @@ static void batch_session_test(void) {
     rlay_free(A);
 }
 
+/* Section 19: registering attributes; usage errors are sticky and name the problem. */
+static void attr_registration_test(void) {
+    double g = 9.8, bad = 5.0, ts = 1.0;
+    int64_t q = 2, tsi = 1;
+    int flag = 0;
+    rlay_ctx *e = rlay_new();
+    CHECK(rlay_attr_float(e, "gravity", &g, 0, 0.0, 100.0, 0, "m/s^2") == 0);
+    CHECK(rlay_attr_int(e, "quality_level", &q, 0, 0, 5, 0, "") == 0);
+    CHECK(rlay_attr_bool(e, "paused", &flag, 0, RLAY_ATTR_READ_ONLY, NULL) == 0);
+    CHECK(rlay_attr_float(e, "time_scale", &ts, 0, 0.01, INFINITY, 0, "") == 0);
+    CHECK(e->nattr == 4 && e->attrs[0].fdef == 9.8 && e->attrs[1].idef == 2 && strcmp(e->attrs[2].doc, "") == 0);
+    CHECK(rlay_error(e) == RLAY_OK);
+    rlay_free(e);
+#define ATTR_USAGE(call, text) do { rlay_ctx *e_ = rlay_new(); int r_ = (call); \
+        CHECK(r_ == RLAY_E_USAGE && rlay_error(e_) == RLAY_E_USAGE && strstr(rlay_errmsg(e_), text) != NULL); \
+        rlay_free(e_); } while (0)
+    ATTR_USAGE(rlay_attr_float(e_, "", &g, 0, 0, 1, 0, ""), "1-64 characters");
+    ATTR_USAGE(rlay_attr_float(e_, "9lives", &g, 0, 0, 100, 0, ""), "1-64 characters");
+    ATTR_USAGE(rlay_attr_float(e_, "a b", &g, 0, 0, 100, 0, ""), "1-64 characters");
+    ATTR_USAGE(rlay_attr_float(e_, "g", NULL, 0, 0, 100, 0, ""), "needs a pointer");
+    ATTR_USAGE(rlay_attr_float(e_, "g", &bad, 0, 0, 1, 0, ""), "min <= value <= max");
+    ATTR_USAGE(rlay_attr_float(e_, "g", &g, 0, 10, 1, 0, ""), "min <= value <= max");
+    ATTR_USAGE(rlay_attr_int(e_, "q", &q, 0, 3, 5, 0, ""), "min <= value <= max");
+    ATTR_USAGE(rlay_attr_int(e_, "time_scale", &tsi, 0, 0, 9, 0, ""), "standard name");
+    ATTR_USAGE((rlay_attr_bool(e_, "p", &flag, 0, 0, ""), rlay_attr_bool(e_, "p", &flag, 0, 0, "")), "registered twice");
+#undef ATTR_USAGE
+    CHECK(strcmp(rlay_error_name(RLAY_E_BAD_ATTRIBUTE), "BAD_ATTRIBUTE") == 0);
+}
+
 int main(void) {
     static const uint32_t s3[1] = {3}, s23[2] = {2, 3}, s0[1] = {0}, s1[1] = {1};
     static const unsigned char u8[3] = {1, 2, 3}, b01[3] = {0, 1, 0}, b2[1] = {2};
@@ -1007,6 +1036,7 @@ int main(void) {
 
     session_test();
     batch_session_test();
+    attr_registration_test();
     rlay__w_free(W);
     rlay__w_free(SW);
     rlay__w_free(VW);
