@@ -1,6 +1,7 @@
 /* rlay.h - turn a C program into a Gymnasium environment (rlay protocol v1, env side).
 
-   Single header, C99, also valid C++. Needs only libc, libm and BSD sockets.
+   Single header, C99 (C11 for <stdatomic.h> in shared memory; C99 and C++ use GCC/Clang's
+   __atomic builtins instead), also valid C++. Needs only libc, libm, BSD sockets and mmap.
    In exactly one .c file, before any other #include:
 
        #define RLAY_IMPLEMENTATION
