@@ -383,6 +383,9 @@ class _FrameSource:
 # are fresh each time and its proofs need the token, which a recording never holds. Replay and
 # serve therefore leave it out: AUTH frames are skipped, recorded HELLOs are sent without `auth`,
 # and a HELLO is compared without it (replay's own connections run without a token).
+# §16: `shm` likewise belongs to one connection (a unix socket both ends of which map one region);
+# replay and serve speak plain sockets, so it is left out the same way.
+_PER_CONNECTION = frozenset({"auth", "shm"})
 
 
 def _without_auth(frame: RecordedFrame) -> bytes:
@@ -390,16 +393,17 @@ def _without_auth(frame: RecordedFrame) -> bytes:
         return frame.raw
     value = frame.value()
     caps = value.get("capabilities") if isinstance(value, dict) else None
-    if not isinstance(caps, dict) or "auth" not in caps:
+    if not isinstance(caps, dict) or not _PER_CONNECTION & caps.keys():
         return frame.raw
-    value = {**value, "capabilities": {k: v for k, v in caps.items() if k != "auth"}}
+    value = {**value, "capabilities": {k: v for k, v in caps.items() if k not in _PER_CONNECTION}}
     body, chunks, data_len = Encoder().encode(value)
     return b"".join([pack_header(Kind.HELLO, data_len, len(body)), *map(bytes, chunks), body])
 
 
 def _auth_free(kind: int, value: Any) -> Any:
     if kind == Kind.HELLO and isinstance(value, dict) and isinstance(value.get("capabilities"), dict):
-        return {**value, "capabilities": {k: v for k, v in value["capabilities"].items() if k != "auth"}}
+        caps = value["capabilities"]
+        return {**value, "capabilities": {k: v for k, v in caps.items() if k not in _PER_CONNECTION}}
     return value
 
 

@@ -284,6 +284,22 @@ def test_env_side_without_shm_talks_to_an_agent_with_it(probe: str) -> None:
         env.close()
 
 
+def test_no_region_means_an_offer_without_descriptor_and_the_socket(
+    many: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(shm_mod.Region, "create", no_memory)
+    env = rlay.ClientEnv(many)
+    try:
+        assert type(stream_of(env)) is SocketStream
+        env.reset()
+        assert env.step(0)[0].tolist() == [1.0] * 4
+    finally:
+        env.close()
+
+
 def test_tcp_is_unchanged() -> None:
     server = rlay.serve(TrivialEnv, "tcp://127.0.0.1:0", block=False)
     try:
@@ -297,17 +313,39 @@ def test_tcp_is_unchanged() -> None:
         server.close()
 
 
-def test_c_env_side_without_shm_falls_back() -> None:
+@pytest.mark.parametrize("c_shm", ["1", "0"])
+def test_c_env_side_with_and_without_shm(c_shm: str) -> None:
+    """The C SDK's env side (sdk/c/rlay.h, §16 from the same text) with and without shm."""
     require_tool("gcc")
-    env = rlay.ClientEnv(launch=[os.path.join(ROOT, "sdk/c/bin/cartpole")])
+    env = rlay.ClientEnv(
+        launch=[os.path.join(ROOT, "sdk/c/bin/cartpole")], launch_env={**os.environ, "RLAY_SHM": c_shm}
+    )
     try:
-        hello = env._session.conn.peer_hello  # type: ignore[union-attr]
-        expected = ShmStream if hello.capabilities.get("shm") == 1 else SocketStream  # type: ignore[union-attr]
-        assert type(stream_of(env)) is expected
+        assert type(stream_of(env)) is (ShmStream if c_shm == "1" else SocketStream)
         env.reset(seed=0)
         assert env.step(0)[0].shape == (4,)
     finally:
         env.close()
+
+
+def test_conformance_peer_passes_against_the_c_env_side() -> None:
+    from rlay.testing.shm import run
+
+    require_tool("gcc")
+    lines: list[str] = []
+    failed = run([os.path.join(ROOT, "sdk/c/bin/cartpole")], fuzz=60, seed=5, out=_Lines(lines))
+    assert failed == 0, "".join(lines)
+
+
+class _Lines:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def write(self, text: str) -> None:
+        self.lines.append(text)
+
+    def flush(self) -> None:
+        pass
 
 
 # -- the conformance peer: negotiation, every refusal, header fuzz, large frames, wake-ups -----------
@@ -317,16 +355,8 @@ def test_conformance_peer_passes_against_the_python_env_side(probe: str) -> None
     from rlay.testing.shm import run
 
     lines: list[str] = []
-
-    class Out:
-        def write(self, text: str) -> None:
-            lines.append(text)
-
-        def flush(self) -> None:
-            pass
-
     # 1024 float64: 8 KiB observations, so the reply way also exceeds a 4096-byte channel
-    failed = run([sys.executable, probe, "1024", "--many"], fuzz=200, seed=11, out=Out())
+    failed = run([sys.executable, probe, "1024", "--many"], fuzz=200, seed=11, out=_Lines(lines))
     text = "".join(lines)
     assert failed == 0, text
     assert "skipped" not in text

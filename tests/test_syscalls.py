@@ -8,6 +8,7 @@ so start-up, handshake and shutdown cancel out.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -85,7 +86,20 @@ def check(costs: dict[str, float], side: str) -> None:
     assert total < 2.05, f"{side}: {total:.3f} system calls a step: {steady(costs)}"
 
 
-@pytest.mark.parametrize("scheme", ["unix", "tcp"])
+def check_shm(costs: dict[str, float], side: str) -> None:
+    """Shared memory (spec §16): at most a wake byte and one receive a step (none when the spin
+    sees the frame), and nothing that waits or sets a timeout first."""
+    sends = sum(costs.get(n, 0.0) for n in ("sendmsg", "sendto", "write"))
+    recvs = sum(costs.get(n, 0.0) for n in ("recvfrom", "recvmsg", "read"))
+    waiting = ("poll", "ppoll", "select", "pselect6", "epoll_wait", "setsockopt")
+    waits = sum(costs.get(n, 0.0) for n in waiting)
+    assert sends < 1.02 and recvs < 1.02, f"{side}: {steady(costs)}"
+    assert waits < 0.01, f"{side} waits before it reads or sets a timeout per step: {steady(costs)}"
+    assert sum(costs.values()) < 2.05, f"{side}: {steady(costs)}"
+
+
+# "unix": the plain socket (RLAY_SHM=0); "unix+shm": the default on unix sockets, shared memory.
+@pytest.mark.parametrize("scheme", ["unix", "unix+shm", "tcp"])
 def test_the_python_env_side_makes_two_calls_a_step(tmp_path: Path, scheme: str) -> None:
     require_tool("strace")
     counts = []
@@ -93,28 +107,31 @@ def test_the_python_env_side_makes_two_calls_a_step(tmp_path: Path, scheme: str)
         trace = tmp_path / f"env{steps}.strace"
         cmd = ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-c", ENV_SIDE, "{address}"]
         address = "tcp://127.0.0.1:0" if scheme == "tcp" else None  # None: a fresh unix socket
-        env = rlay.ClientEnv(address, launch=cmd, connect_timeout=30)
+        shm = {"RLAY_SHM": "1" if scheme == "unix+shm" else "0"}
+        env = rlay.ClientEnv(address, launch=cmd, connect_timeout=30, launch_env={**os.environ, **shm})
         env.reset(seed=0)
         for _ in range(steps):
             env.step(0)
         env.close()
         counts.append(syscalls(trace))
-    check(per_step(*counts), f"the env side ({scheme})")
+    (check_shm if scheme == "unix+shm" else check)(per_step(*counts), f"the env side ({scheme})")
 
 
-def test_the_python_agent_side_makes_two_calls_a_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shm", ["0", "1"])
+def test_the_python_agent_side_makes_two_calls_a_step(tmp_path: Path, shm: str) -> None:
     require_tool("strace")
     counts = []
     for steps in (SHORT, LONG):
         server = rlay.serve(TrivialEnv, f"unix://{tmp_path}/s{steps}.sock", block=False)
         try:
             cmd = traced(tmp_path, f"agent{steps}", AGENT_SIDE, server.address, str(steps))
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            env = {**os.environ, "RLAY_SHM": shm}
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
             assert proc.returncode == 0, proc.stderr[-2000:]
         finally:
             server.close()
         counts.append(syscalls(tmp_path / f"agent{steps}.strace"))
-    check(per_step(*counts), "the agent side")
+    (check_shm if shm == "1" else check)(per_step(*counts), f"the agent side (RLAY_SHM={shm})")
 
 
 def test_the_counter_sees_a_poll_per_step(tmp_path: Path) -> None:

@@ -145,6 +145,13 @@ def fence() -> None:
     _FENCE.release()
 
 
+#: RLAY_SHM_YIELD=1: os.sched_yield() in each spin iteration (default: a bare spin, no system
+#: call). On a machine with more runnable processes than cores it hands the core to a peer that
+#: shares it; the adaptive spin already stops spinning there, so it is off by default.
+_YIELD = os.environ.get("RLAY_SHM_YIELD", "0") == "1"
+PROBE = 7  # see ShmStream.__init__: every 8th wait spins even when waits run long
+
+
 def _spin_seconds() -> float:
     text = os.environ.get("RLAY_SHM_SPIN_US", "").strip()
     try:
@@ -198,7 +205,10 @@ class Region:
     def close(self) -> None:
         self.words.release()
         self.view.release()
-        self.mm.close()
+        try:
+            self.mm.close()
+        except BufferError:  # a view still exported somewhere: the mapping goes with it
+            pass
 
 
 def check_offer(fds: list[int], truncated: bool, size: int, max_size: int) -> Region | str:
@@ -309,6 +319,13 @@ class ShmStream:
         # Both ends in one process (a Server thread serving this process's own ClientEnv): a spin
         # would hold the GIL the other end needs to answer, so such a reader only sleeps.
         self._spin = 0.0 if _peer_pid(sock) == os.getpid() else _spin_seconds()
+        # The spin adapts: a reader whose frames keep arriving later than the spin time (an agent
+        # that thinks for milliseconds, or a machine with more runnable processes than cores,
+        # where a spin only delays the peer it waits for) goes to sleep at once, until the
+        # average wait is short again. Each wait, spun or slept, updates the average; a slept
+        # wait also counts the wake-up's latency, so one wait in PROBE + 1 spins regardless.
+        self._wait_avg = 0.0
+        self._waits = 0
         self._sockbuf = b""  # socket bytes not yet handed on (wake bytes already dropped)
         self._sock_left: int | None = None  # bytes left of a socket frame being handed on
         self._ack_after = False  # that socket frame was announced by seq (len = SOCKET_FRAME)
@@ -395,17 +412,29 @@ class ShmStream:
         rx_seq = self._rx_seq
         got = self._got
         if w[rx_seq] != got:
+            if timeout != 0:
+                self._wait_avg -= self._wait_avg * 0.125  # a wait of 0
             return self._take(stage, deadline)
         if self._sockbuf:
             return self._socket_frame(deadline, stage)  # §16.5: a fatal ERROR out of turn
         if self._eof or self._broken:
             return self._end()
-        if timeout != 0 and self._spin:  # §16.6 phase 1
-            clock = time.perf_counter
-            end = clock() + (self._spin if timeout is None else min(self._spin, timeout))
-            while clock() < end:
+        clock = time.perf_counter
+        start = clock()
+        self._waits += 1
+        if timeout != 0 and self._spin and (self._wait_avg < self._spin or not self._waits & PROBE):
+            # §16.6 phase 1; adaptive (see __init__), with every PROBE+1-th wait spun anyway
+            end = start + (self._spin if timeout is None else min(self._spin, timeout))
+            while True:
+                now = clock()
                 if w[rx_seq] != got:
+                    self._wait_avg += (now - start - self._wait_avg) * 0.125
                     return self._take(stage, deadline)
+                if now >= end:
+                    break
+                if _YIELD:
+                    os.sched_yield()
+        first = True
         while True:  # §16.6 phase 2
             if timeout == 0:
                 data = self._sock.recv(0, stage)  # never blocks: nothing there is Timeout
@@ -414,9 +443,13 @@ class ShmStream:
                 fence()
                 if w[rx_seq] != got:
                     w[self._rx_sleeping] = 0
+                    self._wait_avg += (clock() - start - self._wait_avg) * 0.125
                     return self._take(stage, deadline)
                 try:
-                    data = self._sock.recv(_left(deadline), stage)
+                    # The first sleep waits the caller's whole timeout: the socket keeps the same
+                    # kernel timeout from step to step (no setsockopt per wait, see sockets.py).
+                    data = self._sock.recv(timeout if first else _left(deadline), stage)
+                    first = False
                 except ConnectionClosed as exc:
                     self._broken = exc
                     data = b""
@@ -429,6 +462,8 @@ class ShmStream:
                 return self._end()
             self._note(data)
             if w[rx_seq] != got:  # read step 1 again: seq first, it was published before any byte
+                if timeout != 0:
+                    self._wait_avg += (clock() - start - self._wait_avg) * 0.125
                 return self._take(stage, deadline)
             if self._sockbuf:
                 return self._socket_frame(deadline, stage)
@@ -567,9 +602,24 @@ def wait_all(streams: Sequence[Any], timeout: float | None) -> list[int]:
         return []
     deadline = None if timeout is None else time.monotonic() + timeout
     clock = time.perf_counter
-    end = clock() + pending[0]._spin
-    while pending and clock() < end:
-        pending = [s for s in pending if not s.ready()]
+    lead = pending[0]
+    lead._waits += 1
+    if lead._spin and (min(s._wait_avg for s in pending) < lead._spin or not lead._waits & PROBE):
+        start = clock()
+        end = start + lead._spin
+        while pending:
+            now = clock()
+            still = []
+            for s in pending:
+                if s.ready():
+                    s._wait_avg += (now - start - s._wait_avg) * 0.125
+                else:
+                    still.append(s)
+            pending = still
+            if not pending or now >= end:
+                break
+            if _YIELD:
+                os.sched_yield()
     while pending:
         for s in pending:
             s._words[s._rx_sleeping] = 1
@@ -611,7 +661,24 @@ def offer(engine: Session, timeout: float | None, capacity: int = DEFAULT_CAPACI
         raise ProtocolError(
             ErrorCode.INTERNAL, "shared memory was agreed on a stream that is not a unix socket"
         )
-    region, fd = Region.create(Layout.for_capacities(capacity, capacity))
+    try:
+        region, fd = Region.create(Layout.for_capacities(capacity, capacity))
+    except OSError as exc:
+        # No region (out of memory, a memfd limit): the state table still wants an offer, so
+        # offer nothing (no descriptor); the env side refuses it and both stay on the socket.
+        log.warning("! cannot create a shared-memory region (%s): staying on the socket", exc)
+        engine.send(ShmOffer(REGION_HEADER_SIZE), "sending the shared-memory offer", timeout)
+        reply = engine.receive("waiting for the env side's answer to the shared-memory offer", timeout)
+        if type(reply) is Error:
+            return reply
+        if type(reply) is ShmAnswer and reply.accepted:  # §16.3: no descriptor is refused
+            engine.fail(
+                ProtocolError(
+                    ErrorCode.BAD_FIELD, "the env side accepted an SHM offer that carried no descriptor"
+                ),
+                "in the answer to the shared-memory offer",
+            )
+        return f"this side could not create a region: {exc}"
     try:
         try:
             engine.conn.send(ShmOffer(region.size))
