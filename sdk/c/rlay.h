@@ -2304,6 +2304,8 @@ static int rlay__shm_write(rlay_ctx *c) {
     for (i = 0; i < c->niov; i++) n += c->iov[i].n;
     if (ack != c->shm.sent) {
         if (c->hdr[2] == RLAY_ERROR) return rlay__send(c);   /* out of turn: only a fatal ERROR (our replies are in turn) */
+        /* 16.4 write step 1: the peer broke the channel; we end the session (and, as any side may
+           before it closes, say why: this fatal BAD_HEADER then goes on the socket, out of turn) */
         return rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: the agent side sent a command before it consumed "
                          "our previous frame (ack %llu, sent %llu)", (unsigned long long)ack, (unsigned long long)c->shm.sent);
     }
