@@ -465,6 +465,68 @@ def test_a_game_loop_polling_with_timeout_0(bins: Path, sock_dir: str, envs: lis
     env.finish()
 
 
+POLL_LOOP = r"""
+#define RLAY_IMPLEMENTATION
+#include "rlay.h"
+/* A frame loop that gives rlay_poll 3 ms a frame: it must never be held longer than that. */
+int main(int argc, char **argv) {
+    uint32_t one = 1; float x = 0; long long worst = 0, frames = 0; rlay_cmd cmd; int r, shm = 0;
+    rlay_ctx *c = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(c), RLAY_DT_FLOAT32, 1, &one, -1e9, 1e9);
+    rlay_space_discrete(rlay_action_space(c), 2, 0);
+    if (argc < 2 || rlay_listen(c, argv[argc - 1])) return 2;   /* [--listen] ADDRESS */
+    printf("RLAY_LISTENING %s\n", rlay_address(c)); fflush(stdout);
+    for (;;) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        r = rlay_poll(c, &cmd, 3);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if (r < 0) break;
+        shm |= rlay_shm_active(c);
+        if (r == 0) {
+            long long us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+            if (us > worst) worst = us;
+            frames++;
+            continue;
+        }
+        if (cmd.kind == RLAY_RESET || cmd.kind == RLAY_STEP) {
+            x += 1;
+            rlay_put_tensor(rlay_obs(c), RLAY_DT_FLOAT32, 1, &one, &x);
+            if (cmd.kind == RLAY_RESET) rlay_reply_reset(c); else rlay_reply_step(c, 1.0, 0, 0);
+        } else rlay_reply_default(c, &cmd);
+    }
+    fprintf(stderr, "shm=%d frames=%lld worst_us=%lld\n", shm, frames, worst);
+    r = rlay_error(c); rlay_free(c); return r ? 1 : 0;
+}
+"""
+
+
+def test_a_frame_loop_with_a_timeout_is_never_held_longer(
+    sock_dir: str, envs: list[Env], tmp_path: Path
+) -> None:
+    """rlay_poll(c, &cmd, 3): between commands it spins at most the timeout, sleeps in poll() for
+    the rest, and returns 0 each frame; the agent's wake byte gets a command through."""
+    require_tool("gcc")
+    src, exe = tmp_path / "poll_loop.c", tmp_path / "poll_loop"
+    src.write_text(POLL_LOOP)
+    cmd = ["gcc", "-std=c11", "-O2", "-Wall", "-Werror", f"-I{SDK}", "-o", str(exe), str(src), "-lm"]
+    subprocess.run(cmd, check=True, timeout=120)
+    env = start(envs, exe, sock_dir)
+    agent = env.agent()
+    assert agent.active
+    assert agent.command(RESET, {"seed": None, "options": None})[0] == RESET_RESULT
+    time.sleep(0.5)  # the frame loop polls meanwhile
+    assert agent.word(A2E, SLEEPING) in (0, 1)
+    for _ in range(10):
+        assert agent.command(STEP, {"action": 1})[0] == STEP_RESULT
+    close(agent)
+    err = env.finish()
+    stats = dict(kv.split("=") for kv in err.split())
+    assert stats["shm"] == "1" and int(stats["frames"]) >= 20, err
+    # 3 ms asked; the margin is for this machine's scheduler, not for the SDK
+    assert int(stats["worst_us"]) < 3000 + 30000, err
+
+
 def test_the_c99_build_uses_the_builtins_and_works(bins: Path, sock_dir: str, envs: list[Env]) -> None:
     """Without <stdatomic.h> (-std=c99) the header uses GCC's __atomic builtins: same behaviour."""
     c11 = start(envs, bins / "cartpole", sock_dir)
