@@ -3069,28 +3069,34 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                       "nor the start of a frame (52)", c->rbuf[0]);
             return -1;
         }
-        if (!c->shm.sockwait) {   /* the region first: a frame there was published before any socket bytes we hold */
+        if (!c->shm.sockwait) {   /* seq before socket bytes (16.5): a frame there was published before them */
             uint64_t seq = RLAY__LOAD(seqp, acquire);
             if (seq == c->shm.got + 1) {
                 uint64_t len = RLAY__LOAD(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_LEN), relaxed);
                 if (len == RLAY__SHM_ON_SOCKET) { c->shm.sockwait = 1; continue; }
-                if (c->rhave == 0) {   /* (else a socket frame is under way: it is read first, below) */
+                {   /* socket bytes we hold (a fatal ERROR out of turn under way) stay behind this frame */
+                    size_t keep = c->rhave;
                     if (len < 12 || len > c->shm.a2e_cap) {
                         rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, outside 12..%llu (the channel's capacity)",
                                   (unsigned long long)seq, (unsigned long long)len, (unsigned long long)c->shm.a2e_cap);
                         return -1;
                     }
-                    /* copy out, then check the copy: the peer can write to the region at any time (16.4) */
+                    /* copy out, then check the copy: the peer can write to the region at any time (16.4);
+                       the header first, so that nothing is allocated for a frame it refuses */
+                    if (rlay__rx_reserve(c, keep + 12)) return -1;
+                    if (keep) memmove(c->rbuf + 12, c->rbuf, keep);
                     memcpy(c->rbuf, c->shm.base + c->shm.a2e_off, 12);
-                    c->rhave = 12;
+                    c->rhave = 12 + keep;
                     if (rlay__rx_frame(c) < 0) return -1;
                     if (c->rneed != len) {
                         rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, but its header says %lu bytes",
                                   (unsigned long long)seq, (unsigned long long)len, (unsigned long)c->rneed);
                         return -1;
                     }
+                    if (rlay__rx_reserve(c, (size_t)len + keep)) return -1;
+                    if (keep) memmove(c->rbuf + len, c->rbuf + 12, keep);
                     memcpy(c->rbuf + 12, c->shm.base + c->shm.a2e_off + 12, (size_t)len - 12);
-                    c->rhave = (size_t)len;
+                    c->rhave = (size_t)len + keep;
                     c->shm.got++;
                     RLAY__STORE(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_ACK), c->shm.got, release);   /* before any reply */
                     r = rlay__on_frame(c, cmd);
@@ -3103,7 +3109,7 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                 return -1;
             }
         }
-        if (c->rhave) {   /* a frame on the socket */
+        if (c->rhave) {   /* a frame on the socket: announced (sockwait), or found while seq == got */
             r = rlay__rx_frame(c);
             if (r < 0) return -1;
             if (r == 1) {
@@ -3151,7 +3157,9 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
    pays again; one spin that catches a frame restores it. */
 static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
     rlay__au64 *seq = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SEQ), *sleeping = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SLEEPING);
-    int region = !c->shm.sockwait && !c->shm.eof && c->rhave == 0;   /* else the socket is what we wait for */
+    /* the region too while part of an out-of-turn frame is in: the command it may still hold needs
+       our sleeping flag to be woken; only a frame announced on the socket is waited for there alone */
+    int region = !c->shm.sockwait && !c->shm.eof;
     if (region) {
         long long t0 = rlay__now_us(), spin = c->shm.spin_us, spent = 0;
         if (c->shm.misses >= 4 && c->shm.waits++ % 16 != 0) spin = 0;

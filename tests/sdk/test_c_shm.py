@@ -372,27 +372,33 @@ def test_garbage_on_the_socket_is_bad_magic(bins: Path, sock_dir: str, envs: lis
     env.finish(1)
 
 
-@pytest.mark.parametrize("turn", ["in-turn", "out-of-turn"])
+@pytest.mark.parametrize("turn", ["in-turn", "out-of-turn", "out-of-turn-split"])
 def test_the_agents_fatal_error_ends_the_session(
     bins: Path, sock_dir: str, envs: list[Env], turn: str
 ) -> None:
     """In turn a fatal ERROR goes through the region; out of turn (a command still unconsumed)
-    on the socket (§16.5). Either way the C program reports it and exits 1."""
+    on the socket (§16.5). Either way the C program reports it and exits 1. Split: the region
+    holds a command and the socket the first bytes of the ERROR: seq comes first (§16.5), so the
+    command is answered, and then the ERROR, once whole, ends the session."""
     env = start(envs, bins / "cartpole", sock_dir)
     agent = env.agent()
     assert agent.command(RESET, {"seed": 0, "options": None})[0] == RESET_RESULT
-    error = {
-        "code": 37,
-        "message": "the trainer broke",
-        "fatal": True,
-        "remote_type": None,
-        "traceback": None,
-    }
-    if turn == "out-of-turn":
+    error = frame(
+        ERROR,
+        {"code": 37, "message": "the trainer broke", "fatal": True, "remote_type": None, "traceback": None},
+    )
+    if turn == "in-turn":
+        agent.send_raw(error)
+    elif turn == "out-of-turn":
         agent.send(STEP, {"action": 1})
-        agent.sock.sendall(frame(ERROR, error))
+        agent.sock.sendall(error)
     else:
-        agent.send(ERROR, error)
+        time.sleep(0.05)  # the C side sleeps: the STEP comes with a wake byte
+        agent.send(STEP, {"action": 1})
+        agent.sock.sendall(error[:5])  # then part of the ERROR (a real peer's may arrive in pieces)
+        kind, body = agent.recv()  # the command is answered all the same
+        assert kind == STEP_RESULT, body
+        agent.sock.sendall(error[5:])
     err = env.finish(1)
     assert "the trainer broke" in err, err
 
