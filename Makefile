@@ -7,7 +7,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup system demo test lint typecheck pytest bench fuzz fuzz-c train clean
+.PHONY: setup system demo test lint typecheck pytest bench performance fuzz fuzz-c train clean
 
 ## setup: system tools, a virtualenv with rlay and its dev tools, the node test helper.
 setup: system $(VENV)/.installed tests/thirdparty/node_modules/.installed
@@ -48,6 +48,11 @@ bench: setup
 	$(PY) bench/codec.py
 	$(PY) bench/step.py
 	$(PY) bench/vector.py
+
+## performance: docs/performance.md and its plot, from one run (K="1,2,4,8,16" on a big machine).
+K ?= 1,2,4
+performance: setup
+	$(PY) bench/report.py --k $(K)
 
 ## train: PPO (Stable-Baselines3, CPU torch) learns the C CartPole through rlay until solved:
 ## one C program hosting 8 batched sub-envs (rlay.sb3.SB3VecEnv); TRAIN_ARGS= for 8 processes.

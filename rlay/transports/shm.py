@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from rlay.errors import ConnectionClosed, ProtocolError, Timeout
 from rlay.protocol.messages import Error, ShmAnswer, ShmOffer
 from rlay.protocol.wire import HEADER, HEADER_SIZE, MAGIC, ErrorCode, Kind, Role
-from rlay.transports.sockets import SocketStream
+from rlay.transports.sockets import RECV_SIZE, SocketStream
 
 if TYPE_CHECKING:
     from rlay.protocol.codec import Buffer
@@ -342,6 +342,24 @@ class ShmStream:
     def send(self, buffers: Sequence[Buffer], timeout: float | None = None, stage: str = "sending") -> None:
         if self._closed:
             raise ConnectionClosed(f"{stage}: the connection was closed locally")
+        if len(buffers) == 1:  # the common step frame (a fast-path template): one bytes object
+            frame = buffers[0]
+            n = len(frame) if type(frame) is bytes else -1
+            w = self._words
+            if (
+                HEADER_SIZE <= n <= self.tx_capacity
+                and w[self._tx_ack] == self._sent
+                and _frame_size(frame) == n  # type: ignore[arg-type]  # bytes, checked above
+            ):
+                self._tx_area[:n] = frame
+                w[self._tx_len] = n
+                self._sent += 1
+                w[self._tx_seq] = self._sent  # release: x86-64 keeps the stores above before this
+                fence()
+                if w[self._tx_sleeping]:
+                    w[self._tx_sleeping] = 0
+                    self._wake(timeout, stage)
+                return
         views = [_bytes_view(b) for b in buffers]
         total = sum(len(v) for v in views)
         first = views[0] if views else b""
@@ -385,9 +403,20 @@ class ShmStream:
         fence()
         if w[self._tx_sleeping]:
             w[self._tx_sleeping] = 0
-            self._sock.send([WAKE], timeout, stage)
+            self._wake(timeout, stage)
         if n > self.tx_capacity:
             self._sock.send(views, timeout, stage)
+
+    def _wake(self, timeout: float | None, stage: str) -> None:
+        """One wake byte (§16.4 step 4): straight to the socket when no send timeout is to change."""
+        sock = self._sock
+        if timeout == sock._snd:
+            try:
+                if sock._sock.send(WAKE):
+                    return
+            except OSError:
+                pass  # the slow path below names the failure
+        sock.send([WAKE], timeout, stage)
 
     # -- receiving (§16.4 read, §16.5, §16.6) ---------------------------------------------------
 
@@ -448,8 +477,16 @@ class ShmStream:
                 try:
                     # The first sleep waits the caller's whole timeout: the socket keeps the same
                     # kernel timeout from step to step (no setsockopt per wait, see sockets.py).
-                    data = self._sock.recv(timeout if first else _left(deadline), stage)
+                    wait = timeout if first else _left(deadline)
                     first = False
+                    sock = self._sock
+                    if wait is None and sock._rcv is None:  # no timeout to set: straight in
+                        try:
+                            data = sock._sock.recv(RECV_SIZE)
+                        except OSError:
+                            data = sock.recv(wait, stage)  # names the failure (or retries EINTR)
+                    else:
+                        data = sock.recv(wait, stage)
                 except ConnectionClosed as exc:
                     self._broken = exc
                     data = b""
@@ -578,6 +615,12 @@ def _peer_pid(sock: SocketStream) -> int | None:
     except OSError:
         return None
     return int(struct.unpack("3i", creds)[0])
+
+
+def _frame_size(frame: bytes) -> int:
+    """The size a §2 header announces (12 + data_len + body_len); -1 if it is not a header."""
+    _, _, _, data_len, body_len = HEADER.unpack_from(frame)
+    return HEADER_SIZE + data_len + body_len
 
 
 def _bytes_view(b: Buffer) -> memoryview:
