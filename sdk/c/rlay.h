@@ -445,7 +445,9 @@ typedef uint64_t rlay__au64;
 #ifndef MSG_CMSG_CLOEXEC
 #define MSG_CMSG_CLOEXEC 0
 #endif
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(RLAY__RELAX)
+/* given by the build */
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RLAY__RELAX() __builtin_ia32_pause()
 #elif defined(__GNUC__) && defined(__aarch64__)
 #define RLAY__RELAX() __asm__ __volatile__("yield")
