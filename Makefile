@@ -7,7 +7,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup system demo test lint typecheck pytest bench performance fuzz fuzz-c train clean
+.PHONY: setup system demo test lint typecheck pytest bench performance soak fuzz fuzz-c train clean
 
 ## setup: system tools, a virtualenv with rlay and its dev tools, the node test helper.
 setup: system $(VENV)/.installed tests/thirdparty/node_modules/.installed
@@ -79,6 +79,13 @@ train-godot: setup
 train-browser: setup
 	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
 	$(PY) examples/train_browser.py
+
+## soak: 10**7 steps of a Python agent against the C and the Python CartPole, with both processes'
+## RSS and descriptors sampled from /proc and checked flat (SOAK_ARGS= to change; not in CI).
+SOAK_STEPS ?= 10000000
+SOAK_ARGS ?=
+soak: setup
+	$(PY) bench/soak.py --steps $(SOAK_STEPS) $(SOAK_ARGS)
 
 ## fuzz: a longer fuzz of the Python decoder (the test suite runs a short one).
 fuzz: setup

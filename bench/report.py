@@ -252,9 +252,10 @@ def page(command: str, figures: dict[str, Any], series: dict[str, dict[int, floa
         "frame: both processes must be running at the same time, on different cores. On a machine "
         "with more runnable processes than cores (a shared 2-core VM), a reader rarely sees the "
         "frame within its spin; it then sleeps on the socket and the writer sends a wake byte — "
-        "the same two system calls a side as the plain socket — and the adaptive spin "
-        "(rlay/transports/shm.py) keeps it from burning the core its peer needs. There the two "
-        "paths are at par; the speed-up appears on a machine with idle cores.",
+        "the same two system calls a side as the plain socket. So the Python side spins only "
+        "while the load average leaves a spare core, and only while its waits are shorter than "
+        "the spin (rlay/transports/shm.py); there the two paths are at par, and the speed-up "
+        "appears on a machine with idle cores. The C env side (sdk/c/rlay.h) spins on every wait.",
         "- The spin is about 50 µs (`RLAY_SHM_SPIN_US`), a bare loop of loads "
         "(`RLAY_SHM_YIELD=1`: `os.sched_yield()` between them). An idle env side sleeps: it costs "
         "no CPU.",

@@ -14,11 +14,13 @@ from rlay.backends.vector import connect_vector, serve_vector
 from rlay.envs import GAME_ADDRESS, ClientEnv, ServerEnv
 from rlay.envs.vector import ClientVectorEnv, ServerVectorEnv, make_vec
 from rlay.errors import (
+    AgentMismatch,
     AuthenticationFailed,
     ConnectionClosed,
     EncodeError,
     EnvSideFailed,
     InvalidAction,
+    InvalidAgentAction,
     InvalidSubEnvAction,
     ProtocolError,
     RemoteError,
@@ -36,6 +38,7 @@ __all__ = [
     "Attribute",
     "InvalidAttribute",
     "GAME_ADDRESS",
+    "AgentMismatch",
     "ClientEnv",
     "ClientVectorEnv",
     "Command",
@@ -44,6 +47,7 @@ __all__ = [
     "EnvSession",
     "EnvSideFailed",
     "InvalidAction",
+    "InvalidAgentAction",
     "InvalidSubEnvAction",
     "LaunchError",
     "ProtocolError",

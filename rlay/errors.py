@@ -253,3 +253,20 @@ class InvalidSubEnvAction(InvalidAction):
 
     def __str__(self) -> str:
         return f"sub-env {self.index}: {super().__str__()}"
+
+
+class InvalidAgentAction(InvalidAction):
+    """Multi-agent (§18): the action of ``agent`` is outside its action space; nothing was sent."""
+
+    def __init__(self, agent: str, action: object, space: object) -> None:
+        super().__init__(action, space)
+        self.agent = agent
+
+    def __str__(self) -> str:
+        return f"agent {self.agent!r}: {super().__str__()}"
+
+
+class AgentMismatch(UsageError):
+    """Multi-agent (§18): a step's actions are not one per live agent (an unknown or departed
+    agent, or a live agent without an action); nothing was sent. The env side answers the same
+    fault with ``AGENT_MISMATCH``."""

@@ -94,9 +94,9 @@ def check_shm(costs: dict[str, float], side: str) -> None:
     recvs = sum(costs.get(n, 0.0) for n in ("recvfrom", "recvmsg", "read"))
     waiting = ("poll", "ppoll", "select", "pselect6", "epoll_wait", "setsockopt")
     waits = sum(costs.get(n, 0.0) for n in waiting)
-    assert sends < 1.05 and recvs < 1.2, f"{side}: {steady(costs)}"
+    assert sends < 1.05 and recvs < 1.3, f"{side}: {steady(costs)}"
     assert waits < 0.01, f"{side} waits before it reads or sets a timeout per step: {steady(costs)}"
-    assert sum(costs.values()) < 2.25, f"{side}: {steady(costs)}"
+    assert sum(costs.values()) < 2.4, f"{side}: {steady(costs)}"
 
 
 # "unix": the plain socket (RLAY_SHM=0); "unix+shm": the default on unix sockets, shared memory.

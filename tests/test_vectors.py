@@ -119,7 +119,10 @@ def test_vectors_cover_every_kind_dtype_and_protocol_error():
     # tests/test_auth.py, not by vectors: an SDK without the auth capability never receives it and
     # must still pass every vector line. SHM (kind 5, states shm and shm-answer, §16) likewise: it
     # carries a descriptor, so tests/test_shm.py and rlay.testing.shm check it over a real socket.
-    kinds = {v["kind"] for v in BY_TYPE["encode"]} | {int(Kind.AUTH), int(Kind.SHM)}
+    # MULTI_STEP and MULTI_RESULT (kinds 8-9, §18) have their vectors in multi_agent/, which only
+    # SDKs with the multi_agent capability run (tests/test_multiagent.py).
+    multi = {v["kind"] for v in load_vectors(VECTORS_DIR / "multi_agent") if v["type"] == "encode"}
+    kinds = {v["kind"] for v in BY_TYPE["encode"]} | {int(Kind.AUTH), int(Kind.SHM)} | multi
     assert kinds == {int(k) for k in Kind}, (
         f"message kinds without an encode vector: {set(map(int, Kind)) - kinds}"
     )

@@ -187,6 +187,7 @@ def refuse(
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     token: str | bytes | None = None,
+    capabilities: dict[str, Any] | None = None,
 ) -> None:
     """Say HELLO, take the agent's, then end with a fatal ERROR (§11) saying why (with the type
     and traceback of ``exc``, if given): how an env side that cannot serve tells the agent side.
@@ -194,7 +195,9 @@ def refuse(
     for a session, so it hears the real reason (and an impostor hears only AUTH_FAILED)."""
     if token is None:
         token = os.environ.get("RLAY_TOKEN") or None
-    conn = Connection(Role.ENV, max_frame_size=max_frame_size, token=token)
+    # ``capabilities``: what the refused session would have announced (a multi-agent env side's
+    # `multi_agent`, §18), so that its agent side reads this ERROR rather than a mismatch.
+    conn = Connection(Role.ENV, max_frame_size=max_frame_size, token=token, capabilities=capabilities)
     session = Session(conn, stream, "agent side")
     try:
         session.flush("sending HELLO", 5.0)

@@ -103,6 +103,7 @@ class EnvSession:
         max_shm_size: int = _shm.DEFAULT_MAX_SHM_SIZE,
         attributes: Sequence[Attribute] | None = None,
         attribute_owner: Any = None,
+        capabilities: dict[str, Any] | None = None,
     ) -> None:
         from rlay import __version__
 
@@ -138,7 +139,7 @@ class EnvSession:
             sdk_version=__version__,
             max_frame_size=max_frame_size,
             token=token,
-            capabilities=_shm.capability(stream, shm),  # §16.1
+            capabilities={**(capabilities or {}), **_shm.capability(stream, shm)},  # §16.1
         )
         #: Seconds a reply may wait for the agent side to read it (None: forever).
         self.send_timeout = send_timeout

@@ -44,6 +44,8 @@ class Endpoints:
             raise UsageError(f"the number of env programs must be an int >= 1, got {count!r}")
         self.mode = mode
         self.processes: list[Process] = []
+        self._launch = (launch, launch_env, launch_cwd, address)  # to relaunch a dead program
+        self.launches = 0  # programs started, relaunches included
         self._alive_after_failure: set[Process] = set()
         self._sockets: SocketDir | None = None
         self.listener: Listener | None = None
@@ -122,6 +124,62 @@ class Endpoints:
         process = Process(launch, address, env=env, cwd=cwd, mode=mode, token=self.token)
         log.info("= launched %s (pid %d) to %s at %s", process.command[0], process.pid, mode, address)
         self.processes.append(process)
+        self.launches += 1
+
+    # -- relaunching (the vector envs' max_restarts) ------------------------------------------------
+
+    def dead_program(self, index: int, wait: float = 1.0) -> Process | None:
+        """The launched program that served the ``index``-th connection if it has exited (waiting
+        up to ``wait`` seconds for it: its end of stream often arrives before its exit status).
+        Listening, which program served which connection is not known, and does not matter for
+        a relaunch (they all run the same command): the first one that exited."""
+        if not self.processes or (self.mode == "dial" and index >= len(self.processes)):
+            return None
+        candidates = [self.processes[index]] if self.mode == "dial" else list(self.processes)
+        deadline = time.monotonic() + wait
+        while True:
+            for process in candidates:
+                if process.exited() is not None:
+                    return process
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    def relaunch(self, at: int, timeout: float | None) -> tuple[str, Stream]:
+        """Replace the program ``processes[at]`` (exited, or failed to get ready) by a fresh one
+        with the same command, and connect to it (dial it at a fresh address, or accept it): the
+        new connection and its address. The new program is ``processes[at]`` even if this fails."""
+        launch, env, cwd, address = self._launch
+        if launch is None:
+            raise UsageError("only a launched env program can be relaunched")
+        dead = self.processes[at]
+        dead.close(grace=0.0)  # reap it, and end what it left behind in its process group
+        if self.mode == "listen":
+            where = self.addresses[0]
+        elif self._sockets is not None:
+            _unlink_socket(dead.address)  # its socket file, left by a killed program
+            where = self._sockets.address(f"env{at}-{self.launches}")
+        else:
+            assert isinstance(address, str)  # checked in _open
+            where = address
+        mode = "listen" if self.mode == "dial" else "dial"
+        process = Process(launch, where, env=env, cwd=cwd, mode=mode, token=self.token)
+        log.info("= relaunched %s (pid %d) to %s at %s", process.command[0], process.pid, mode, where)
+        self.processes[at] = process
+        self.launches += 1
+        if self.mode == "dial":
+            stream = self._wait(
+                timeout, lambda s: _dial_launched(process, s), f"it listened at {where}", watch=[process]
+            )
+            self.addresses[at] = process.listening or process.address
+            return self.addresses[at], stream
+        listener = self.listener
+        if listener is None:
+            raise ConnectionClosed("the env is closed")
+        stream = self._wait(
+            timeout, lambda s: _try_accept(listener, s), f"it connected to {where}", watch=[process]
+        )
+        return stream.peer, stream
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -149,10 +207,13 @@ class Endpoints:
             )
         return stream.peer, stream
 
-    def _wait(self, timeout: float | None, attempt: object, what: str) -> Stream:
+    def _wait(
+        self, timeout: float | None, attempt: object, what: str, watch: list[Process] | None = None
+    ) -> Stream:
+        watched = self.processes if watch is None else watch
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            for process in self.processes:
+            for process in watched:
                 if process.exited() is not None:
                     raise process.failure(f"the env program exited before {what}")
                 if self.mode == "listen" and process.listening is not None:
@@ -163,7 +224,7 @@ class Endpoints:
                     )
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise self.processes[0].failure(f"the env program was not ready after {timeout:g} s ({what})")
+                raise watched[0].failure(f"the env program was not ready after {timeout:g} s ({what})")
             result = attempt(SLICE if left is None else min(SLICE, left))  # type: ignore[operator]
             if result is not None:
                 return result  # type: ignore[no-any-return]
@@ -220,6 +281,15 @@ def _dial_launched(process: Process, seconds: float) -> Stream | None:
         return None
     except Timeout:
         return None
+
+
+def _unlink_socket(address: str) -> None:
+    parsed = parse_address(address)
+    if parsed.scheme == "unix" and parsed.path:
+        try:
+            os.unlink(parsed.path)
+        except OSError:
+            pass
 
 
 def _try_accept(listener: Listener, seconds: float) -> Stream | None:

@@ -18,11 +18,14 @@ Results equal a ``gymnasium.vector.SyncVectorEnv`` over the same envs in process
 seeds and actions (``tests/test_vector.py`` checks it). A vector env does not outlive the
 failure of one of its env sides: any error (a dead process, a timeout, an error reply) closes
 every connection, cleanly where possible, and raises :class:`EnvSideFailed` naming the env side
-(its index and address), the sub-envs it hosted, what was being done and why.
+(its index and address), the sub-envs it hosted, what was being done and why. The one exception
+is ``max_restarts``: a launched program that died is relaunched, its sub-envs' episodes reported
+truncated with ``info["rlay_restart"]`` (docs/faults.md).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,8 +72,9 @@ from rlay.errors import (
     Timeout,
     UsageError,
     clip,
+    describe_returncode,
 )
-from rlay.launch import Process
+from rlay.launch import LaunchError, Process
 from rlay.protocol.codec import check_free_value, free_from_wire
 from rlay.protocol.messages import (
     Call,
@@ -94,6 +98,8 @@ __all__ = [
     "InvalidSubEnvAction",
     "ServerVectorEnv",
 ]
+
+log = logging.getLogger("rlay")
 
 #: How long closing waits for an env side's outstanding reply and its CLOSE_RESULT.
 CLOSE_TIMEOUT = 5.0
@@ -121,6 +127,8 @@ class _Link:
     single_obs_codec: SpaceCodec
     obs: Any = None  # its last observations, batched (kept for partial resets)
     waiting: str | None = None  # the command whose reply is outstanding
+    died: tuple[RlayError, str] | None = None  # its program died (max_restarts): why, when
+    needs_reset: bool = False  # a relaunched program, not reset yet
 
     @property
     def sub_envs(self) -> range:
@@ -202,7 +210,15 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         max_frame_size: int,
         check_actions: bool,
         copy: bool,
+        max_restarts: int = 0,
+        restart_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
+        if type(max_restarts) is not int or max_restarts < 0:
+            raise UsageError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
+        self._max_restarts = max_restarts
+        self._restart_timeout = restart_timeout
+        #: How many times a dead env program was relaunched (``max_restarts``), all env sides together.
+        self.restarts = 0
         self._want_render_mode = render_mode
         self._want_autoreset = None if autoreset_mode is None else parse_autoreset_mode(autoreset_mode)
         self._handshake_timeout = handshake_timeout
@@ -312,6 +328,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
             max_frame_size=options.get("max_frame_size", DEFAULT_MAX_FRAME_SIZE),
             check_actions=options.get("check_actions", True),
             copy=options.get("copy", True),
+            max_restarts=options.get("max_restarts", 0),
         )
         env._endpoints = endpoints
         env.address = endpoints.addresses[0]
@@ -340,14 +357,23 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
             raise UsageError("step_async() was called: call step_wait() before anything else")
         return self._links
 
-    def _send(self, link: _Link, message: Message, what: str) -> None:
+    def _send(self, link: _Link, message: Message, what: str, survive: bool = False) -> None:
+        """Send ``message``. ``survive``: if the connection is gone and a relaunch may follow
+        (``max_restarts``), note it in ``link.died`` instead of failing; :meth:`_receive` then
+        answers None for this link."""
         try:
             link.session.send_command(message, what)
         except RlayError as exc:
+            if survive and self._may_relaunch(exc):
+                link.died = (exc, f"while sending {what}")
+                return
             self._fail(link, exc, f"while sending {what}")
         link.waiting = what
 
-    def _receive(self, link: _Link) -> Message:
+    def _receive(self, link: _Link, survive: bool = False) -> Message | None:
+        """The reply to the command in flight; None (only with ``survive``) if the link died."""
+        if link.died is not None:
+            return None
         what = link.waiting or "?"
         try:
             if link.index in self._late:  # the batch wait already waited the whole timeout
@@ -358,6 +384,10 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                 raise Timeout(f"waiting for the reply to {what}", self._timeout or 0.0)
             reply = link.session.receive_reply(what)
         except RlayError as exc:
+            link.waiting = None
+            if survive and self._may_relaunch(exc):
+                link.died = (exc, f"while waiting for the reply to {what}")
+                return None
             self._fail(link, exc, f"while waiting for the reply to {what}")
         link.waiting = None
         return reply
@@ -367,7 +397,96 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         for link, message, what in plan:
             self._send(link, message, what)
         self._await([link for link, _, _ in plan])
-        return [self._receive(link) for link, _, _ in plan]
+        return [self._receive(link) for link, _, _ in plan]  # type: ignore[misc]
+
+    # -- relaunching a dead env program (max_restarts) --------------------------------------------
+
+    def _may_relaunch(self, exc: RlayError) -> bool:
+        """A broken connection (not an error reply, a timeout or a protocol error) to a launched
+        program, with relaunches allowed: whether its program died is checked by :meth:`_relaunch`."""
+        endpoints = self._endpoints
+        return (
+            self._max_restarts > 0
+            and isinstance(exc, ConnectionClosed)
+            and endpoints is not None
+            and bool(endpoints.processes)
+        )
+
+    def _relaunch(self, link: _Link) -> str:
+        """``link``'s program died: relaunch it and hand-shake again, in place (same index, same
+        sub-envs). Returns the reason, for ``info["rlay_restart"]``. Raises :class:`EnvSideFailed`
+        (closing everything, as without ``max_restarts``) when the program did not exit (the
+        connection broke for another reason), or when relaunching would exceed ``max_restarts``."""
+        assert link.died is not None and self._endpoints is not None
+        exc, during = link.died
+        link.died = None
+        link.waiting = None
+        endpoints = self._endpoints
+        dead = endpoints.dead_program(link.index)
+        if dead is None:
+            self._fail(link, exc, during)
+        code = dead.exited()
+        assert code is not None
+        cause: ConnectionClosed = dead.failure(f"{exc}; the env program exited")
+        link.session.abandon(f"env side {link.index}'s program exited ({describe_returncode(code)})")
+        last = cause.stderr.strip().splitlines()[-1:] if isinstance(cause, LaunchError) else []
+        at = endpoints.processes.index(dead)
+        failing = during
+        while True:
+            if self.restarts >= self._max_restarts:
+                self._fail(
+                    link, cause, f"{failing} (its program died; max_restarts={self._max_restarts} used up)"
+                )
+            self.restarts += 1
+            try:
+                where, stream = endpoints.relaunch(at, self._restart_timeout)
+                fresh = _open_link(link.index, where, stream, link.offset, self)
+                break
+            except ConnectionClosed as failed:  # the new one died too (a LaunchError): again
+                cause, failing = failed, "while relaunching its env program"
+            except RlayError as failed:  # a timeout, an error reply, a bad handshake: give up
+                self._fail(link, failed, "while relaunching its env program")
+        for what, mine, theirs in (
+            ("observation space", fresh.obs_space, link.obs_space),
+            ("action space", fresh.act_space, link.act_space),
+            ("number of sub-envs", fresh.n, link.n),
+            ("autoreset mode", fresh.env_autoreset, link.env_autoreset),
+        ):
+            if mine != theirs:
+                fresh.session.close(timeout=CLOSE_TIMEOUT)
+                self._fail(
+                    link,
+                    UsageError(f"the relaunched env program has the {what} {mine}, before {theirs}"),
+                    "while relaunching its env program",
+                )
+        link.session, link.address, link.needs_reset = fresh.session, fresh.address, True
+        addresses = vars(self).get("addresses")
+        if addresses is not None and link.index < len(addresses):
+            addresses[link.index] = fresh.address
+        why = (
+            f"env side {link.index}'s program exited ({describe_returncode(code)}) {during}; relaunched it "
+            f"(restart {self.restarts} of max_restarts={self._max_restarts})"
+        )
+        if last:
+            why += f"; its last stderr line: {last[0][:200]}"
+        log.warning("! %s", why)
+        return why
+
+    def _request_surviving(self, link: _Link, message: Message, what: str) -> tuple[Message, str]:
+        """``link``'s program died before answering ``message``: relaunch it (again, if it dies
+        again, within ``max_restarts``) and send ``message`` to the new one. The reply and why."""
+        while True:
+            why = self._relaunch(link)
+            self._send(link, message, what, survive=True)
+            reply = self._receive(link, survive=True)
+            if reply is not None:
+                link.needs_reset = False
+                return reply, why
+
+    def _restart_info(self, infos: dict[str, Any], link: _Link, why: str) -> dict[str, Any]:
+        for i in link.sub_envs:
+            infos = self._add_info(infos, {"rlay_restart": why}, i)
+        return infos
 
     def _await(self, links: list[_Link]) -> None:
         """Wait for the replies of every shared-memory link at once (spec §16.6): one spin over
@@ -435,7 +554,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                 raise UsageError(f"options must be a dict or None, actual {type(options).__name__}")
             options = dict(options)  # SyncVectorEnv pops reset_mask from the caller's dict; not us
             if "reset_mask" in options:
-                mask = self._reset_mask(options.pop("reset_mask"))
+                mask = self._reset_mask(options.pop("reset_mask")).copy()
             check_free_value(options, where="options")
         plan: list[tuple[_Link, Message, str]] = []
         for link in links:
@@ -449,11 +568,22 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                     None if seed is None else seed + lo if isinstance(seed, int) else seeds[lo:hi]
                 )
                 opts = options
-                if mask is not None:
+                if mask is not None and link.needs_reset:  # a relaunched batch: all its sub-envs
+                    mask[lo:hi] = True
+                elif mask is not None:
                     opts = {**(options or {}), "reset_mask": np.ascontiguousarray(mask[lo:hi])}
                 message = Reset(link_seed, opts)
             plan.append((link, message, "RESET"))
-        replies = self._broadcast(plan)
+        for link, command, what in plan:
+            self._send(link, command, what, survive=True)
+        replies: list[Message] = []
+        restarted: dict[int, str] = {}  # link index -> why (max_restarts)
+        for link, command, what in plan:
+            reply = self._receive(link, survive=True)
+            if reply is None:  # its program died: a fresh one gets the same RESET
+                reply, restarted[link.index] = self._request_surviving(link, command, what)
+            link.needs_reset = False
+            replies.append(reply)
         infos: dict[str, Any] = {}
         for (link, _, _), reply in zip(plan, replies, strict=True):
             if type(reply) is not ResetResult:
@@ -469,6 +599,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
             else:
                 link.obs = obs
                 infos = info if self._single_batch else self._merge_info(infos, info, link)
+            if link.index in restarted:
+                infos = self._restart_info(infos, link, restarted[link.index])
         if mask is None:
             self._autoreset[:] = False
         else:
@@ -502,7 +634,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         plan: list[tuple[_Link, Message, str]] = []
         for link in links:
             i = link.offset
-            if next_step and link.env_autoreset is None and self._autoreset[i]:
+            if link.needs_reset or (next_step and link.env_autoreset is None and self._autoreset[i]):
                 plan.append((link, Reset(None, None), "RESET"))  # Gymnasium's next-step autoreset
                 continue
             if link.n == 1:
@@ -513,7 +645,7 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
                 action = part(single_act, actions, i, i + link.n)
             plan.append((link, Step(link.act_codec.to_wire(action)), "STEP"))
         for link, message, what in plan:
-            self._send(link, message, what)
+            self._send(link, message, what, survive=True)
         self._pending_step = True
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -523,8 +655,8 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         self._pending_step = False
         links = self._links
         self._await(links)
-        replies = [self._receive(link) for link in links]
-        if self._single_batch:
+        replies = [self._receive(link, survive=True) for link in links]
+        if self._single_batch and type(replies[0]) is StepResult:
             result = self._batch_result(links[0], replies[0])
             self._autoreset = np.logical_or(result[2], result[3])
             return result
@@ -533,34 +665,59 @@ class _RemoteVectorEnv(VectorEnv[Any, Any, np.ndarray]):
         terminations = np.zeros(n_envs, dtype=np.bool_)
         truncations = np.zeros(n_envs, dtype=np.bool_)
         results: list[tuple[Any, dict[str, Any]]] = []  # (obs, info) of each env side
+        restarted: dict[int, str] = {}  # link index -> why its program was relaunched
         for link, reply in zip(links, replies, strict=True):
             lo, hi = link.offset, link.offset + link.n
-            if link.n > 1:
+            if reply is None:  # its program died: this episode is truncated (max_restarts)
+                restarted[link.index] = self._relaunch(link)
+                truncations[lo:hi] = True
+                # The last observations stand as the final ones (the program took the rest along).
+                last = link.obs if link.n > 1 else item(self.single_observation_space, link.obs, 0)
+                results.append((copy_value(last), {}))
+            elif type(reply) is ResetResult:  # next-step autoreset: reward 0, flags false
+                link.needs_reset = False
+                obs, info = self._single_reset(link, reply)
+                results.append((obs, info))
+            elif link.n > 1:
                 obs, rewards[lo:hi], terminations[lo:hi], truncations[lo:hi], info = self._batch_result(
                     link, reply, copy=False
                 )
-            elif type(reply) is ResetResult:  # next-step autoreset: reward 0, flags false
-                obs, info = self._single_reset(link, reply)
+                results.append((obs, info))
             else:
                 obs, rewards[lo], terminations[lo], truncations[lo], info = self._single_step(link, reply)
-            results.append((obs, info))
-        # Same-step autoreset of plain env sides: reset those that just ended, all at once.
+                results.append((obs, info))
+        # Same-step autoreset of plain env sides: reset those that just ended, all at once, and of
+        # relaunched programs (whose episodes were cut short).
         ended: dict[int, tuple[Any, dict[str, Any]]] = {}
         if self.autoreset_mode is AutoresetMode.SAME_STEP:
             done = [
                 link
                 for link in links
-                if link.env_autoreset is None and (terminations[link.offset] or truncations[link.offset])
+                if link.index in restarted
+                or (link.env_autoreset is None and (terminations[link.offset] or truncations[link.offset]))
             ]
-            for link, reply in zip(
-                done, self._broadcast([(link, Reset(None, None), "RESET") for link in done]), strict=True
-            ):
+            plan = [(link, Reset(None, None), "RESET") for link in done]
+            for link, message, what in plan:
+                self._send(link, message, what, survive=True)
+            for link, message, what in plan:
+                reply = self._receive(link, survive=True)
+                if reply is None:
+                    reply, restarted[link.index] = self._request_surviving(link, message, what)
+                link.needs_reset = False
                 ended[link.index] = self._single_reset(link, reply)
         infos: dict[str, Any] = {}
         for link, (obs, info) in zip(links, results, strict=True):
+            if link.index in restarted:
+                infos = self._restart_info(infos, link, restarted[link.index])
+            if link.n > 1 and link.index in ended:  # a relaunched batch, reset (same-step)
+                for j in range(link.n):
+                    final = {"final_obs": item(self.single_observation_space, obs, j), "final_info": {}}
+                    infos = self._add_info(infos, final, link.offset + j)
+                obs, info = ended[link.index]
             if link.n > 1:
                 link.obs = obs
-                infos = self._merge_info(infos, info, link)
+                if info:
+                    infos = self._merge_info(infos, info, link)
                 continue
             if link.index in ended:  # as SyncVectorEnv orders it: final_obs, final_info, reset info
                 infos = self._add_info(infos, {"final_obs": obs, "final_info": info}, link.offset)
@@ -899,6 +1056,14 @@ class ClientVectorEnv(_RemoteVectorEnv):
     sides (which must agree). ``autoreset_mode`` (default: the env sides', else next-step) is
     also what this side does for plain env sides. ``copy=True`` returns writable observations of
     its own (as ``SyncVectorEnv``); ``False`` may return read-only views of received data.
+
+    ``max_restarts`` (with ``launch``): how many times in all a launched program that died (its
+    connection broke and it exited: a crash, ``kill -9``) is relaunched instead of failing. In
+    the ``step`` where it is noticed, its sub-envs' episodes end truncated with the reason in
+    ``info["rlay_restart"]`` (mask ``info["_rlay_restart"]``), the last observations standing as
+    the final ones; the new program's sub-envs are reset as the autoreset mode says (a ``reset``
+    is re-sent to it). The other sub-envs do not notice. :attr:`restarts` counts relaunches; one
+    more than ``max_restarts`` raises :class:`EnvSideFailed` as without the option.
     """
 
     def __init__(
@@ -909,6 +1074,7 @@ class ClientVectorEnv(_RemoteVectorEnv):
         num_processes: int = 1,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        max_restarts: int = 0,
         token: str | bytes | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str | None = None,
@@ -928,8 +1094,12 @@ class ClientVectorEnv(_RemoteVectorEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
             copy=copy,
+            max_restarts=max_restarts,
+            restart_timeout=connect_timeout,
         )
         self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
+        if max_restarts and launch is None:
+            raise UsageError("max_restarts relaunches env programs: it needs launch=[...]")
         try:
             self._endpoints = Endpoints(
                 "dial",
@@ -957,7 +1127,8 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
     Their sub-envs are concatenated in the order the env sides connected. ``address`` defaults
     to a free TCP port; :attr:`address` is the address bound, to hand to the env programs. With
     ``wait=False`` the constructor returns at once and :meth:`accept` (or the first use of the
-    spaces, ``reset`` …) waits for them.
+    spaces, ``reset`` …) waits for them. ``max_restarts``: as :class:`ClientVectorEnv`'s (a
+    relaunched program dials in again).
     """
 
     def __init__(
@@ -969,6 +1140,7 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
         launch: Sequence[str] | None = None,
         launch_env: dict[str, str] | None = None,
         launch_cwd: str | None = None,
+        max_restarts: int = 0,
         token: str | bytes | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str | None = None,
@@ -990,8 +1162,12 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
             copy=copy,
+            max_restarts=max_restarts,
+            restart_timeout=accept_timeout,
         )
         self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
+        if max_restarts and launch is None:
+            raise UsageError("max_restarts relaunches env programs: it needs launch=[...]")
         self.num_connections = num_connections
         self._accept_timeout = accept_timeout
         self._ready = False
@@ -1055,7 +1231,8 @@ def make_vec(
     environment): with ``server=False`` it listens there and rlay dials it
     (:class:`ClientVectorEnv`); with ``server=True`` rlay listens and every program dials in
     (:class:`ServerVectorEnv`). Programs that host a batch of sub-envs each are concatenated.
-    Other keyword arguments go to the vector env (``autoreset_mode``, ``timeout``, ``copy`` …).
+    Other keyword arguments go to the vector env (``autoreset_mode``, ``timeout``, ``copy``,
+    ``max_restarts`` to relaunch programs that die …).
     """
     if server:
         return ServerVectorEnv(launch=launch, num_connections=num_processes, **kwargs)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rlay.errors import AuthenticationFailed, ProtocolError, UsageError, VersionMismatch, clip
+from rlay.protocol import multiagent
 from rlay.protocol.codec import Buffer, Encoder, decode
 from rlay.protocol.fastpath import FastPaths
 from rlay.protocol.framing import FrameReader, pack_header
@@ -33,6 +34,7 @@ from rlay.protocol.messages import (
     Error,
     Hello,
     Message,
+    MultiResult,
     RenderResult,
     Reset,
     ShmAnswer,
@@ -85,6 +87,8 @@ SENDER: dict[Kind, Role | None] = {
     Kind.CLOSE_RESULT: Role.ENV,
     Kind.CALL_RESULT: Role.ENV,
     Kind.ERROR: None,
+    Kind.MULTI_STEP: Role.AGENT,  # §18
+    Kind.MULTI_RESULT: Role.ENV,
 }
 
 #: §8, the state machine. ERROR is handled by :func:`_after_error`.
@@ -111,6 +115,18 @@ SHM_SENDER: dict[State, Role] = {State.SHM: Role.AGENT, State.SHM_ANSWER: Role.E
 
 #: §16.2: the layout version this implementation speaks, announced as ``"shm": SHM_LAYOUT``.
 SHM_LAYOUT = 1
+
+#: §18: the table of a session where both HELLOs announced `multi_agent`: MULTI_STEP replaces STEP,
+#: and MULTI_RESULT answers both RESET and MULTI_STEP (RESET_RESULT and STEP_RESULT are not used).
+MULTI_AGENT_TRANSITIONS: dict[tuple[State, Kind], State] = {
+    key: nxt
+    for key, nxt in TRANSITIONS.items()
+    if key[1] not in (Kind.STEP, Kind.RESET_RESULT, Kind.STEP_RESULT)
+} | {
+    (State.IDLE, Kind.MULTI_STEP): State.STEP,
+    (State.RESET, Kind.MULTI_RESULT): State.IDLE,
+    (State.STEP, Kind.MULTI_RESULT): State.IDLE,
+}
 
 _COMMAND_STATES = frozenset({State.RESET, State.STEP, State.RENDER, State.CALL})
 
@@ -300,6 +316,14 @@ class Connection:
         self._peer_nonce = b""
         self._pending_hello: Hello | None = None
         capabilities = dict(capabilities or {})
+        #: §18: this side announced `multi_agent`; :attr:`multi_agent` once the peer did too. Then
+        #: :attr:`possible_agents` (from ENV_INFO) and :attr:`agents` (the live agents after the
+        #: last MULTI_RESULT) are tracked here, as ``num_envs`` is for §10.
+        self._multi_offered = capabilities.get(multiagent.CAPABILITY) is True
+        self.multi_agent = False
+        self.possible_agents: tuple[str, ...] = ()
+        self.agents: tuple[str, ...] = ()
+        self._table = TRANSITIONS
         if self._token is not None:
             self._nonce = os.urandom(AUTH_NONCE_SIZE) if auth_nonce is None else bytes(auth_nonce)
             if len(self._nonce) != AUTH_NONCE_SIZE:
@@ -336,10 +360,14 @@ class Connection:
             nxt = self._next(kind)
         if nxt is None:
             raise UsageError(f"cannot send {kind.name} in state {self.state.value!r}")
+        if kind is Kind.ENV_INFO and self.multi_agent:
+            self.possible_agents = multiagent.possible_agents(message)  # type: ignore[arg-type]
         self._write(message)
         self.state = nxt
         if kind is Kind.ENV_INFO:
             self.num_envs = message.num_envs  # type: ignore[attr-defined]
+        elif kind is Kind.MULTI_RESULT:
+            self.agents = tuple(message.agents)  # type: ignore[attr-defined]
 
     def send_fatal(self, code: ErrorCode, message: str) -> None:
         """Queue a fatal ERROR (allowed in any state but ``closed``) and move to ``closed``."""
@@ -471,6 +499,7 @@ class Connection:
         elif type(message) is Hello:
             self.peer_hello = message
             self.shm_agreed = self._shm_announced and _is_shm_layout(message.capabilities.get("shm"))
+            self._negotiate(message)
             if self._start_auth(message):
                 self.state = State.AUTH
                 return None  # the HELLO is returned once the peer's AUTH proved the secret
@@ -481,6 +510,12 @@ class Connection:
             return hello
         elif type(message) is EnvInfo:
             self.num_envs = message.num_envs
+            if self.multi_agent:
+                self.possible_agents = multiagent.possible_agents(message)
+        elif type(message) is MultiResult:
+            self.agents = multiagent.check_result(
+                message, self.possible_agents, self.agents, after_reset=state is State.RESET
+            )
         elif self.num_envs is not None and cls in _BATCH_CHECKS:
             _BATCH_CHECKS[cls](message, self.num_envs)
         self.state = nxt  # type: ignore[assignment]
@@ -488,10 +523,30 @@ class Connection:
 
     def _next(self, kind: Kind) -> State | None:
         """The table of §8, with ENV_INFO leading to ``shm`` when both announced it (§16.1)."""
-        nxt = TRANSITIONS.get((self.state, kind))
+        nxt = self._table.get((self.state, kind))
         if nxt is State.IDLE and kind is Kind.ENV_INFO and self.shm_agreed:
             return State.SHM
         return nxt
+
+    def _negotiate(self, hello: Hello) -> None:
+        """§18: a session is multi-agent when both HELLOs announced `multi_agent`. A side that
+        announced it serves or drives nothing else: a peer without it is refused (NOT_SUPPORTED)."""
+        if not self._multi_offered:
+            return  # v1: the peer's announcement is ignored, like any unknown capability
+        if not multiagent.peer_announced(hello.capabilities):
+            peer = "agent" if self.role is Role.ENV else "env"
+            fix = (
+                "connect with rlay.pettingzoo.ClientParallelEnv / ServerParallelEnv"
+                if self.role is Role.ENV
+                else "this env side serves a single-agent env: use rlay.ClientEnv / ServerEnv"
+            )
+            raise ProtocolError(
+                ErrorCode.NOT_SUPPORTED,
+                f"this {self.role.value} side is multi-agent (spec §18), but the {peer} side did not "
+                f"announce the multi_agent capability; {fix}",
+            )
+        self.multi_agent = True
+        self._table = MULTI_AGENT_TRANSITIONS
 
     def _start_auth(self, hello: Hello) -> bool:
         """§7.1: decide from both HELLOs whether to authenticate; if so queue this side's AUTH."""

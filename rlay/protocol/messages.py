@@ -426,6 +426,50 @@ class Shm(Message):
         return ShmAnswer.from_body(body)
 
 
+# -- multi-agent (§18): only in a session where both HELLOs announced `multi_agent` -----------------
+
+
+@_message(Kind.MULTI_STEP, (("actions", "map"),))
+class MultiStep(Message):
+    """§18: one action per live agent, keyed by agent id."""
+
+    __slots__ = ("actions",)
+    actions: dict[str, Any]
+
+
+@_message(
+    Kind.MULTI_RESULT,
+    (
+        ("agents", "array"),
+        ("obs", "map"),
+        ("rewards", "map"),
+        ("terminations", "map"),
+        ("truncations", "map"),
+        ("infos", "map"),
+    ),
+)
+class MultiResult(Message):
+    """§18: the answer to RESET and MULTI_STEP in a multi-agent session (maps keyed by agent id;
+    ``agents`` is the live agents after the command)."""
+
+    __slots__ = ("agents", "obs", "rewards", "terminations", "truncations", "infos")
+    agents: list[str]
+    obs: dict[str, Any]
+    rewards: dict[str, Any]
+    terminations: dict[str, Any]
+    truncations: dict[str, Any]
+    infos: dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Any) -> Message:
+        msg = super().from_body(body)
+        rewards = msg.rewards  # type: ignore[attr-defined]
+        for agent, reward in rewards.items():
+            if type(reward) is int:
+                rewards[agent] = float(reward)  # §5: an int is accepted, as a float
+        return msg
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     int(cls.KIND): cls
     for cls in (
@@ -444,5 +488,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         CloseResult,
         CallResult,
         Error,
+        MultiStep,
+        MultiResult,
     )
 }

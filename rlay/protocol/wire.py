@@ -32,12 +32,14 @@ TENSOR_EXT = 1  # §3: the MessagePack ext type of a tensor descriptor
 
 
 class Kind(enum.IntEnum):
-    """Message kinds (§6). Unassigned: 3, 6-15, 21-31, 37-47, 49-255."""
+    """Message kinds (§6). Unassigned: 3, 6-7, 10-15, 21-31, 37-47, 49-255."""
 
     HELLO = 1
     ENV_INFO = 2
     AUTH = 4  # §7.1, only after both HELLOs announced the `auth` capability
     SHM = 5  # §16, only after both HELLOs announced the `shm` capability
+    MULTI_STEP = 8  # §18, only in a session where both HELLOs announced `multi_agent`
+    MULTI_RESULT = 9  # §18
     RESET = 16
     STEP = 17
     RENDER = 18
@@ -55,7 +57,7 @@ KINDS = frozenset(int(k) for k in Kind)
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes (§11). 0 is invalid; 17-19, 21-31 and 38+ are unassigned."""
+    """Error codes (§11). 0 is invalid; 17-18, 21-31 and 38+ are unassigned."""
 
     BAD_MAGIC = 1
     BAD_HEADER = 2
@@ -73,6 +75,7 @@ class ErrorCode(enum.IntEnum):
     BAD_SPACE = 14
     BAD_VALUE = 15
     AUTH_FAILED = 16  # §7.1: always sent fatal
+    AGENT_MISMATCH = 19  # §18: MULTI_STEP's agents are not the live agents; non-fatal
     BAD_ATTRIBUTE = 20  # §19: a refused rlay.get/rlay.set; non-fatal
     ENV_EXCEPTION = 32
     INVALID_ACTION = 33

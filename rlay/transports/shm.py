@@ -152,6 +152,26 @@ _YIELD = os.environ.get("RLAY_SHM_YIELD", "0") == "1"
 PROBE = 7  # see ShmStream.__init__: every 8th wait spins even when waits run long
 
 
+_load_checked = 0.0
+_load_allows = True
+
+
+def _spare_core() -> bool:
+    """Whether a spin can pay: a spinning reader holds a core, which only helps when another core
+    runs its peer. With as many runnable processes as cores (the 1-minute load average, looked at
+    once a second), a spin only delays the peer, so readers sleep at once (§16.6 SHOULD adapt).
+    An explicit RLAY_SHM_SPIN_US spins regardless."""
+    global _load_checked, _load_allows
+    now = time.monotonic()
+    if now - _load_checked > 1.0:
+        _load_checked = now
+        try:
+            _load_allows = os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5
+        except OSError:
+            _load_allows = True
+    return _load_allows
+
+
 def _spin_seconds() -> float:
     text = os.environ.get("RLAY_SHM_SPIN_US", "").strip()
     try:
@@ -319,6 +339,7 @@ class ShmStream:
         # Both ends in one process (a Server thread serving this process's own ClientEnv): a spin
         # would hold the GIL the other end needs to answer, so such a reader only sleeps.
         self._spin = 0.0 if _peer_pid(sock) == os.getpid() else _spin_seconds()
+        self._spin_forced = bool(os.environ.get("RLAY_SHM_SPIN_US", "").strip())
         # The spin adapts: a reader whose frames keep arriving later than the spin time (an agent
         # that thinks for milliseconds, or a machine with more runnable processes than cores,
         # where a spin only delays the peer it waits for) goes to sleep at once, until the
@@ -451,7 +472,12 @@ class ShmStream:
         clock = time.perf_counter
         start = clock()
         self._waits += 1
-        if timeout != 0 and self._spin and (self._wait_avg < self._spin or not self._waits & PROBE):
+        if (
+            timeout != 0
+            and self._spin
+            and (self._wait_avg < self._spin or not self._waits & PROBE)
+            and (self._spin_forced or _spare_core())
+        ):
             # §16.6 phase 1; adaptive (see __init__), with every PROBE+1-th wait spun anyway
             end = start + (self._spin if timeout is None else min(self._spin, timeout))
             while True:
@@ -647,7 +673,11 @@ def wait_all(streams: Sequence[Any], timeout: float | None) -> list[int]:
     clock = time.perf_counter
     lead = pending[0]
     lead._waits += 1
-    if lead._spin and (min(s._wait_avg for s in pending) < lead._spin or not lead._waits & PROBE):
+    if (
+        lead._spin
+        and (min(s._wait_avg for s in pending) < lead._spin or not lead._waits & PROBE)
+        and (lead._spin_forced or _spare_core())
+    ):
         start = clock()
         end = start + lead._spin
         while pending:

@@ -69,6 +69,23 @@
    "_key" -> bool (n,) mask); a CALL answers an array of n values, a RENDER nil or n frames. With
    n == 1 (the default) nothing is batched: the single-env API of the example above.
 
+   MULTI-AGENT (spec section 18). rlay_set_multi_agent(c, 1) before rlay_listen/rlay_connect
+   serves the agents of one game to Python's rlay.pettingzoo.ClientParallelEnv / ServerParallelEnv
+   (a PettingZoo ParallelEnv). Declare both spaces as a Dict (rlay_space_dict) with one entry per
+   possible agent, the same agent ids in the same order; each agent has its own spaces. The
+   context announces the multi_agent capability; an agent side that does not is refused with a
+   fatal NOT_SUPPORTED. RESET is answered, and each step arrives, as:
+       cmd.kind == RLAY_MULTI_STEP: cmd.action is a map agent id -> action, already checked to hold
+       exactly the live agents (else AGENT_MISMATCH), each action in its agent's space (structure:
+       BAD_VALUE, fatal; bounds: INVALID_ACTION naming the agent); rlay_agent_action(&cmd, "id").
+   Answer both with rlay_reply_agents(c, n, ids, rewards, terminations, truncations): ids are the n
+   agents the result covers (after RESET: the live agents; after a step: every agent live before
+   it, then any agent that joins in it); rlay_obs(c) holds a map of exactly those n agents, in that
+   order (rlay_put_map(obs, n), then rlay_put_key + the agent's observation); rlay_info(c) nothing
+   (each agent gets an empty info) or the n pairs id -> info map in that order. After a step the
+   agents with a nonzero termination or truncation leave; the others are live (rlay_num_agents,
+   rlay_agent(c, i)). After RESET the arrays may be NULL. sdk/c/examples/arena.c is a full game.
+
    LIMITS. One session per context. The host must be little-endian (tensor bytes are used in
    place). Decoding treats all input as hostile: every length is checked before use, frames above
    rlay_set_max_frame_size (default 64 MiB) are refused on their header, and so is a first frame
@@ -130,6 +147,7 @@ enum {
     RLAY_E_BAD_TENSOR = 8, RLAY_E_UNKNOWN_DTYPE = 9, RLAY_E_TOO_DEEP = 10,
     RLAY_E_UNEXPECTED_MESSAGE = 11, RLAY_E_VERSION_MISMATCH = 12, RLAY_E_ROLE_CONFLICT = 13,
     RLAY_E_BAD_SPACE = 14, RLAY_E_BAD_VALUE = 15, RLAY_E_AUTH_FAILED = 16,
+    RLAY_E_AGENT_MISMATCH = 19,  /* section 18: a step's agents are not the live agents (non-fatal) */
     RLAY_E_BAD_ATTRIBUTE = 20,   /* section 19: a refused rlay.get/rlay.set (non-fatal) */
     RLAY_E_ENV_EXCEPTION = 32, RLAY_E_INVALID_ACTION = 33, RLAY_E_NOT_SUPPORTED = 34,
     RLAY_E_RESET_NEEDED = 35, RLAY_E_SHUTTING_DOWN = 36, RLAY_E_INTERNAL = 37,
@@ -153,6 +171,7 @@ enum {
 /* Message kinds (spec section 6). */
 enum {
     RLAY_HELLO = 1, RLAY_ENV_INFO = 2, RLAY_AUTH = 4, RLAY_SHM = 5,
+    RLAY_MULTI_STEP = 8, RLAY_MULTI_RESULT = 9,   /* section 18, multi-agent sessions only */
     RLAY_RESET = 16, RLAY_STEP = 17, RLAY_RENDER = 18, RLAY_CLOSE = 19, RLAY_CALL = 20,
     RLAY_RESET_RESULT = 32, RLAY_STEP_RESULT = 33, RLAY_RENDER_RESULT = 34,
     RLAY_CLOSE_RESULT = 35, RLAY_CALL_RESULT = 36, RLAY_ERROR = 48
@@ -194,11 +213,11 @@ struct rlay_value {
 
 /* A command from the agent side, filled by rlay_poll. */
 typedef struct rlay_cmd {
-    int kind;                   /* RLAY_RESET, RLAY_STEP, RLAY_RENDER, RLAY_CALL, RLAY_CLOSE */
+    int kind;                   /* RLAY_RESET, RLAY_STEP, RLAY_RENDER, RLAY_CALL, RLAY_CLOSE, RLAY_MULTI_STEP */
     int has_seed;               /* RESET: seed given? */
     uint64_t seed;              /* RESET */
     const rlay_value *options;  /* RESET: a map, or NULL for None */
-    const rlay_value *action;   /* STEP: already checked against the action space */
+    const rlay_value *action;   /* STEP: already checked against the action space; MULTI_STEP: a map agent -> action */
     const char *name;           /* CALL: function name (not NUL-terminated) */
     uint32_t name_len;
     const rlay_value *args;     /* CALL: array */
@@ -245,6 +264,14 @@ rlay_w *rlay_action_space(rlay_ctx *c);        /* write exactly one space */
 rlay_w *rlay_metadata(rlay_ctx *c);            /* key/value pairs */
 void rlay_set_num_envs(rlay_ctx *c, uint32_t n); /* host n sub-envs (section 10); default 1 */
 uint32_t rlay_num_envs(const rlay_ctx *c);
+/* Multi-agent (section 18): before rlay_listen/rlay_connect; both spaces are Dicts agent -> space. */
+void rlay_set_multi_agent(rlay_ctx *c, int on);
+uint32_t rlay_num_agents(const rlay_ctx *c);            /* the live agents (0 before the first RESET) */
+const char *rlay_agent(const rlay_ctx *c, uint32_t i);  /* live agent i's id, NULL past the end */
+const rlay_value *rlay_agent_action(const rlay_cmd *cmd, const char *agent); /* MULTI_STEP; NULL if none */
+/* Answers RESET or MULTI_STEP of a multi-agent session (see MULTI-AGENT above). */
+int rlay_reply_agents(rlay_ctx *c, uint32_t n, const char *const *ids, const double *rewards,
+                      const unsigned char *terminations, const unsigned char *truncations);
 
 /* ---- connection ---- */
 int rlay_listen(rlay_ctx *c, const char *address);  /* "tcp://127.0.0.1:0", "unix:///tmp/x" */
@@ -513,6 +540,7 @@ static const rlay__errdef rlay__errs[] = {
     RLAY__E(14, "BAD_SPACE", "invalid space descriptor"),
     RLAY__E(15, "BAD_VALUE", "value does not match its space"),
     RLAY__E(16, "AUTH_FAILED", "the shared secret was not proven (wrong or missing token)"),
+    RLAY__E(19, "AGENT_MISMATCH", "the actions' agents are not exactly the live agents"),
     RLAY__E(20, "BAD_ATTRIBUTE", "an attribute read or write was refused (section 19)"),
     RLAY__E(32, "ENV_EXCEPTION", "env code raised an exception"),
     RLAY__E(33, "INVALID_ACTION", "action outside the action space"),
@@ -581,6 +609,14 @@ struct rlay_ctx {
     unsigned char *b_bytes;   /* seeded | reset_mask | ended | flags (2n) | terminations | truncations | was_reset */
     unsigned char *b_seeded, *b_mask, *b_ended, *b_flags, *b_term, *b_trunc, *b_was_reset;
     uint32_t nreset;          /* sub-envs reset at least once: STEP is RESET_NEEDED until all were */
+    /* section 18: multi-agent (ma), negotiated (ma_on); the possible agents (ids NUL-terminated, in
+       one block), their spaces (in idoc), the live agents (indices, in order); scratch arrays */
+    int ma, ma_on;
+    uint32_t ma_n, ma_nlive;
+    char **ma_ids;
+    const rlay_value **ma_obs_sp, **ma_act_sp;
+    uint32_t *ma_live, *ma_idx;
+    unsigned char *ma_mark;
     char *name, *render_mode;
     rlay_w *w_obs_space, *w_act_space, *w_meta, *w_obs, *w_info, *w_val, *w_body;
     unsigned char *hello, *envinfo; size_t hello_len, envinfo_len;
@@ -1732,6 +1768,9 @@ static const rlay__field rlay__f_step_result[] = {{"obs", RLAY__F_ANY}, {"reward
     {"terminated", RLAY__F_BOOL | RLAY__F_TENSOR}, {"truncated", RLAY__F_BOOL | RLAY__F_TENSOR}, {"info", RLAY__F_MAP}, {NULL, 0}};
 static const rlay__field rlay__f_render_result[] = {{"frame", RLAY__F_ANY}, {NULL, 0}};
 static const rlay__field rlay__f_call_result[] = {{"value", RLAY__F_ANY}, {NULL, 0}};
+static const rlay__field rlay__f_multi_step[] = {{"actions", RLAY__F_MAP}, {NULL, 0}};
+static const rlay__field rlay__f_multi_result[] = {{"agents", RLAY__F_ARRAY}, {"obs", RLAY__F_MAP}, {"rewards", RLAY__F_MAP},
+    {"terminations", RLAY__F_MAP}, {"truncations", RLAY__F_MAP}, {"infos", RLAY__F_MAP}, {NULL, 0}};
 static const rlay__field rlay__f_error[] = {{"code", RLAY__F_INT}, {"message", RLAY__F_STR}, {"fatal", RLAY__F_BOOL},
     {"remote_type", RLAY__F_STR | RLAY__F_NIL}, {"traceback", RLAY__F_STR | RLAY__F_NIL}, {NULL, 0}};
 
@@ -1750,6 +1789,8 @@ static const rlay__field *rlay__schema(int kind) {
     case RLAY_RENDER_RESULT: return rlay__f_render_result;
     case RLAY_CALL_RESULT: return rlay__f_call_result;
     case RLAY_ERROR: return rlay__f_error;
+    case RLAY_MULTI_STEP: return rlay__f_multi_step;
+    case RLAY_MULTI_RESULT: return rlay__f_multi_result;
     default: return NULL;
     }
 }
@@ -1762,6 +1803,7 @@ static const char *rlay__kind_name(int kind) {
     case RLAY_RESET_RESULT: return "RESET_RESULT"; case RLAY_STEP_RESULT: return "STEP_RESULT";
     case RLAY_RENDER_RESULT: return "RENDER_RESULT"; case RLAY_CLOSE_RESULT: return "CLOSE_RESULT";
     case RLAY_CALL_RESULT: return "CALL_RESULT"; case RLAY_ERROR: return "ERROR";
+    case RLAY_MULTI_STEP: return "MULTI_STEP"; case RLAY_MULTI_RESULT: return "MULTI_RESULT";
     default: return NULL;
     }
 }
@@ -1890,10 +1932,10 @@ static int rlay__next_state(int state, int kind, int sender, int fatal) {
         switch (kind) {
         case RLAY_RESET: return RLAY__S_RESET; case RLAY_STEP: return RLAY__S_STEP;
         case RLAY_RENDER: return RLAY__S_RENDER; case RLAY_CALL: return RLAY__S_CALL;
-        case RLAY_CLOSE: return RLAY__S_CLOSE; default: return -1;
+        case RLAY_CLOSE: return RLAY__S_CLOSE; case RLAY_MULTI_STEP: return RLAY__S_STEP; default: return -1;
         }
-    case RLAY__S_RESET: return kind == RLAY_RESET_RESULT && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
-    case RLAY__S_STEP: return kind == RLAY_STEP_RESULT && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
+    case RLAY__S_RESET: return (kind == RLAY_RESET_RESULT || kind == RLAY_MULTI_RESULT) && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
+    case RLAY__S_STEP: return (kind == RLAY_STEP_RESULT || kind == RLAY_MULTI_RESULT) && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
     case RLAY__S_RENDER: return kind == RLAY_RENDER_RESULT && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
     case RLAY__S_CALL: return kind == RLAY_CALL_RESULT && sender == RLAY__ENV ? RLAY__S_IDLE : -1;
     case RLAY__S_CLOSE: return kind == RLAY_CLOSE_RESULT && sender == RLAY__ENV ? RLAY__S_CLOSED : -1;
@@ -2060,7 +2102,18 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
     if (kind == RLAY_HELLO) {
         if (!standalone && c->state != RLAY__S_HELLO) return rlay__unexpected(c, kind);
         if (rlay__check_hello(c, root, standalone, fields)) return c->err;
-        if (!standalone) { c->state = RLAY__S_DESCRIBE; return rlay__auth_start(c, fields[5]); }
+        if (!standalone) {
+            c->state = RLAY__S_DESCRIBE;
+            if (c->ma) {   /* section 18.1: a multi-agent env side serves no v1 session */
+                const rlay_value *m = rlay_map_get(fields[5], "multi_agent");
+                if (!m) return rlay__err(c, RLAY_E_NOT_SUPPORTED, "this env side is multi-agent (spec section 18), but the agent "
+                                         "side did not announce the multi_agent capability; connect with rlay.pettingzoo.ClientParallelEnv "
+                                         "/ ServerParallelEnv");
+                if (m->type != RLAY_T_BOOL || !m->v.b) return rlay__err(c, RLAY_E_BAD_FIELD, "HELLO.capabilities.multi_agent must be true");
+                c->ma_on = 1;
+            }
+            return rlay__auth_start(c, fields[5]);
+        }
         return 0;
     }
     if (kind == RLAY_ERROR) {
@@ -2073,6 +2126,10 @@ static int rlay__rx_message(rlay_ctx *c, int standalone, const rlay_value **fiel
         return 0;
     }
     if (!standalone && (next = rlay__next_state(c->state, kind, sender, 0)) < 0) return rlay__unexpected(c, kind);
+    /* section 18: MULTI_STEP/MULTI_RESULT only in a multi-agent session, STEP and its results never there */
+    if (!standalone && (c->ma_on ? kind == RLAY_STEP || kind == RLAY_RESET_RESULT || kind == RLAY_STEP_RESULT
+                                 : kind == RLAY_MULTI_STEP || kind == RLAY_MULTI_RESULT))
+        return rlay__unexpected(c, kind);
     if (rlay__check_fields(c, kind, root, fields)) return c->err;
     if (!standalone && rlay__check_batch(c, kind, fields)) return c->err;
     if (!standalone && kind == RLAY_AUTH && rlay__auth_check(c, fields[0])) return c->err;
@@ -2405,6 +2462,7 @@ void rlay_free(rlay_ctx *c) {
     free(c->name); free(c->render_mode); free(c->hello); free(c->envinfo);
     free(c->ralloc); free(c->keys); free(c->iov); free(c->flat); free(c->ebuf);
     free(c->b_seeds); free(c->b_rew); free(c->b_bytes);
+    free(c->ma_ids); free(c->ma_obs_sp); free(c->ma_live); free(c->ma_mark);
     { size_t k; for (k = 0; k < c->nattr; k++) free(c->attrs[k].doc); free(c->attrs); }
     free(c);
 }
@@ -2504,6 +2562,47 @@ static unsigned char *rlay__dup_flat(rlay_ctx *c, size_t *n) {
     memcpy(p, c->flat, c->flen); *n = c->flen;
     return p;
 }
+/* Section 18.2: both spaces Dicts with the same agent ids in the same order; one env. Copies the
+   ids (NUL-terminated) and points at each agent's spaces; allocates the per-agent arrays once. */
+static int rlay__ma_prepare(rlay_ctx *c) {
+    const rlay_value *fo[6], *fa[6], *os, *as;
+    uint32_t n, i;
+    size_t bytes = 0;
+    char *p;
+    if (c->nenv != 1) return rlay__err(c, RLAY_E_USAGE, "rlay_set_multi_agent: a multi-agent env hosts one game (num_envs 1, not %u)", c->nenv);
+    if (rlay__sp_get(c, c->obs_sp, fo, "observation_space") != RLAY__SP_DICT || rlay__sp_get(c, c->act_sp, fa, "action_space") != RLAY__SP_DICT)
+        return rlay__err(c, RLAY_E_USAGE, "rlay_set_multi_agent: the observation and action spaces must be Dicts agent id -> space (rlay_space_dict)");
+    os = fo[1]; as = fa[1]; n = os->len;
+    if (n == 0 || as->len != n) return rlay__err(c, RLAY_E_USAGE, "rlay_set_multi_agent: the two Dicts must list the same agents (at least one)");
+    for (i = 0; i < n; i++) {
+        const rlay_value *k = &os->v.items[2 * i], *ka = &as->v.items[2 * i];
+        if (ka->len != k->len || memcmp(ka->v.s, k->v.s, k->len) != 0)
+            return rlay__err(c, RLAY_E_USAGE, "rlay_set_multi_agent: agent %u is '%.*s' in the observation space but '%.*s' in the action "
+                             "space: list the same agents in the same order", i, (int)(k->len > 60 ? 60 : k->len), k->v.s,
+                             (int)(ka->len > 60 ? 60 : ka->len), ka->v.s);
+        bytes += k->len + 1;
+    }
+    c->ma_ids = (char **)malloc(n * sizeof *c->ma_ids + bytes);
+    c->ma_obs_sp = (const rlay_value **)calloc(2 * (size_t)n, sizeof *c->ma_obs_sp);
+    c->ma_live = (uint32_t *)calloc(2 * (size_t)n, sizeof *c->ma_live);
+    c->ma_mark = (unsigned char *)calloc(n, 1);
+    if (!c->ma_ids || !c->ma_obs_sp || !c->ma_live || !c->ma_mark) return rlay__err(c, RLAY_E_NOMEM, "out of memory for %u agents", n);
+    c->ma_act_sp = c->ma_obs_sp + n; c->ma_idx = c->ma_live + n;
+    p = (char *)(c->ma_ids + n);
+    for (i = 0; i < n; i++) {
+        const rlay_value *k = &os->v.items[2 * i];
+        c->ma_ids[i] = p; memcpy(p, k->v.s, k->len); p[k->len] = 0; p += k->len + 1;
+        c->ma_obs_sp[i] = &os->v.items[2 * i + 1]; c->ma_act_sp[i] = &as->v.items[2 * i + 1];
+    }
+    c->ma_n = n; c->ma_nlive = 0;
+    return 0;
+}
+/* The index of the possible agent named by the str value k, or -1. */
+static long rlay__ma_find(const rlay_ctx *c, const char *s, size_t len) {
+    uint32_t i;
+    for (i = 0; i < c->ma_n; i++) if (strlen(c->ma_ids[i]) == len && memcmp(c->ma_ids[i], s, len) == 0) return (long)i;
+    return -1;
+}
 /* Builds HELLO and ENV_INFO once, and checks our own spaces by decoding ENV_INFO with the
    same decoder and checks a peer's would get. */
 static int rlay__prepare(rlay_ctx *c) {
@@ -2546,8 +2645,9 @@ static int rlay__prepare(rlay_ctx *c) {
             c->shm.spin_us = us;
         }
     }
-    rlay__e_map(b, (uint32_t)(c->shm.announced + (c->token_len != 0)));
+    rlay__e_map(b, (uint32_t)(c->shm.announced + (c->token_len != 0) + (c->ma != 0)));
     if (c->shm.announced) { rlay__e_str(b, "shm"); rlay__e_int(b, 1); }
+    if (c->ma) { rlay__e_str(b, "multi_agent"); rlay__e_bool(b, 1); }   /* section 18 */
     if (c->token_len) {   /* section 7.1: "auth": bin 32, the last 32 bytes of the frame (rlay__on_open fills them) */
         static const unsigned char zeros[32] = {0};
         rlay__e_str(b, "auth");
@@ -2579,7 +2679,7 @@ static int rlay__prepare(rlay_ctx *c) {
     c->b_seeded = c->b_bytes; c->b_mask = c->b_bytes + n; c->b_ended = c->b_bytes + 2 * n;
     c->b_flags = c->b_bytes + 3 * n; c->b_term = c->b_bytes + 5 * n; c->b_trunc = c->b_bytes + 6 * n;
     c->b_was_reset = c->b_bytes + 7 * n;
-    return 0;
+    return c->ma ? rlay__ma_prepare(c) : 0;
 }
 
 /* ======================================================================================== */
@@ -2987,6 +3087,48 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
         }
         cmd->action = f[0];
         break; }
+    case RLAY_MULTI_STEP: {   /* section 18.4: structure, RESET_NEEDED, AGENT_MISMATCH, bounds */
+        const rlay_value *acts = f[0];
+        uint32_t j, nlive = c->ma_nlive;
+        long first_oob = -1;
+        char msg[sizeof c->vmsg + 200];
+        memset(c->ma_mark, 0, c->ma_n);
+        for (j = 0; j < acts->len; j++) {
+            const rlay_value *k = &acts->v.items[2 * j];
+            long idx = rlay__ma_find(c, k->v.s, k->len);
+            int oob = 0;
+            if (idx < 0) continue;
+            if (rlay__vcheck(c, c->ma_act_sp[idx], &acts->v.items[2 * j + 1], 1, &oob) < 0) {
+                rlay__err(c, RLAY_E_BAD_VALUE, "the action of agent '%s' does not match its action space: %s", c->ma_ids[idx], c->vmsg);
+                return -1;
+            }
+            if (oob && first_oob < 0) {
+                first_oob = idx;
+                snprintf(msg, sizeof msg, "the action of agent '%s' is outside its action space: %s", c->ma_ids[idx], c->vmsg);
+            }
+        }
+        if (!c->has_reset || nlive == 0)
+            return rlay__auto_reply(c, RLAY_E_RESET_NEEDED, !c->has_reset ? "MULTI_STEP before the first RESET; call reset() first"
+                                    : "MULTI_STEP after every agent left the episode; call reset() first");
+        for (j = 0; j < nlive; j++) c->ma_mark[c->ma_live[j]] = 1;
+        for (j = 0; j < acts->len; j++) {
+            const rlay_value *k = &acts->v.items[2 * j];
+            long idx = rlay__ma_find(c, k->v.s, k->len);
+            if (idx < 0 || c->ma_mark[idx] != 1) {
+                snprintf(msg, sizeof msg, "an action for '%.*s', which %s", (int)(k->len > 60 ? 60 : k->len), k->v.s,
+                         idx < 0 ? "is not a possible agent" : "is not live (it left the episode, or has not joined)");
+                return rlay__auto_reply(c, RLAY_E_AGENT_MISMATCH, msg);
+            }
+            c->ma_mark[idx] = 2;
+        }
+        for (j = 0; j < nlive; j++)
+            if (c->ma_mark[c->ma_live[j]] != 2) {
+                snprintf(msg, sizeof msg, "no action for the live agent '%s'; every live agent acts in each step", c->ma_ids[c->ma_live[j]]);
+                return rlay__auto_reply(c, RLAY_E_AGENT_MISMATCH, msg);
+            }
+        if (first_oob >= 0) return rlay__auto_reply(c, RLAY_E_INVALID_ACTION, msg);
+        cmd->action = acts;
+        break; }
     case RLAY_RENDER:
         if (!c->render_mode) return rlay__auto_reply(c, RLAY_E_NOT_SUPPORTED, "this env has no render mode (render_mode is None)");
         break;
@@ -3302,6 +3444,11 @@ static int rlay__reply_check(rlay_ctx *c, int state, const char *fn) {
         rlay__end(c);
         return c->err;
     }
+    if (c->ma_on && (state == RLAY__S_RESET || state == RLAY__S_STEP) && strcmp(fn, "rlay_reply_agents") != 0) {
+        rlay__err(c, RLAY_E_USAGE, "%s: this is a multi-agent session (section 18): answer with rlay_reply_agents", fn);
+        rlay__end(c);
+        return c->err;
+    }
     return 0;
 }
 static int rlay__finish(rlay_ctx *c, int kind, int next) {
@@ -3400,6 +3547,94 @@ int rlay_reply_step_batch(rlay_ctx *c, const double *rewards, const unsigned cha
     if (rlay__finish(c, RLAY_STEP_RESULT, RLAY__S_IDLE)) return c->err;
     for (i = 0; i < n; i++) c->b_ended[i] = (unsigned char)(c->b_flags[i] | c->b_flags[n + i]);
     return 0;
+}
+/* Section 18.3: MULTI_RESULT, built from the writers and arrays, checked as the agent side will. */
+static int rlay__ma_fail(rlay_ctx *c, int code, const char *fmt, ...) RLAY__PRINTF(3, 4);
+static int rlay__ma_fail(rlay_ctx *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt); rlay__verr(c, code, fmt, ap); va_end(ap);
+    rlay__end(c);
+    return c->err;
+}
+int rlay_reply_agents(rlay_ctx *c, uint32_t n, const char *const *ids, const double *rewards,
+                      const unsigned char *terminations, const unsigned char *truncations) {
+    const char *fn = "rlay_reply_agents";
+    rlay_w *b;
+    const rlay_value *root, *obs, *infos;
+    uint32_t i, nlive = 0;
+    int reset;
+    if (!c) return RLAY_E_NOMEM;
+    if (c->err) return c->err;
+    if (!c->ma_on) return rlay__ma_fail(c, RLAY_E_USAGE, "%s: this is not a multi-agent session (rlay_set_multi_agent)", fn);
+    reset = c->state == RLAY__S_RESET;
+    if (rlay__reply_check(c, reset ? RLAY__S_RESET : RLAY__S_STEP, fn)) return c->err;
+    if (!ids && n) return rlay__ma_fail(c, RLAY_E_USAGE, "%s: ids is NULL", fn);
+    if (!reset && (!rewards || !terminations || !truncations))
+        return rlay__ma_fail(c, RLAY_E_USAGE, "%s: a step's rewards, terminations and truncations must not be NULL", fn);
+    if (n > c->ma_n) return rlay__ma_fail(c, RLAY_E_USAGE, "%s: %u agents, but there are %u possible agents", fn, n, c->ma_n);
+    memset(c->ma_mark, 0, c->ma_n);
+    for (i = 0; i < n; i++) {
+        long idx = ids[i] ? rlay__ma_find(c, ids[i], strlen(ids[i])) : -1;
+        if (idx < 0) return rlay__ma_fail(c, RLAY_E_USAGE, "%s: '%.60s' is not a possible agent", fn, ids[i] ? ids[i] : "(null)");
+        if (c->ma_mark[idx]) return rlay__ma_fail(c, RLAY_E_USAGE, "%s: agent '%s' is listed twice", fn, ids[i]);
+        c->ma_mark[idx] = 1; c->ma_idx[i] = (uint32_t)idx;
+    }
+    if (!reset)
+        for (i = 0; i < c->ma_nlive; i++)
+            if (!c->ma_mark[c->ma_live[i]])
+                return rlay__ma_fail(c, RLAY_E_USAGE, "%s: no result for '%s', which was live before the step (every live agent "
+                                     "gets its observation, reward and flags)", fn, c->ma_ids[c->ma_live[i]]);
+    if (!rlay__w_done(c->w_obs, "rlay_reply_agents: the observations (rlay_obs)") ||
+        !rlay__w_done(c->w_info, "rlay_reply_agents: the infos (rlay_info)")) { rlay__end(c); return c->err; }
+    if (c->w_info->top != 0 && c->w_info->top != 2 * n)
+        return rlay__ma_fail(c, RLAY_E_USAGE, "%s: rlay_info holds %u pairs; write nothing or one (id, info map) per agent (%u)", fn,
+                             c->w_info->top / 2, n);
+    for (i = 0; i < n; i++) if (reset || (!terminations[i] && !truncations[i])) nlive++;
+    b = c->w_body; rlay__w_reset(b);
+    rlay__e_map(b, 6);
+    rlay__e_str(b, "agents"); rlay__e_array(b, nlive);
+    for (i = 0; i < n; i++) if (reset || (!terminations[i] && !truncations[i])) rlay__e_str(b, ids[i]);
+    rlay__e_str(b, "obs"); rlay__splice(b, c->w_obs);
+    rlay__e_str(b, "rewards"); rlay__e_map(b, reset ? 0 : n);
+    for (i = 0; !reset && i < n; i++) { rlay__e_str(b, ids[i]); rlay__e_float(b, rewards[i]); }
+    rlay__e_str(b, "terminations"); rlay__e_map(b, reset ? 0 : n);
+    for (i = 0; !reset && i < n; i++) { rlay__e_str(b, ids[i]); rlay__e_bool(b, terminations[i]); }
+    rlay__e_str(b, "truncations"); rlay__e_map(b, reset ? 0 : n);
+    for (i = 0; !reset && i < n; i++) { rlay__e_str(b, ids[i]); rlay__e_bool(b, truncations[i]); }
+    rlay__e_str(b, "infos");
+    if (c->w_info->top == 0) { rlay__e_map(b, n); for (i = 0; i < n; i++) { rlay__e_str(b, ids[i]); rlay__e_map(b, 0); } }
+    else rlay__splice(b, c->w_info);
+    /* check what is about to go out: obs and infos keyed by ids, in order; each obs in its space */
+    if (c->err || rlay__decode(c, &c->sdoc, b->buf, b->len, NULL, 0, 1, &root)) { rlay__end(c); return c->err; }
+    obs = &root->v.items[3]; infos = &root->v.items[11];
+    if (obs->type != RLAY_T_MAP || obs->len != n)
+        return rlay__ma_fail(c, RLAY_E_USAGE, "%s: rlay_obs must hold a map of the %u agents' observations", fn, n);
+    for (i = 0; i < n; i++) {
+        const rlay_value *k = &obs->v.items[2 * i], *ik = &infos->v.items[2 * i];
+        int oob = 0;
+        if (!rlay_str_eq(k, ids[i]))
+            return rlay__ma_fail(c, RLAY_E_USAGE, "%s: observation %u is keyed '%.*s'; expected '%s' (the order of ids)", fn, i,
+                                 (int)(k->len > 60 ? 60 : k->len), k->type == RLAY_T_STR ? k->v.s : "?", ids[i]);
+        if (rlay__vcheck(c, c->ma_obs_sp[c->ma_idx[i]], &obs->v.items[2 * i + 1], 0, &oob) < 0)
+            return rlay__ma_fail(c, RLAY_E_BAD_VALUE, "%s: the observation of agent '%s' does not match its observation space: %s", fn, ids[i], c->vmsg);
+        if (!rlay_str_eq(ik, ids[i]) || infos->v.items[2 * i + 1].type != RLAY_T_MAP)
+            return rlay__ma_fail(c, RLAY_E_USAGE, "%s: info %u must be keyed '%s' (the order of ids) and be a map", fn, i, ids[i]);
+    }
+    if (rlay__finish(c, RLAY_MULTI_RESULT, RLAY__S_IDLE)) return c->err;
+    c->ma_nlive = 0;
+    for (i = 0; i < n; i++) if (reset || (!terminations[i] && !truncations[i])) c->ma_live[c->ma_nlive++] = c->ma_idx[i];
+    if (reset) c->has_reset = 1;
+    return 0;
+}
+void rlay_set_multi_agent(rlay_ctx *c, int on) {
+    if (!c || c->err) return;
+    if (c->phase != RLAY__P_NONE) { rlay__err(c, RLAY_E_USAGE, "rlay_set_multi_agent: call it before rlay_listen/rlay_connect"); return; }
+    c->ma = on != 0;
+}
+uint32_t rlay_num_agents(const rlay_ctx *c) { return c ? c->ma_nlive : 0; }
+const char *rlay_agent(const rlay_ctx *c, uint32_t i) { return c && i < c->ma_nlive ? c->ma_ids[c->ma_live[i]] : NULL; }
+const rlay_value *rlay_agent_action(const rlay_cmd *cmd, const char *agent) {
+    return cmd && agent && cmd->kind == RLAY_MULTI_STEP ? rlay_map_get(cmd->action, agent) : NULL;
 }
 static int rlay__reply_value(rlay_ctx *c, int state, int kind, const char *key, const char *fn) {
     rlay_w *b;
@@ -3730,13 +3965,18 @@ int rlay_serve(rlay_ctx *c, const rlay_callbacks *cb, void *ud) {
         }
         switch (cmd.kind) {
         case RLAY_RESET: what = "reset"; r = cb->reset(ud, c, &cmd); break;
-        case RLAY_STEP: what = "step"; r = cb->step(ud, c, &cmd, &out); break;
+        case RLAY_STEP: case RLAY_MULTI_STEP: what = "step"; r = cb->step(ud, c, &cmd, &out); break;
         case RLAY_RENDER: what = "render"; if (cb->render) r = cb->render(ud, c); else rlay_reply_default(c, &cmd); break;
         case RLAY_CALL: what = "call"; if (cb->call) r = cb->call(ud, c, &cmd); else rlay_reply_default(c, &cmd); break;
         case RLAY_CLOSE: if (cb->close) cb->close(ud, c); break;
         }
         if (c->err || !c->pending) continue;   /* failed, or the callback replied itself */
         if (r) { rlay__fail_reply(c, what, r); continue; }
+        if (c->ma_on && (cmd.kind == RLAY_RESET || cmd.kind == RLAY_MULTI_STEP)) {
+            rlay__err(c, RLAY_E_USAGE, "rlay_serve: in a multi-agent session the %s callback answers with rlay_reply_agents", what);
+            rlay__end(c);
+            break;
+        }
         switch (cmd.kind) {
         case RLAY_RESET: rlay_reply_reset(c); break;
         case RLAY_STEP:
@@ -3926,6 +4166,16 @@ static int rlay__recode(rlay_ctx *c, int kind, const rlay_value **f) {
     for (i = 0; i < nf; i++) {
         rlay_put_key(w, fs[i].name);
         if (fs[i].types == RLAY__F_SPACE) rlay__recode_space(w, f[i]);
+        else if (kind == RLAY_MULTI_RESULT && i == 2) {   /* section 18: rewards are floats (an int accepted, section 5) */
+            uint32_t j;
+            rlay_put_map(w, f[i]->len);
+            for (j = 0; j < f[i]->len; j++) {
+                const rlay_value *r = &f[i]->v.items[2 * j + 1];
+                rlay__recode_value(w, &f[i]->v.items[2 * j]);
+                if (r->type == RLAY_T_INT) rlay_put_float(w, r->neg ? (double)r->v.i : (double)r->v.u);
+                else rlay__recode_value(w, r);
+            }
+        }
         else if ((fs[i].types & RLAY__F_FLOAT) && !(fs[i].types & RLAY__F_INT) && f[i]->type == RLAY_T_INT)
             rlay_put_float(w, f[i]->neg ? (double)f[i]->v.i : (double)f[i]->v.u);   /* section 5 */
         else rlay__recode_value(w, f[i]);

@@ -2123,6 +2123,139 @@ def gen_spaces() -> Vectors:
 
 
 # ------------------------------------------------------------------------------------------------
+# Multi-agent (spec §18) — this block only. Two files:
+# - multi_agent.json: the v1 frames a multi-agent session uses (a HELLO announcing `multi_agent`,
+#   an ENV_INFO with one dict entry per agent). Every SDK passes them, with or without §18.
+# - multi_agent/multi_agent.json: MULTI_STEP and MULTI_RESULT (kinds 8, 9), for SDKs with §18 only
+#   (an SDK without it answers UNKNOWN_KIND); not in the top-level files every runner reads.
+
+KIND.update({"MULTI_STEP": 8, "MULTI_RESULT": 9})
+FIELDS.update(
+    {
+        "MULTI_STEP": ("actions",),
+        "MULTI_RESULT": ("agents", "obs", "rewards", "terminations", "truncations", "infos"),
+    }
+)
+
+
+def arena_info() -> dict[str, Any]:
+    """The ENV_INFO of a three-agent game: per-agent spaces, in possible_agents order."""
+    return message(
+        "ENV_INFO",
+        observation_space={
+            "kind": "dict",
+            "spaces": {
+                "hunter": box("float32", t("float32", [-INF] * 3), t("float32", [INF] * 3)),
+                "scout": box("float32", t("float32", [-10.0, -10.0]), t("float32", [10.0, 10.0])),
+                "medic": discrete(16),
+            },
+        },
+        action_space={
+            "kind": "dict",
+            "spaces": {
+                "hunter": discrete(4),
+                "scout": box("float32", t("float32", [-1.0, -1.0]), t("float32", [1.0, 1.0])),
+                "medic": discrete(3, start=-1),
+            },
+        },
+        num_envs=1,
+        metadata={"render_modes": [], "name": "arena_v0"},
+        render_mode=None,
+        name="arena_v0",
+    )
+
+
+def gen_multi_agent_v1() -> Vectors:
+    v = Vectors(
+        "multi_agent.json",
+        "Multi-agent (§18): the v1 messages of a multi-agent session — HELLOs announcing the "
+        "multi_agent capability and an ENV_INFO whose two dict spaces list the possible agents. "
+        "Every SDK passes these, whether or not it implements §18.",
+    )
+    v.encode(
+        "HELLO agent announcing multi_agent", "HELLO", hello("agent", capabilities={"multi_agent": True})
+    )
+    v.encode(
+        "HELLO env announcing multi_agent",
+        "HELLO",
+        hello("env", sdk="rlay-c", sdk_version="0.2.0", capabilities={"multi_agent": True}),
+    )
+    v.encode("ENV_INFO of three agents with their own spaces", "ENV_INFO", arena_info())
+    return v
+
+
+def gen_multi_agent() -> Vectors:
+    v = Vectors(
+        "multi_agent/multi_agent.json",
+        "Multi-agent (§18): MULTI_STEP (kind 8) and MULTI_RESULT (kind 9), decoded stand-alone. "
+        "For SDKs that implement §18 only: an SDK without it rejects kinds 8 and 9 as UNKNOWN_KIND.",
+    )
+    two = t("float32", [0.5, -0.25])
+    v.encode(
+        "MULTI_STEP, one action per live agent",
+        "MULTI_STEP",
+        message("MULTI_STEP", actions={"hunter": 2, "scout": two}),
+    )
+    v.encode("MULTI_STEP, no live agent", "MULTI_STEP", message("MULTI_STEP", actions={}))
+    v.encode(
+        "MULTI_RESULT after RESET (empty rewards and flags)",
+        "MULTI_RESULT",
+        message(
+            "MULTI_RESULT",
+            agents=["hunter", "scout"],
+            obs={"hunter": t("float32", [0.0, 5.0, 0.0]), "scout": t("float32", [0.0, 0.0])},
+            rewards={},
+            terminations={},
+            truncations={},
+            infos={"hunter": {}, "scout": {}},
+        ),
+    )
+    v.encode(
+        "MULTI_RESULT after a step: scout leaves, medic joins",
+        "MULTI_RESULT",
+        message(
+            "MULTI_RESULT",
+            agents=["hunter", "medic"],
+            obs={"hunter": t("float32", [2.0, 5.0, 1.0]), "scout": two, "medic": 2},
+            rewards={"hunter": 1.0, "scout": -0.75, "medic": 0.0},
+            terminations={"hunter": False, "scout": True, "medic": False},
+            truncations={"hunter": False, "scout": False, "medic": False},
+            infos={"hunter": {"score": 1.0}, "scout": {}, "medic": {}},
+        ),
+    )
+    v.decode(  # §5: a float field accepts an int; the canonical form is a float 64
+        "MULTI_RESULT with an int reward",
+        "MULTI_RESULT",
+        {
+            "agents": [],
+            "obs": {"medic": 3},
+            "rewards": {"medic": Raw(b"\xd0\x01")},
+            "terminations": {"medic": True},
+            "truncations": {"medic": False},
+            "infos": {"medic": {}},
+        },
+        b"",
+        message(
+            "MULTI_RESULT",
+            agents=[],
+            obs={"medic": 3},
+            rewards={"medic": 1.0},
+            terminations={"medic": True},
+            truncations={"medic": False},
+            infos={"medic": {}},
+        ),
+    )
+    v.reject("MULTI_STEP.actions is an array", frame("MULTI_STEP", {"actions": [1, 2]}), "BAD_FIELD")
+    v.reject("MULTI_STEP without actions", frame("MULTI_STEP", {}), "BAD_FIELD")
+    result = message("MULTI_RESULT", agents=[], obs={}, rewards={}, terminations={}, truncations={}, infos={})
+    v.reject("MULTI_RESULT.agents is a map", frame("MULTI_RESULT", {**result, "agents": {}}), "BAD_FIELD")
+    v.reject("MULTI_RESULT.obs is nil", frame("MULTI_RESULT", {**result, "obs": None}), "BAD_FIELD")
+    without = {k: x for k, x in result.items() if k != "infos"}
+    v.reject("MULTI_RESULT without infos", frame("MULTI_RESULT", without), "BAD_FIELD")
+    v.reject("MULTI_RESULT with an extra field", frame("MULTI_RESULT", {**result, "x": 1}), "BAD_FIELD")
+    return v
+
+
 # attributes.json -- side channels (§19): typed attributes over reserved CALL names. These are
 # ordinary CALL / CALL_RESULT / ERROR frames, so an SDK without §19 passes them too; they pin the
 # descriptor layout (§19.1) and the argument shapes (§19.2) byte for byte.
@@ -2225,7 +2358,13 @@ GENERATORS: list[Callable[[], Vectors]] = [
     gen_reject_fields,
     gen_reject_states,
     gen_spaces,
+    gen_multi_agent_v1,  # §18
     gen_attributes,  # §19 side channels
+]
+
+#: Vectors of a capability, in a folder of their own: only SDKs that implement it run them.
+CAPABILITY_GENERATORS: list[Callable[[], Vectors]] = [
+    gen_multi_agent,  # §18: multi_agent/
 ]
 
 
@@ -2238,11 +2377,17 @@ def build() -> dict[str, str]:
     return out
 
 
+def build_capabilities() -> dict[str, str]:
+    """Return ``{relative path: text}`` of every capability's own vector file."""
+    return {vectors.filename: vectors.dumps() for vectors in (gen() for gen in CAPABILITY_GENERATORS)}
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, text in build().items():
+    for name, text in {**build(), **build_capabilities()}.items():
         path = HERE / name
+        path.parent.mkdir(exist_ok=True)  # multi_agent/ (§18's own vectors)
         if check:
             if not path.exists() or path.read_text() != text:
                 stale.append(name)

@@ -183,6 +183,37 @@ static const rlay_value *agent_read(int fd, int *kind) {
 }
 static int64_t field_int(const rlay_value *b, const char *k) { int64_t v = -999; rlay_as_int64(rlay_map_get(b, k), &v); return v; }
 
+/* Section 18: a multi-agent context must declare Dicts with the same agents, and one env. */
+static void multi_agent_misuse_test(void) {
+    static const uint32_t two[1] = {2};
+    rlay_ctx *e = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(e), RLAY_DT_FLOAT32, 1, two, -1, 1);   /* not a Dict */
+    rlay_space_discrete(rlay_action_space(e), 3, 0);
+    rlay_set_multi_agent(e, 1);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "Dicts"));
+    rlay_free(e);
+    e = rlay_new();   /* the same agents, in another order */
+    rlay_space_dict(rlay_observation_space(e), 2);
+    rlay_put_key(rlay_observation_space(e), "a"); rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_put_key(rlay_observation_space(e), "b"); rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_space_dict(rlay_action_space(e), 2);
+    rlay_put_key(rlay_action_space(e), "b"); rlay_space_discrete(rlay_action_space(e), 2, 0);
+    rlay_put_key(rlay_action_space(e), "a"); rlay_space_discrete(rlay_action_space(e), 2, 0);
+    rlay_set_multi_agent(e, 1);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "same order"));
+    rlay_free(e);
+    e = rlay_new();   /* batched sub-envs and multi-agent do not mix */
+    rlay_space_dict(rlay_observation_space(e), 1);
+    rlay_put_key(rlay_observation_space(e), "a"); rlay_space_discrete(rlay_observation_space(e), 2, 0);
+    rlay_space_dict(rlay_action_space(e), 1);
+    rlay_put_key(rlay_action_space(e), "a"); rlay_space_discrete(rlay_action_space(e), 2, 0);
+    rlay_set_multi_agent(e, 1);
+    rlay_set_num_envs(e, 2);
+    CHECK(rlay_listen(e, "tcp://127.0.0.1:0") == RLAY_E_USAGE && strstr(rlay_errmsg(e), "num_envs"));
+    CHECK(rlay_num_agents(e) == 0 && rlay_agent(e, 0) == NULL);
+    rlay_free(e);
+}
+
 static void session_test(void) {
     static const uint32_t two[1] = {2};
     static const float obs[2] = {0.5f, -0.25f};
@@ -1034,6 +1065,9 @@ int main(void) {
     CHECK(strcmp(rlay_strerror(RLAY_E_VERSION_MISMATCH), "VERSION_MISMATCH: protocol version mismatch") == 0);
     CHECK(strcmp(rlay_error_name(99), "UNKNOWN_ERROR_CODE") == 0);
 
+    CHECK(strcmp(rlay_error_name(RLAY_E_AGENT_MISMATCH), "AGENT_MISMATCH") == 0);
+
+    multi_agent_misuse_test();
     session_test();
     batch_session_test();
     attr_registration_test();
