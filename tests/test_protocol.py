@@ -441,6 +441,53 @@ def test_a_split_frame_is_assembled_once_and_stays_correct():
     assert not np.shares_memory(step.action, np.frombuffer(frame, np.uint8))
 
 
+def _first_fault(pieces: list[bytes]) -> tuple[list[str], ErrorCode | None]:
+    """Feed an env side in idle the pieces in turn, taking every message as it comes (answering
+    each STEP, so the next STEP is legal): the kinds taken, and the code of the fault met."""
+    env = connection_in("env", "idle")
+    taken: list[str] = []
+    try:
+        for piece in pieces:
+            env.receive_data(piece)
+            while (msg := env.next_event()) is not None:
+                taken.append(type(msg).__name__)
+                env.send(StepResult(np.float32(0), 0.0, False, False, {}))
+        env.receive_eof()
+        while (msg := env.next_event()) is not None:
+            taken.append(type(msg).__name__)
+    except ProtocolError as exc:
+        return taken, exc.code
+    return taken, None
+
+
+@pytest.mark.parametrize(
+    "later",
+    [b"GET / HTTP/1.1\r\n", b"RL\x11\x07" + bytes(8), b"RL\x03\x00" + bytes(4) + b"\x01\x00\x00\x00\x80"],
+    ids=["bad magic", "bad flags", "unknown kind"],
+)
+@pytest.mark.parametrize("earlier", ["good", "bad body", "unexpected"])
+def test_the_first_fault_in_a_stream_wins_however_it_is_split(earlier, later):
+    """A good frame, or a frame with a fault of its own, then a bad header: whether the bytes come
+    in one read, two, or one byte at a time, the side meets the same fault (§8's order of checks:
+    the first fault in the stream), as the C SDK does reading byte by byte."""
+    first = {
+        "good": frame_of(Step(1)),
+        "bad body": frame_of(Step(1))[:-1] + b"\xc1",  # 0xc1 is never valid MessagePack
+        "unexpected": frame_of(Reset(None, None))[:2]
+        + bytes([Kind.RESET_RESULT])
+        + frame_of(Reset(None, None))[3:],
+    }[earlier]
+    stream = first + later
+    whole = _first_fault([stream])
+    assert whole == _first_fault([bytes([b]) for b in stream])
+    assert whole == _first_fault([first, later])
+    expected = {"good": None, "bad body": ErrorCode.MALFORMED, "unexpected": ErrorCode.UNEXPECTED_MESSAGE}
+    if earlier == "good":
+        assert whole[0] == ["Step"] and whole[1] is not None and whole[1] is not ErrorCode.MALFORMED
+    else:
+        assert whole == ([], expected[earlier])
+
+
 # ------------------------------------------------------------------------------------------------
 # End of stream (§8)
 

@@ -275,6 +275,7 @@ def test_server_vector_env_with_env_sides_in_subprocesses(address: str) -> None:
     the order they connected; the seeds are by position, so the result equals SyncVectorEnv(3)."""
     want, actions = expected([cartpole] * 3, AutoresetMode.NEXT_STEP, steps=80, seed=3)
     env = ServerVectorEnv(address, num_connections=2, wait=False)
+    assert env.addresses == [env.address, env.address], "both env sides dial the one address"
     batch = (
         "import sys, gymnasium as gym; from rlay.backends.vector import connect_vector; "
         "connect_vector(lambda: gym.vector.SyncVectorEnv([lambda: gym.make('CartPole-v1')] * 2), sys.argv[1])"

@@ -1183,6 +1183,7 @@ class ServerVectorEnv(LazyAccept, _RemoteVectorEnv):
                 who="ServerVectorEnv",
             )
             self.address = self._endpoints.addresses[0]
+            self.addresses = [self.address] * num_connections  # every env side dials this one
             if wait or launch is not None:
                 self.accept()
         except BaseException:

@@ -449,6 +449,10 @@ class Connection:
                 raise  # unreachable: _fail raises
             if message is not None:
                 return message
+        error = self._reader.error
+        if error is not None:  # a bad header behind the frames just taken (framing.FrameReader)
+            self._reader.error = None
+            self._fail(error)
         return None
 
     def _receive(self, kind: int, data: memoryview, body: memoryview) -> Message | None:

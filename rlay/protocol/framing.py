@@ -55,8 +55,15 @@ class FrameReader:
         self._pending: list[memoryview] = []  # bytes of an incomplete frame, in order
         self._pending_size = 0
         self._needed = HEADER_SIZE  # bytes needed before the pending bytes can be looked at again
+        #: A bad header found behind complete frames still queued: it is raised only once the
+        #: caller has taken those frames (and checked them), by the next ``feed`` or
+        #: ``feed_eof``, so that the first fault in the stream wins however its bytes were split
+        #: into reads (§8's order of checks). Nothing after the bad header is looked at.
+        self.error: ProtocolError | None = None
 
     def feed(self, data: Buffer) -> None:
+        if self.error is not None:
+            raise self.error
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -83,6 +90,16 @@ class FrameReader:
             )
 
     def _parse(self, view: memoryview) -> None:
+        try:
+            self._parse_frames(view)
+        except ProtocolError as exc:
+            if not self.frames:
+                raise
+            self.error = exc
+            self._pending = []
+            self._pending_size = 0
+
+    def _parse_frames(self, view: memoryview) -> None:
         pos = 0
         end = len(view)
         while end - pos >= HEADER_SIZE:
@@ -118,6 +135,8 @@ class FrameReader:
 
     def feed_eof(self) -> None:
         """The stream ended. Raises ``TRUNCATED`` if it ended inside a frame."""
+        if self.error is not None:
+            raise self.error
         if self._pending_size:
             raise ProtocolError(
                 ErrorCode.TRUNCATED,
