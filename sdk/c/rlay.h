@@ -2380,6 +2380,8 @@ static int rlay__shm_write(rlay_ctx *c) {
     RLAY__STORE(seq, c->shm.sent, release);   /* the bytes and len are visible no later than seq */
     RLAY__FENCE();                             /* Dekker (16.6): our seq store, then their sleeping */
     if (RLAY__LOAD(sleeping, acquire) == 1) {
+        /* (16.4 step 4 has the writer store into the reader's cache line here, which 16.2 says
+           never happens; harmless: the reader stores 0 too once awake) */
         RLAY__STORE(sleeping, 0, relaxed);
         if (rlay__shm_wake(c)) return -1;
     }
@@ -3232,6 +3234,9 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                     memcpy(c->rbuf, c->shm.base + c->shm.a2e_off, 12);
                     c->rhave = 12 + keep;
                     if (rlay__rx_frame(c) < 0) return -1;
+                    /* Spec gap (16.4 says nothing of it): a len that is not the frame's own size
+                       (12 + data_len + body_len) would leave bytes over or wanting; we call it a
+                       broken channel, BAD_HEADER, like a len out of range. */
                     if (c->rneed != len) {
                         rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, but its header says %lu bytes",
                                   (unsigned long long)seq, (unsigned long long)len, (unsigned long)c->rneed);
@@ -3261,7 +3266,7 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                     c->shm.sockwait = 0;
                     c->shm.got++;
                     RLAY__STORE(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_ACK), c->shm.got, release);
-                } else if (c->rkind != RLAY_ERROR) {
+                } else if (c->rkind != RLAY_ERROR) {   /* 16.5 lists what may come; it names no code: ours */
                     rlay__err(c, RLAY_E_UNEXPECTED_MESSAGE, "shared memory is in use, and a %s frame arrived on the socket without "
                               "being announced in the region (only a fatal ERROR may come out of turn, section 16.5)",
                               rlay__kind_name(c->rkind));
