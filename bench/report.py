@@ -115,7 +115,7 @@ def svg_plot(series: dict[str, dict[int, float]], title: str) -> str:
     """A log-log line plot of steps/s against k, as SVG text."""
     import math
 
-    w, h, left, right, top, bottom = 720, 420, 80, 250, 40, 50
+    w, h, left, right, top, bottom = 820, 420, 80, 330, 40, 50
     ks = sorted({k for s in series.values() for k in s})
     values = [v for s in series.values() for v in s.values() if v > 0]
     lo = 10 ** math.floor(math.log10(min(values)))
@@ -230,20 +230,17 @@ def page(command: str, figures: dict[str, Any], series: dict[str, dict[int, floa
         "",
         "![steps/s vs k](performance_vs_k.svg)",
         "",
-        "| k | " + " | ".join(series) + " | rlay (shm) / Async |",
-        "|---:|" + "---:|" * (len(series) + 1),
+        "| k | " + " | ".join(series) + " | rlay (shm) / Async | rlay (no shm) / Async |",
+        "|---:|" + "---:|" * (len(series) + 2),
     ]
     ks = sorted({k for s in series.values() for k in s})
-    shm_name = "rlay make_vec, C CartPole (shm)"
     async_name = "gymnasium AsyncVectorEnv, Python CartPole"
     for k in ks:
         cells = [f"{series[name].get(k, float('nan')):,.0f}" for name in series]
-        ratio = (
-            f"{series[shm_name][k] / series[async_name][k]:.2f}x"
-            if shm_name in series and k in series[shm_name]
-            else "—"
-        )
-        lines.append(f"| {k} | " + " | ".join(cells) + f" | {ratio} |")
+        for name in ("rlay make_vec, C CartPole (shm)", "rlay make_vec, C CartPole (no shm)"):
+            ok = name in series and k in series[name]
+            cells.append(f"{series[name][k] / series[async_name][k]:.2f}x" if ok else "—")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Reading these figures",

@@ -89,11 +89,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return gym.vector.SyncVectorEnv([make] * args.num_envs)
 
         server = serve_vector(
-            make_vec, args.address, block=False, idle_timeout=args.idle_timeout, shm=not args.no_shm
+            make_vec,
+            args.address,
+            block=False,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+            shm=not args.no_shm,
         )
     else:
         server = rlay.serve(
-            make, args.address, block=False, idle_timeout=args.idle_timeout, shm=not args.no_shm
+            make,
+            args.address,
+            block=False,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+            shm=not args.no_shm,
         )
     print(f"RLAY_LISTENING {server.address}", flush=True)
     print(
@@ -318,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-shm",
         action="store_true",
         help="never use shared memory with agents on unix sockets (spec §16; also RLAY_SHM=0)",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=30.0,
+        help="drop a connection that has not said HELLO (and proven the token) within this long "
+        "(default 30 s)",
     )
     p.set_defaults(run=cmd_serve)
 

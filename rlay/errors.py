@@ -165,6 +165,20 @@ class ConnectionClosed(RlayError):
         return self.detail
 
 
+class TlsError(ConnectionClosed):
+    """A ``tls://`` connection failed in its TLS layer (spec §17.1): the handshake did not complete
+    in time, the peer closed during it, or TLS itself failed. The connection is gone."""
+
+
+class TlsCertificateError(TlsError):
+    """The peer's TLS certificate was not accepted (unknown CA, wrong name, expired)."""
+
+
+class TlsMismatch(TlsError):
+    """A plain peer met a TLS one: a ``tcp://`` dialler reached a ``tls://`` listener, or a
+    ``tls://`` dialler reached a plain listener. Both ends name it (the plain end as BAD_MAGIC)."""
+
+
 class LaunchError(ConnectionClosed):
     """A launched env program could not be started, or exited (before it was ready, or during
     the session). A :class:`ConnectionClosed`: the env is gone either way, so code that restarts
@@ -212,6 +226,21 @@ class Timeout(RlayError, TimeoutError):
 
     def __str__(self) -> str:
         return f"timed out after {self.seconds:g} s {self.stage}"
+
+
+class NotAnswering(Timeout):
+    """The peer is connected but sent no reply in time (spec §17.3): paused in a debugger or an
+    editor, stopped (SIGSTOP), or busy. A dead peer is :class:`ConnectionClosed` instead, at once
+    (its end of stream), or after the TCP keep-alive probes fail for a vanished host. The session
+    is ended either way: a late reply could otherwise be taken for the next one."""
+
+    def __str__(self) -> str:
+        return (
+            f"timed out after {self.seconds:g} s {self.stage}: the env side is connected but not "
+            "answering (paused in a debugger or an editor, or stopped? a dead env side is reported "
+            "as ConnectionClosed at once); the session was ended. timeout=None waits for a paused "
+            "env side as long as it takes"
+        )
 
 
 class EnvSideFailed(RlayError):

@@ -104,7 +104,14 @@ class Session:
                     else:
                         wait = max(0.0, deadline - time.monotonic())
                 if conn.has_data_to_send:  # e.g. the AUTH proof queued by the peer's HELLO (§7.1)
-                    self.flush(stage, wait)
+                    try:
+                        self.flush(stage, wait)
+                    except ConnectionClosed:
+                        # The peer refused and hung up before reading it: its fatal ERROR, if
+                        # it sent one, is the reason to report (flush kept it), not the EPIPE.
+                        if self.last_error is not None:
+                            return self.last_error
+                        raise
                 data = stream.recv(wait, stage)
                 if data:
                     conn.receive_data(data)

@@ -27,7 +27,7 @@ from rlay.backends.server import (
     lookup_call,
     refuse,
 )
-from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
+from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession, Greeting
 from rlay.errors import ConnectionClosed, ProtocolError, Timeout, UsageError, clip
 from rlay.protocol import multiagent
 from rlay.protocol.codec import check_free_value
@@ -90,6 +90,7 @@ class MultiAgentSession(EnvSession):
         attributes: Sequence[Attribute] | None = None,
         attribute_owner: Any = None,
         shm: bool = True,
+        greeting: Greeting | None = None,
     ) -> None:
         agents = _agent_spaces(observation_spaces, action_spaces)
         self.possible_agents = agents
@@ -119,6 +120,7 @@ class MultiAgentSession(EnvSession):
             attribute_owner=attribute_owner,
             capabilities={multiagent.CAPABILITY: True},
             shm=shm,  # §16: a ParallelServer's sessions get shared memory like any Server's
+            greeting=greeting,  # a Server's handshake, done before the env (§17.4)
         )
 
     @property
@@ -299,22 +301,11 @@ class ParallelServer(Server):
     def _shared(self) -> bool:
         return _is_instance(self._source)
 
-    def _open(self, env: Any, stream: Stream) -> EnvSession:
-        return session_for_parallel(env, stream, **self._kwargs)
+    def _capabilities(self) -> dict[str, Any] | None:
+        return {multiagent.CAPABILITY: True}
 
-    def _refuse(
-        self, stream: Stream, code: ErrorCode, message: str, exc: BaseException | None = None
-    ) -> None:
-        refuse(
-            stream,
-            code,
-            message,
-            exc,
-            self._kwargs["max_frame_size"],  # type: ignore[arg-type]
-            self._handshake_timeout,
-            self._kwargs["token"],  # type: ignore[arg-type]
-            capabilities={multiagent.CAPABILITY: True},
-        )
+    def _open(self, env: Any, stream: Stream, greeting: Greeting | None = None) -> EnvSession:
+        return session_for_parallel(env, stream, greeting=greeting, **self._kwargs)
 
     def _run(self, session: EnvSession, env: Any) -> None:
         assert isinstance(session, MultiAgentSession)

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 
 from rlay.attributes import RESERVED_PREFIX, Attribute
-from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
+from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession, Greeting
 from rlay.errors import ConnectionClosed, Timeout, UsageError, clip
 from rlay.protocol.connection import Connection
 from rlay.protocol.messages import Error
@@ -319,12 +319,26 @@ class Server:
                 self._stopped.wait(0.1)
 
     def _serve_one(self, stream: Stream) -> None:
+        # §17.4: the handshake first (HELLOs, and the proof with a token), within its deadline:
+        # a slow, silent, garbled or unauthenticated peer ends here, before it costs an env.
+        greeting = Greeting.start(
+            stream,
+            max_frame_size=self._kwargs["max_frame_size"],  # type: ignore[arg-type]
+            token=self._kwargs["token"],  # type: ignore[arg-type]
+            capabilities=self._capabilities(),
+            shm=bool(self._kwargs["shm"]),  # §16.1
+        )
+        try:
+            greeting.finish(self._handshake_timeout)
+        except Exception as exc:
+            log.info("! handshake with %s failed: %s", stream.peer, clip(exc))
+            self._note(exc)
+            return
         shared = self._shared()
         lock = self._shared_lock if shared else None
         # A short grace: the previous agent side may be closing its session right now.
         if lock is not None and not lock.acquire(timeout=BUSY_GRACE):
-            self._refuse(
-                stream,
+            greeting.refuse(
                 ErrorCode.NOT_SUPPORTED,
                 "busy: this env side serves one env instance, and another agent side is using it; "
                 "try again when that session ends (the server must serve a factory, e.g. "
@@ -337,10 +351,10 @@ class Server:
                 env = self._instance()
             except Exception as exc:
                 log.error("! the env factory failed for %s: %s", stream.peer, clip(exc), exc_info=exc)
-                self._refuse(stream, ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc)
+                greeting.refuse(ErrorCode.ENV_EXCEPTION, f"the env factory failed: {exc}", exc)
                 self._note(exc)
                 return
-            session = self._open(env, stream)
+            session = self._open(env, stream, greeting)
             self._sessions.add(session)
             try:
                 self._run(session, env)
@@ -368,19 +382,6 @@ class Server:
             e = e.__cause__ or e.__context__
         self.errors.append(exc)
 
-    def _refuse(
-        self, stream: Stream, code: ErrorCode, message: str, exc: BaseException | None = None
-    ) -> None:
-        refuse(
-            stream,
-            code,
-            message,
-            exc,
-            self._kwargs["max_frame_size"],  # type: ignore[arg-type]
-            self._handshake_timeout,
-            self._kwargs["token"],  # type: ignore[arg-type]
-        )
-
     # What a subclass (rlay.backends.vector.VectorServer) changes: what it serves and how.
     def _shared(self) -> bool:
         """One instance for every connection (served one at a time), or a factory."""
@@ -389,8 +390,12 @@ class Server:
     def _instance(self) -> Any:
         return self._source if self._shared() else self._source()  # type: ignore[operator]
 
-    def _open(self, env: Any, stream: Stream) -> EnvSession:
-        return _session_for(env, stream, **self._kwargs)
+    def _capabilities(self) -> dict[str, Any] | None:
+        """What the HELLO of each session announces (sent before the env exists, §17.4)."""
+        return None
+
+    def _open(self, env: Any, stream: Stream, greeting: Greeting | None = None) -> EnvSession:
+        return _session_for(env, stream, greeting=greeting, **self._kwargs)
 
     def _run(self, session: EnvSession, env: Any) -> None:
         run_session(session, env, self._calls, self.idle_timeout)

@@ -68,6 +68,78 @@ class Command:
     kwargs: dict[str, Any] | None = None
 
 
+class Greeting:
+    """The first half of the env side's handshake (§7, §7.1): HELLOs exchanged and, with a token,
+    the agent's proof checked. A server runs it before it creates the env it will serve, so a
+    peer that is slow, silent, garbled or unauthenticated never costs an env (spec §17.4);
+    :class:`EnvSession` takes it (``greeting=``) and goes on with ENV_INFO."""
+
+    def __init__(self, conn: Connection, engine: Session) -> None:
+        self.conn = conn
+        self.engine = engine
+        self.hello: Hello | None = None
+
+    @classmethod
+    def start(
+        cls,
+        stream: Stream,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        token: str | bytes | None = None,
+        capabilities: dict[str, Any] | None = None,
+        shm: bool = True,
+    ) -> Greeting:
+        """``capabilities``: what this side's HELLO announces (e.g. ``multi_agent``, §18); ``shm``
+        adds ``"shm": 1`` on a unix socket unless turned off (§16.1)."""
+        from rlay import __version__
+
+        if token is None:  # §7.1: the shared secret, else RLAY_TOKEN (set by a launcher)
+            token = os.environ.get("RLAY_TOKEN") or None
+        conn = Connection(
+            Role.ENV,
+            sdk="rlay-python",
+            sdk_version=__version__,
+            max_frame_size=max_frame_size,
+            token=token,
+            capabilities={**(capabilities or {}), **_shm.capability(stream, shm)},  # §16.1
+        )
+        return cls(conn, Session(conn, stream, "agent side"))
+
+    def finish(self, handshake_timeout: float | None) -> Hello:
+        """Send this side's HELLO and wait for the agent's (all of it within ``handshake_timeout``
+        seconds of this call); its fatal ERROR or anything else raises, closing the stream."""
+        if self.hello is not None:
+            return self.hello
+        try:
+            self.engine.flush("sending HELLO")
+            stage = "during the handshake, waiting for the agent's HELLO"
+            hello = self.engine.receive(stage, handshake_timeout)
+            if type(hello) is Error and hello.code == ErrorCode.AUTH_FAILED:
+                raise AuthenticationFailed(f"the agent side reports: {hello.message}")
+            if type(hello) is not Hello:
+                raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
+        except BaseException:
+            self.engine.close("the handshake failed")
+            raise
+        self.hello = hello
+        return hello
+
+    def refuse(self, code: ErrorCode, message: str, exc: BaseException | None = None) -> None:
+        """End the greeted session with a fatal ERROR saying why (with ``exc``'s type and
+        traceback, if given), then close."""
+        remote_type = tb = None
+        if exc is not None:
+            remote_type = type(exc).__qualname__
+            tb = "".join(traceback.format_exception(exc))
+        try:
+            self.conn.send(Error(int(code), message, True, remote_type, tb))
+            self.engine.flush("refusing the session", 5.0)
+        except Exception:
+            pass
+        finally:
+            self.engine.close("refused")
+
+
 class EnvSession:
     """The env side of one session, loop style.
 
@@ -104,9 +176,8 @@ class EnvSession:
         attributes: Sequence[Attribute] | None = None,
         attribute_owner: Any = None,
         capabilities: dict[str, Any] | None = None,
+        greeting: Greeting | None = None,
     ) -> None:
-        from rlay import __version__
-
         if type(num_envs) is not int or num_envs < 1:
             raise UsageError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.stream = stream
@@ -131,28 +202,16 @@ class EnvSession:
         meta.setdefault("render_modes", [])
         check_free_value(meta, where="metadata")
         info = EnvInfo(describe(observation_space), describe(action_space), num_envs, meta, render_mode, name)
-        if token is None:  # §7.1: the shared secret, else RLAY_TOKEN (set by a launcher)
-            token = os.environ.get("RLAY_TOKEN") or None
-        self.conn = Connection(
-            Role.ENV,
-            sdk="rlay-python",
-            sdk_version=__version__,
-            max_frame_size=max_frame_size,
-            token=token,
-            capabilities={**(capabilities or {}), **_shm.capability(stream, shm)},  # §16.1
-        )
         #: Seconds a reply may wait for the agent side to read it (None: forever).
         self.send_timeout = send_timeout
-        self.engine = Session(self.conn, stream, "agent side")
-        try:
-            self._flush()
-            hello = self._next_message(
-                handshake_timeout, "during the handshake, waiting for the agent's HELLO"
+        if greeting is None:
+            greeting = Greeting.start(
+                stream, max_frame_size=max_frame_size, token=token, capabilities=capabilities, shm=shm
             )
-            if type(hello) is Error and hello.code == ErrorCode.AUTH_FAILED:
-                raise AuthenticationFailed(f"the agent side reports: {hello.message}")
-            if type(hello) is not Hello:
-                raise ConnectionClosed(f"the agent side ended the handshake: {_describe_error(hello)}")
+        self.conn = greeting.conn
+        self.engine = greeting.engine
+        try:
+            hello = greeting.finish(handshake_timeout)
             self.conn.send(info)
             self._flush()
             if self.conn.state is State.SHM:  # §16.1: both announced shared memory

@@ -31,7 +31,7 @@ from rlay.backends.server import (
     check_call_names,
     lookup_call,
 )
-from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession
+from rlay.backends.session import DEFAULT_HANDSHAKE_TIMEOUT, Command, EnvSession, Greeting
 from rlay.batching import (
     AUTORESET_TO_WIRE,
     batch_one,
@@ -189,8 +189,8 @@ class VectorServer(Server):
         source: Any = self._source
         return _check_vector_env(source if self._shared() else source())
 
-    def _open(self, env: Any, stream: Stream) -> EnvSession:
-        return vector_session(env, stream, **self._kwargs)
+    def _open(self, env: Any, stream: Stream, greeting: Greeting | None = None) -> EnvSession:
+        return vector_session(env, stream, greeting=greeting, **self._kwargs)
 
     def _run(self, session: EnvSession, env: Any) -> None:
         run_vector_session(session, env, self._calls, self.idle_timeout)

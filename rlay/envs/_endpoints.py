@@ -15,8 +15,9 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from rlay.envs._doorman import Doorman, gone
 from rlay.errors import ConnectionClosed, Timeout, UsageError, clip
 from rlay.launch import LaunchError, Process, SocketDir
 from rlay.transports import Listener, Stream, dial, listen, parse_address
@@ -43,6 +44,11 @@ class Endpoints:
         if type(count) is not int or count < 1:
             raise UsageError(f"the number of env programs must be an int >= 1, got {count!r}")
         self.mode = mode
+        self.count = count
+        self.who = who
+        #: §17.2: once a listening env has its ``count`` env sides, the doorman alone accepts.
+        self._handed: list[Stream] = []
+        self._doorman: Doorman | None = None
         self.processes: list[Process] = []
         self._launch = (launch, launch_env, launch_cwd, address)  # to relaunch a dead program
         self.launches = 0  # programs started, relaunches included
@@ -176,8 +182,11 @@ class Endpoints:
         listener = self.listener
         if listener is None:
             raise ConnectionClosed("the env is closed")
+        # §17.2: once the doorman accepts, the relaunched program is the newcomer it keeps (the
+        # dead one's connection is gone); it takes the dead one's place.
+        accept = listener.accept if self._doorman is None else self._doorman.take
         stream = self._wait(
-            timeout, lambda s: _try_accept(listener, s), f"it connected to {where}", watch=[process]
+            timeout, lambda s: _try_accept(accept, s), f"it connected to {where}", watch=[process]
         )
         return stream.peer, stream
 
@@ -199,12 +208,17 @@ class Endpoints:
         listener = self.listener
         if listener is None:
             raise ConnectionClosed("the env is closed")
+        accept = listener.accept if self._doorman is None else self._doorman.take
         if not self.processes:
-            stream = listener.accept(timeout)
+            stream = accept(timeout)
         else:
             stream = self._wait(
-                timeout, lambda s: _try_accept(listener, s), f"it connected to {self.addresses[0]}"
+                timeout, lambda s: _try_accept(accept, s), f"it connected to {self.addresses[0]}"
             )
+        if self._doorman is None:
+            self._handed.append(stream)
+            if len(self._handed) >= self.count and all(gone(s) is not None for s in self._handed):
+                self._doorman = Doorman(listener, self._handed, self.who)
         return stream.peer, stream
 
     def _wait(
@@ -254,6 +268,8 @@ class Endpoints:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+        if self._doorman is not None:
+            self._doorman.close()
         processes, self.processes = self.processes, []
         deadline = time.monotonic() + settle
         for process in processes:
@@ -292,9 +308,9 @@ def _unlink_socket(address: str) -> None:
             pass
 
 
-def _try_accept(listener: Listener, seconds: float) -> Stream | None:
+def _try_accept(accept: Callable[[float | None], Stream], seconds: float) -> Stream | None:
     try:
-        return listener.accept(seconds)
+        return accept(seconds)
     except Timeout:
         return None
 

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from rlay.errors import (
     AuthenticationFailed,
     ConnectionClosed,
+    NotAnswering,
     ProtocolError,
     RemoteError,
     Timeout,
@@ -101,9 +102,14 @@ class AgentSession:
 
     def receive_reply(self, what: str, timeout: Any = ...) -> Message:
         """The second half of :meth:`request`: wait for the reply to the command in flight."""
-        reply = self.engine.receive(
-            f"waiting for the reply to {what}", self.timeout if timeout is ... else timeout
-        )
+        try:
+            reply = self.engine.receive(
+                f"waiting for the reply to {what}", self.timeout if timeout is ... else timeout
+            )
+        except NotAnswering:
+            raise
+        except Timeout as exc:  # connected, silent: paused or busy, not dead (§17.3)
+            raise NotAnswering(exc.stage, exc.seconds) from None
         if type(reply) is Error:
             raise self._remote_error(reply, what)
         assert reply is not None  # not polling: None never comes back

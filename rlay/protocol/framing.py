@@ -21,14 +21,23 @@ def pack_header(kind: int, data_len: int, body_len: int) -> bytes:
     return HEADER.pack(MAGIC, kind, 0, data_len, body_len)
 
 
+def not_rlay(first: bytes) -> ProtocolError:
+    """``BAD_MAGIC`` for a peer whose first bytes are not ``RL``; a TLS record (``16 03``: a
+    ClientHello) is named as such, so that tls:// meeting tcp:// says so (§17.1)."""
+    if first[:2] == b"\x16\x03"[: len(first[:2])]:
+        return ProtocolError(
+            ErrorCode.BAD_MAGIC,
+            f"the peer speaks TLS (its bytes start {first[:8].hex(' ')}, a TLS record) but this side "
+            "speaks plain rlay: listen on tls:// (or have the peer dial tcp://)",
+        )
+    return ProtocolError(ErrorCode.BAD_MAGIC, f"the peer is not speaking rlay: its bytes start {first!r}")
+
+
 def check_header(header: bytes | memoryview, max_frame_size: int) -> tuple[int, int, int]:
     """Validate a 12-byte header; return ``(kind, data_len, body_len)``."""
     magic, kind, flags, data_len, body_len = HEADER.unpack_from(header)
     if magic != MAGIC:
-        raise ProtocolError(
-            ErrorCode.BAD_MAGIC,
-            f"the peer is not speaking rlay: its bytes start {bytes(header[:8])!r}",
-        )
+        raise not_rlay(bytes(header[:8]))
     if flags:
         raise ProtocolError(ErrorCode.BAD_HEADER, f"header flags must be 0 in v1, got {flags:#04x}")
     if body_len == 0:
@@ -85,9 +94,7 @@ class FrameReader:
 
     def _check_magic(self, first: bytes) -> None:
         if first[:2] != MAGIC[: len(first)]:
-            raise ProtocolError(
-                ErrorCode.BAD_MAGIC, f"the peer is not speaking rlay: its bytes start {first!r}"
-            )
+            raise not_rlay(first)
 
     def _parse(self, view: memoryview) -> None:
         try:

@@ -5,6 +5,7 @@ The contract every transport honours, and the scheme table, are in :mod:`rlay.tr
 """
 
 from rlay.transports import sockets as _sockets  # noqa: F401  (registers tcp:// and unix://)
+from rlay.transports import tls as _tls  # noqa: F401  (registers tls://)
 from rlay.transports import ws as _ws  # noqa: F401  (registers ws://; needs websockets when used)
 from rlay.transports.base import (
     SCHEMES,

@@ -36,6 +36,35 @@ def _timeval(seconds: float | None) -> bytes:
     return struct.pack("@ll", whole, micros)
 
 
+#: TCP keep-alive (spec §17.3): seconds idle before the first probe, seconds between probes, and
+#: probes unanswered before the kernel declares the connection dead. A vanished host (power off,
+#: network gone) is then ConnectionClosed after about 30 + 6 x 10 = 90 s of silence, even with
+#: timeout=None; a process paused in a debugger (SIGSTOP) is not, since its kernel still answers.
+#: ``RLAY_KEEPALIVE=IDLE,INTERVAL,COUNT`` changes it; ``RLAY_KEEPALIVE=0`` turns it off.
+KEEPALIVE = (30, 10, 6)
+
+
+def keepalive(sock: socket.socket) -> None:
+    setting = os.environ.get("RLAY_KEEPALIVE", "").strip()
+    values = KEEPALIVE
+    if setting:
+        try:
+            parts = tuple(int(p) for p in setting.split(","))
+        except ValueError:
+            parts = ()
+        if parts == (0,):
+            return
+        if len(parts) != 3 or min(parts) < 1:
+            raise UsageError(f"RLAY_KEEPALIVE={setting!r}: expected IDLE,INTERVAL,COUNT (e.g. 30,10,6) or 0")
+        values = parts  # type: ignore[assignment]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle, interval, count = values
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        option = getattr(socket, name, None)  # Linux, recent macOS and Windows have all three
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 class SocketStream:
     """A connected stream socket (tcp or unix) honouring the transport contract."""
 
@@ -48,6 +77,7 @@ class SocketStream:
         sock.settimeout(None)  # blocking; the kernel times out
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keepalive(sock)
 
     def fileno(self) -> int:
         return self._sock.fileno()

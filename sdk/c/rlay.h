@@ -93,9 +93,16 @@
    (default 262144) is refused at the container header that passes the limit (spec section 13).
    The agent's HELLO must arrive within rlay_set_handshake_timeout ms of the connection (default
    30000, like Python's; 0 = no limit): whoever connects first cannot hold the env side without
-   saying HELLO. A listening context drops such a connection (and one that ends before its
-   HELLO, e.g. a probe) and listens on; it stops listening once a HELLO is in. A dialling one
-   fails with RLAY_E_TIMEOUT. A unix socket is created
+   saying HELLO. A listening context (spec section 17.4) holds up to RLAY_MAX_PENDING (64)
+   connections before the agent is in, and serves first the one whose whole HELLO has arrived
+   (a slow one being greeted for 200 ms gives way to it). A connection that fails before the
+   agent is in - it ends, stays silent past the timeout, sends garbage, an oversized or wrong
+   HELLO, a wrong token proof - is told why (a fatal ERROR) and dropped, and the listener serves
+   the next: a port scanner or an impostor cannot end the program. rlay_dropped() counts them
+   and says why the last one was dropped. The listener stops listening once the agent is in
+   (its HELLO, and its proof with a token). A dialling context fails with RLAY_E_TIMEOUT.
+   TCP connections use keep-alive (30 s idle, 6 probes 10 s apart: a vanished host is noticed;
+   a process paused in a debugger is not reported). A unix socket is created
    owner-only (0600) whatever the umask, and rlay_listen refuses a path where another process
    is listening (an existing socket nobody answers on is stale: it is replaced). Nothing is allocated per
    step once the buffers have grown to the largest frame (per-sub-env arrays: at rlay_listen /
@@ -138,6 +145,9 @@ extern "C" {
 #define RLAY_DEFAULT_MAX_VALUES 262144u          /* section 13 */
 #define RLAY_MAX_HANDSHAKE_FRAME_SIZE 65536u     /* section 13: the first frame received */
 #define RLAY_DEFAULT_HANDSHAKE_TIMEOUT_MS 30000   /* the agent's HELLO, from the connection */
+#ifndef RLAY_MAX_PENDING
+#define RLAY_MAX_PENDING 64   /* connections a listener holds before the agent's HELLO (17.4) */
+#endif
 
 /* Error codes: 1..37 are spec section 11; negative ones are local and never sent. */
 enum {
@@ -277,6 +287,9 @@ int rlay_reply_agents(rlay_ctx *c, uint32_t n, const char *const *ids, const dou
 int rlay_listen(rlay_ctx *c, const char *address);  /* "tcp://127.0.0.1:0", "unix:///tmp/x" */
 int rlay_connect(rlay_ctx *c, const char *address);
 const char *rlay_address(const rlay_ctx *c);        /* the address actually bound/dialled */
+/* A listener drops a connection that fails before its session (section 17.4): how many it
+   dropped, and why the last one was ("AUTH_FAILED: the peer's proof ..."; "" if none). */
+int rlay_dropped(const rlay_ctx *c, const char **last_why);
 
 /* ---- loop style ---- */
 int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms);
@@ -416,6 +429,7 @@ typedef SOCKET rlay__sock;
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -638,6 +652,11 @@ struct rlay_ctx {
     int fail_code; char fail_type[64]; char fail_msg[400];
     /* transport */
     rlay__sock fd, lfd;
+    /* section 17.4: connections accepted but not yet served (a listener reads their first bytes
+       and serves the first one whose HELLO is all there), with when each was accepted */
+    rlay__sock pend[RLAY_MAX_PENDING]; long pend_at[RLAY_MAX_PENDING]; int npend;
+    long open_at;                               /* when the connection served now was accepted */
+    int ndropped; char dropmsg[448];            /* connections dropped before the session, why */
     char address[320], upath[256];
     struct sockaddr_storage caddr; size_t caddr_len;
     /* shared memory (section 16): want (rlay_set_shm), announced in our HELLO, used (both
@@ -681,6 +700,10 @@ static RLAY__PRINTF(3, 4) int rlay__err(rlay_ctx *c, int code, const char *fmt, 
     return r;
 }
 int rlay_error(const rlay_ctx *c) { return c ? c->err : RLAY_E_NOMEM; }
+int rlay_dropped(const rlay_ctx *c, const char **last_why) {
+    if (last_why) *last_why = c ? c->dropmsg : "";
+    return c ? c->ndropped : 0;
+}
 const char *rlay_errmsg(const rlay_ctx *c) {
     if (!c) return "rlay_new failed: out of memory";
     return c->err ? c->errmsg : "no error";
@@ -2159,7 +2182,9 @@ static int rlay__rx_frame(rlay_ctx *c) {
     if (c->rhave >= 2 && (h[0] != 0x52 || h[1] != 0x4c)) {   /* at once, on the first two bytes */
         char shown[64]; size_t i, k = 0, n = c->rhave < 8 ? c->rhave : 8;
         for (i = 0; i < n; i++) k += (size_t)snprintf(shown + k, sizeof shown - k, "%s%02x", i ? " " : "", h[i]);
-        rlay__err(c, RLAY_E_BAD_MAGIC, "the peer is not speaking rlay: its first bytes are %s, not 52 4c (\"RL\")", shown);
+        rlay__err(c, RLAY_E_BAD_MAGIC, "the peer is not speaking rlay: its first bytes are %s, not 52 4c (\"RL\")%s", shown,
+                  h[0] == 0x16 && h[1] == 0x03 ? "; they are a TLS record: the peer dialled tls://, and this SDK "
+                  "speaks plain rlay (use a tunnel, spec section 17.1)" : "");
         return -1;
     }
     if (c->rhave < 12) return 0;
@@ -2395,6 +2420,9 @@ static int rlay__send_frame(rlay_ctx *c) {
 #endif
     return rlay__send(c);
 }
+static void rlay__pool_close(rlay_ctx *c) {
+    while (c->npend > 0) rlay__closesock(c->pend[--c->npend]);
+}
 /* Sends an ERROR (spec section 6); a traceback is sent (empty) iff remote_type is. */
 static int rlay__send_error(rlay_ctx *c, int code, int fatal, const char *remote_type, const char *msg) {
     rlay_w *w = c->w_body;
@@ -2420,6 +2448,7 @@ static void rlay__end(rlay_ctx *c) {
 #if RLAY__SHM
     rlay__shm_unmap(c);   /* 16.7: the kernel frees the memfd when the agent's mapping goes too */
 #endif
+    rlay__pool_close(c);
     if (c->upath[0]) { unlink(c->upath); c->upath[0] = 0; }
     c->phase = RLAY__P_DONE;
     if (e) c->state = RLAY__S_CLOSED;
@@ -2790,7 +2819,7 @@ int rlay_listen(rlay_ctx *c, const char *address) {
         }
         if ((s = socket(AF_UNIX, SOCK_STREAM, 0)) < 0) return rlay__sockerr(c, "cannot create a socket for", address);
         /* Owner-only whatever the umask; chmod before listen(): until then a connect is refused. */
-        if (bind(s, (struct sockaddr *)&su, sizeof su) != 0 || chmod(path, 0600) != 0 || listen(s, 1) != 0) {
+        if (bind(s, (struct sockaddr *)&su, sizeof su) != 0 || chmod(path, 0600) != 0 || listen(s, RLAY_MAX_PENDING) != 0) {
             rlay__sockerr(c, "cannot listen on", address); close(s); return c->err;
         }
         snprintf(c->address, sizeof c->address, "unix://%s", path);
@@ -2806,7 +2835,7 @@ int rlay_listen(rlay_ctx *c, const char *address) {
         s = socket(res->ai_family, SOCK_STREAM, 0);
         if (s == RLAY__NOSOCK) { freeaddrinfo(res); return rlay__sockerr(c, "cannot create a socket for", address); }
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, (const char *)&on, sizeof on);
-        if (bind(s, res->ai_addr, (socklen_t)res->ai_addrlen) != 0 || listen(s, 1) != 0) {
+        if (bind(s, res->ai_addr, (socklen_t)res->ai_addrlen) != 0 || listen(s, RLAY_MAX_PENDING) != 0) {
             rlay__sockerr(c, "cannot listen on", address); freeaddrinfo(res); rlay__closesock(s); return c->err;
         }
         freeaddrinfo(res);
@@ -2823,7 +2852,18 @@ static long rlay__now_ms(void);
 static void rlay__on_open(rlay_ctx *c, rlay__sock s, int tcp) {
     int on = 1;
     rlay__nonblock(s);
-    if (tcp) setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof on);
+    if (tcp) {
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof on);
+        /* section 17.3: keep-alive notices a vanished host (not a paused process): 30 s idle,
+           then 6 probes 10 s apart */
+        setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof on);
+#if defined(TCP_KEEPIDLE) && defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+        { int idle = 30, intvl = 10, cnt = 6;
+          setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, (const char *)&idle, sizeof idle);
+          setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, (const char *)&intvl, sizeof intvl);
+          setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, (const char *)&cnt, sizeof cnt); }
+#endif
+    }
 #ifdef SO_NOSIGPIPE
     setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, (const char *)&on, sizeof on);
 #endif
@@ -3147,15 +3187,25 @@ static int rlay__on_frame(rlay_ctx *c, rlay_cmd *cmd) {
     c->pending = 1;
     return 1;
 }
-/* A connection that ends, breaks or stays silent past the handshake timeout before the agent's
-   HELLO arrived was no session (a probe of a stale socket, a port scanner, a squatter): drop it
-   and listen again. The listener stays open until a HELLO is in. 1 if it did so. */
+/* Section 17.4. A listener stays open until the agent has said HELLO (and, with a token, proven
+   it): a connection that fails before that - it ends, breaks, stays silent past the handshake
+   timeout, sends garbage, an oversized or a wrong HELLO, a wrong proof - was no session (a
+   probe, a port scanner, a squatter, an impostor). It is told why (a fatal ERROR, for a protocol
+   error) and dropped, and the listener serves the next one. 1 if it did so. */
 static int rlay__relisten(rlay_ctx *c) {
-    if (c->lfd == RLAY__NOSOCK || c->phase != RLAY__P_OPEN || c->state != RLAY__S_HELLO) return 0;
-    if (c->err && c->err != RLAY_E_IO && c->err != RLAY_E_TIMEOUT) return 0;
+    int e = c->err;
+    /* the listener is open until the agent is in (HELLO, and its proof with a token) */
+    if (c->lfd == RLAY__NOSOCK || c->phase != RLAY__P_OPEN) return 0;
+    if (e == RLAY_E_USAGE || e == RLAY_E_NOMEM || e == RLAY_E_INTERNAL) return 0;   /* ours, not the peer's */
+    if (e > 0 && c->fd != RLAY__NOSOCK && !c->err_from_peer) {
+        c->niov = 0;
+        rlay__send_error(c, e, 1, NULL, c->errmsg);
+    }
     rlay__close_fd(&c->fd);
-    c->err = 0; c->errmsg[0] = 0;
-    c->phase = RLAY__P_LISTEN; c->niov = 0; c->rhave = 0; c->rneed = 0;
+    c->ndropped++;
+    snprintf(c->dropmsg, sizeof c->dropmsg, "%s: %.400s", rlay_error_name(e), c->errmsg);
+    c->err = 0; c->err_from_peer = 0; c->errmsg[0] = 0;
+    c->phase = RLAY__P_LISTEN; c->state = RLAY__S_HELLO; c->niov = 0; c->rhave = 0; c->rneed = 0;
     return 1;
 }
 /* recv() into the receive buffer; in state shm with room for the offer's descriptor (16.1):
@@ -3332,6 +3382,81 @@ static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
     if (region) RLAY__STORE(sleeping, 0, relaxed);
 }
 #endif
+/* Takes every connection waiting in the kernel's backlog into the pool; when it is full the
+   oldest is dropped. Connections past their handshake deadline are dropped. */
+static void rlay__pool_fill(rlay_ctx *c) {
+    long now = rlay__now_ms();
+    int i, k;
+    for (i = k = 0; i < c->npend; i++) {
+        if (c->handshake_ms > 0 && now - c->pend_at[i] >= c->handshake_ms) { rlay__closesock(c->pend[i]); continue; }
+        c->pend[k] = c->pend[i]; c->pend_at[k++] = c->pend_at[i];
+    }
+    c->npend = k;
+    for (;;) {
+        rlay__sock s = accept(c->lfd, NULL, NULL);
+        if (s == RLAY__NOSOCK) {
+            int e = rlay__errno();
+            if (e == EINTR || e == ECONNABORTED) continue;
+            return;   /* EAGAIN: none left; EMFILE...: the pool's oldest go first, below */
+        }
+        rlay__nonblock(s);
+        if (c->npend == RLAY_MAX_PENDING) {
+            rlay__closesock(c->pend[0]);
+            memmove(c->pend, c->pend + 1, sizeof c->pend[0] * (RLAY_MAX_PENDING - 1));
+            memmove(c->pend_at, c->pend_at + 1, sizeof c->pend_at[0] * (RLAY_MAX_PENDING - 1));
+            c->npend--;
+        }
+        c->pend[c->npend] = s; c->pend_at[c->npend++] = now;
+    }
+}
+/* What the first bytes of pooled connection i say: 3 its whole first frame (a HELLO of at most
+   64 KiB) is there, 2 it is not rlay or it ended (handled at once), 1 part of a frame, 0 nothing. */
+static int rlay__pool_grade(rlay_ctx *c, int i) {
+    unsigned char h[12];
+    long n;
+#ifdef _WIN32
+    u_long avail = 0;
+    n = (long)recv(c->pend[i], (char *)h, 12, MSG_PEEK);
+#else
+    int avail = 0;
+    n = (long)recv(c->pend[i], (char *)h, 12, MSG_PEEK | MSG_DONTWAIT);
+#endif
+    if (n < 0) return RLAY__EAGAIN(rlay__errno()) ? 0 : 2;
+    if (n == 0 || (n >= 1 && h[0] != 'R') || (n >= 2 && h[1] != 'L')) return 2;
+    if (n < 12) return 1;
+    {
+        uint64_t size = 12 + (uint64_t)rlay__rd32le(h + 4) + rlay__rd32le(h + 8);
+        if (size > 12 + RLAY_MAX_HANDSHAKE_FRAME_SIZE) return 2;   /* refused on its header */
+#ifdef _WIN32
+        if (ioctlsocket(c->pend[i], FIONREAD, &avail) != 0) return 1;
+#else
+        if (ioctl(c->pend[i], FIONREAD, &avail) != 0) return 1;
+#endif
+        return (uint64_t)avail >= size ? 3 : 1;
+    }
+}
+/* The pooled connection to serve next: a whole HELLO first, then one to turn away at once, then
+   (only with nothing better) one that has sent part of a frame or, after 100 ms, nothing (an
+   agent that waits for our HELLO). -1 if none; with grade >= 3 only: a whole HELLO or -1. */
+static int rlay__pool_pick(rlay_ctx *c, int min_grade) {
+    long now = rlay__now_ms();
+    int i, best = -1, best_grade = 0;
+    for (i = 0; i < c->npend; i++) {
+        int g = rlay__pool_grade(c, i);
+        if (g == 0 && now - c->pend_at[i] >= 100) g = 1;
+        if (g > best_grade) { best = i; best_grade = g; }
+        if (g == 3) break;
+    }
+    return best_grade >= min_grade ? best : -1;
+}
+static rlay__sock rlay__pool_take(rlay_ctx *c, int i, long *at) {
+    rlay__sock s = c->pend[i];
+    *at = c->pend_at[i];
+    memmove(c->pend + i, c->pend + i + 1, sizeof c->pend[0] * (size_t)(c->npend - i - 1));
+    memmove(c->pend_at + i, c->pend_at + i + 1, sizeof c->pend_at[0] * (size_t)(c->npend - i - 1));
+    c->npend--;
+    return s;
+}
 /* One step of progress without blocking. 1: command ready; 0: nothing now; -1: over. */
 static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
     for (;;) {
@@ -3343,16 +3468,15 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
         case RLAY__P_DONE:
             return -1;
         case RLAY__P_LISTEN: {
-            rlay__sock s = accept(c->lfd, NULL, NULL);
-            int e;
-            if (s == RLAY__NOSOCK) {
-                e = rlay__errno();
-                if (RLAY__EAGAIN(e)) return 0;
-                if (e == EINTR || e == ECONNABORTED) continue;
-                rlay__sockerr(c, "accept failed on", c->address);
-                return -1;
-            }
+            long at;
+            int i;
+            rlay__sock s;
+            rlay__pool_fill(c);
+            if ((i = rlay__pool_pick(c, 1)) < 0) return 0;
+            s = rlay__pool_take(c, i, &at);
             rlay__on_open(c, s, strncmp(c->address, "tcp:", 4) == 0);
+            c->open_at = at;
+            if (c->handshake_ms > 0) c->hs_deadline = at + c->handshake_ms;   /* from its connect */
             if (c->err && rlay__relisten(c)) continue;
             continue; }
         case RLAY__P_CONNECTING: {
@@ -3370,11 +3494,13 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
             if (c->shm.on) return rlay__shm_progress(c, cmd);
 #endif
             r = rlay__rx_frame(c);
-            if (r < 0) return -1;
+            if (r < 0) { if (rlay__relisten(c)) continue; return -1; }
             if (r == 1) {
                 r = rlay__on_frame(c, cmd);
-                if (c->lfd != RLAY__NOSOCK && c->state != RLAY__S_HELLO) {   /* one session per context */
-                    rlay__close_fd(&c->lfd);
+                if (c->err && rlay__relisten(c)) continue;
+                if (c->lfd != RLAY__NOSOCK && c->state != RLAY__S_HELLO && c->state != RLAY__S_AUTH) {
+                    rlay__close_fd(&c->lfd);   /* one session per context: the agent is in */
+                    rlay__pool_close(c);
                     if (c->upath[0]) { unlink(c->upath); c->upath[0] = 0; }
                 }
                 if (r != 0) return r;
@@ -3384,7 +3510,7 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
             n = rlay__recv(c);
             if (n > 0) { c->rhave += (size_t)n; continue; }
             if (n == 0 && c->rhave == 0 && rlay__relisten(c)) continue;
-            if (n == 0) { rlay__rx_eof(c); rlay__end(c); return -1; }
+            if (n == 0) { rlay__rx_eof(c); if (rlay__relisten(c)) continue; rlay__end(c); return -1; }
             r = rlay__errno();
             if (RLAY__EAGAIN(r)) {
                 if ((c->state == RLAY__S_HELLO || c->state == RLAY__S_AUTH) && c->hs_deadline && rlay__now_ms() >= c->hs_deadline) {
@@ -3392,6 +3518,16 @@ static int rlay__progress(rlay_ctx *c, rlay_cmd *cmd) {
                               "(rlay_set_handshake_timeout)", c->handshake_ms);
                     if (rlay__relisten(c)) continue;
                     return -1;
+                }
+                if (c->lfd != RLAY__NOSOCK) {
+                    /* section 17.4: newcomers wait in the pool (the listener never stays readable);
+                       while this one has not finished its HELLO for 200 ms and another's is all
+                       there, serve that one (a slow peer cannot hold the listener) */
+                    rlay__pool_fill(c);
+                    if (rlay__now_ms() - c->open_at >= 200 && rlay__pool_pick(c, 3) >= 0) {
+                        rlay__err(c, RLAY_E_TIMEOUT, "another agent's HELLO arrived whole first");
+                        if (rlay__relisten(c)) continue;
+                    }
                 }
                 return 0;
             }
@@ -3434,7 +3570,22 @@ int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms) {
 #if RLAY__SHM
         if (c->phase == RLAY__P_OPEN && c->shm.on) { rlay__shm_wait(c, wait); continue; }
 #endif
-        if (c->phase == RLAY__P_LISTEN) rlay__wait(c->lfd, POLLIN, wait);
+        if (c->lfd != RLAY__NOSOCK && (c->phase == RLAY__P_LISTEN || c->phase == RLAY__P_OPEN)) {
+            /* listening: the listener, the pool and the connection being greeted (17.4) */
+#ifdef _WIN32
+            WSAPOLLFD p[RLAY_MAX_PENDING + 2];
+#else
+            struct pollfd p[RLAY_MAX_PENDING + 2];
+#endif
+            int i, np = 0, cap = c->phase == RLAY__P_OPEN ? 50 : c->npend ? 100 : -1;
+            /* greeting one: look at the pool every 50 ms for a whole HELLO (never spin on a pooled
+               peer's partial bytes); listening: a silent pooled one becomes servable at 100 ms */
+            if (cap >= 0 && (wait < 0 || wait > cap)) wait = cap;
+            p[np].fd = c->lfd; p[np].events = POLLIN; p[np++].revents = 0;
+            if (c->phase == RLAY__P_OPEN) { p[np].fd = c->fd; p[np].events = POLLIN; p[np++].revents = 0; }
+            else for (i = 0; i < c->npend; i++) { p[np].fd = c->pend[i]; p[np].events = POLLIN; p[np++].revents = 0; }
+            rlay__poll(p, (unsigned)np, wait);
+        }
         else rlay__wait(c->fd, c->phase == RLAY__P_CONNECTING ? POLLOUT : POLLIN, wait);
     }
 }

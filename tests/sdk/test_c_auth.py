@@ -162,8 +162,13 @@ def test_wrong_or_missing_token_fails_on_both_sides(
     proc, address = start_listener(cartpole, c_token)
     with pytest.raises(rlay.AuthenticationFailed, match=py_says):
         rlay.ClientEnv(address, token=py_token)
+    # The listener dropped that connection (spec §17.4: an impostor cannot end it) and serves an
+    # agent with the right token (or none, as it has none); it names the failure on exit.
+    env = rlay.ClientEnv(address, token=c_token or "")
+    play(env)
+    env.close()
     code, err = ended(proc)
-    assert code != 0 and c_says in err, (code, err)
+    assert code == 0 and c_says in err and "dropped 1 connection" in err, (code, err)
 
 
 def test_server_env_both_sides_with_the_token(cartpole: str) -> None:
@@ -194,15 +199,20 @@ def test_a_launched_program_gets_a_token_automatically(
 
 def test_a_dialler_without_the_token_is_refused(cartpole: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A launched C program listens with the launcher's token: a process that dials it without the
-    token (here before the launcher does) is refused with AUTH_FAILED, and cannot drive it."""
+    token (here before the launcher does) is refused with AUTH_FAILED, and can neither drive it
+    nor end it: the launcher's connection is served next."""
     monkeypatch.delenv("RLAY_TOKEN", raising=False)
     proc, address = start_listener(cartpole, "launcher-token-" + "ab" * 24)
     t0 = time.monotonic()
     with pytest.raises(rlay.AuthenticationFailed):
         rlay.ClientEnv(address)
-    code, err = ended(proc)
-    assert code != 0 and "AUTH_FAILED" in err
     assert time.monotonic() - t0 < 10
+    assert proc.poll() is None  # it cannot end the program either (spec §17.4)
+    env = rlay.ClientEnv(address, token="launcher-token-" + "ab" * 24)
+    play(env)
+    env.close()
+    code, err = ended(proc)
+    assert code == 0 and "AUTH_FAILED" in err, (code, err)
     # And once a launched program has its session, nobody else can even connect.
     env = rlay.ClientEnv("tcp://127.0.0.1:0", launch=[cartpole])
     try:

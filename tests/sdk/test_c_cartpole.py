@@ -297,8 +297,22 @@ def listening(cartpole: str) -> Iterator[tuple[subprocess.Popen[str], socket.soc
         proc.communicate()
 
 
+def serve_next(proc: subprocess.Popen[str], where: tuple[str, int]) -> str:
+    """The program (listening at ``where``) still listens after it dropped a connection: a real
+    agent gets a session; its stderr (returned) names why it dropped the first one."""
+    host, port = where[:2]
+    env = rlay.ClientEnv(f"tcp://{host}:{port}")
+    env.reset(seed=0)
+    env.step(0)
+    env.close()
+    err = finish(proc, 0)
+    assert "dropped 1 connection(s) before the session" in err, err
+    return err
+
+
 def test_handshake_version_mismatch_is_named_on_both_sides(listening: Any) -> None:
     proc, sock = listening
+    where = sock.getpeername()
     kind, hello = read_frame(sock)  # the env side speaks first, without waiting
     assert kind == 1 and hello["protocol"] == "rlay" and hello["version"] == 1 and hello["role"] == "env"
     assert hello["sdk"] == "rlay-c" and hello["capabilities"] == {}
@@ -307,16 +321,18 @@ def test_handshake_version_mismatch_is_named_on_both_sides(listening: Any) -> No
     assert kind == 48 and err["code"] == 12 and err["fatal"] is True
     assert err["message"] == "protocol version mismatch: this side speaks 1, peer speaks 2"
     assert sock.recv(1) == b""
-    assert "VERSION_MISMATCH" in finish(proc, 1)
+    # Before its session a listener drops a failed connection and serves the next (spec §17.4).
+    assert "VERSION_MISMATCH" in serve_next(proc, where)
 
 
 def test_a_non_rlay_peer_is_rejected_on_its_first_bytes(listening: Any) -> None:
     proc, sock = listening
+    where = sock.getpeername()
     read_frame(sock)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     kind, err = read_frame(sock)
     assert kind == 48 and err["code"] == 1 and err["fatal"] is True and "47 45 54" in err["message"]
-    assert "BAD_MAGIC" in finish(proc, 1)
+    assert "BAD_MAGIC" in serve_next(proc, where)
 
 
 def test_the_env_side_exits_when_the_agent_vanishes(listening: Any) -> None:
@@ -335,19 +351,21 @@ def test_the_env_side_exits_when_the_agent_vanishes(listening: Any) -> None:
 
 def test_a_truncated_frame_is_reported(listening: Any) -> None:
     proc, sock = listening
+    where = sock.getpeername()
     read_frame(sock)
     sock.sendall(frame(1, HELLO)[:-3])
     sock.shutdown(socket.SHUT_WR)
-    assert "TRUNCATED" in finish(proc, 1)
+    assert "TRUNCATED" in serve_next(proc, where)
 
 
 def test_a_frame_too_large_is_refused_on_its_header(listening: Any) -> None:
     proc, sock = listening
+    where = sock.getpeername()
     read_frame(sock)
     sock.sendall(b"RL\x11\x00" + struct.pack("<II", 0xFFFFFFFF, 1))  # no body follows: never read
     kind, err = read_frame(sock)
     assert kind == 48 and err["code"] == 3 and err["fatal"] is True
-    assert "FRAME_TOO_LARGE" in finish(proc, 1)
+    assert "FRAME_TOO_LARGE" in serve_next(proc, where)
 
 
 def test_usage_errors(cartpole: str, tmp_path: Path) -> None:

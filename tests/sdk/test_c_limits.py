@@ -86,7 +86,8 @@ def hostile(
     launcher: str, cartpole: str, kind: int, body: bytes, *, handshake: bool
 ) -> tuple[dict, float, int, int]:
     """Send one hostile frame; return the ERROR received, the seconds until it came, and the
-    program's peak RSS with it and in a quiet session. The program must exit 1 by itself."""
+    program's peak RSS with it and in a quiet session. The program must exit 1 by itself (after
+    the handshake), or drop the peer and serve a good agent next (before it)."""
     quiet = peak_rss(launcher, cartpole)
     report = Path(launcher).with_name(f"report-{kind}-{len(body)}")
     proc, address = listen_via(launcher, report, cartpole)
@@ -107,8 +108,13 @@ def hostile(
         assert kind_got == 48, err
     finally:
         sock.close()
+    if not handshake:  # before its session a listener drops the peer and serves on (§17.4)
+        env = rlay.ClientEnv(address)
+        env.reset(seed=0)
+        env.close()
     _, stderr = proc.communicate(timeout=10)
-    assert proc.returncode == 1 and "FRAME_TOO_LARGE" in stderr, (proc.returncode, stderr[-2000:])
+    code = 1 if handshake else 0
+    assert proc.returncode == code and "FRAME_TOO_LARGE" in stderr, (proc.returncode, stderr[-2000:])
     return err, seconds, int(report.read_text().split()[1]) * 1024, quiet
 
 

@@ -384,6 +384,11 @@ int main(int argc, char **argv) {
     err = rlay_serve(c, &cb, &env);
     /* 0 after CLOSE or the agent ending the stream between commands (section 8); else an error. */
     if (err) fprintf(stderr, "cartpole: %s: %s\n", rlay_error_name(err), rlay_errmsg(c));
+    {
+        const char *why;
+        int dropped = rlay_dropped(c, &why);   /* connections that failed before the session */
+        if (dropped) fprintf(stderr, "cartpole: dropped %d connection(s) before the session; the last: %s\n", dropped, why);
+    }
     rlay_free(c);
     free(env.envs); free(env.obs); free(env.frames);
     return err ? 1 : 0;
