@@ -80,6 +80,29 @@ train-browser: setup
 	$(PY) -m pip install -q 'torch==2.13.0' 'stable-baselines3>=2.3'
 	$(PY) examples/train_browser.py
 
+## train-rllib: PPO (Ray RLlib) learns the C CartPole on a two-node Ray cluster started here with
+## `ray start` (head + worker, loopback), each env runner launching its C programs through rlay
+## (docs/rllib.md); `ray stop` at the end, also on failure. RLLIB_ARGS= for the example's flags.
+## Ray lives in its own .venv-rllib: the rllib extra pins gymnasium==1.2.2 (see pyproject.toml).
+RLLIB_VENV := .venv-rllib
+RLLIB_ARGS ?=
+.PHONY: train-rllib test-rllib
+$(RLLIB_VENV)/.installed: pyproject.toml
+	test -x $(RLLIB_VENV)/bin/python || $(PYTHON) -m venv $(RLLIB_VENV)
+	$(RLLIB_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RLLIB_VENV)/bin/python -m pip install -q 'torch==2.13.0'
+	$(RLLIB_VENV)/bin/python -m pip install -q -e '.[rllib]' 'pytest>=8'
+	touch $@
+
+train-rllib: system $(RLLIB_VENV)/.installed
+	RAY=$(RLLIB_VENV)/bin/ray bash scripts/ray-cluster.sh \
+		$(RLLIB_VENV)/bin/python examples/rllib_cartpole.py --address auto $(RLLIB_ARGS)
+
+## test-rllib: the RLlib tests (a short PPO run on a local Ray and on a `ray start` cluster, kill -9
+## of an env runner leaves no env program) and the env creator's, in .venv-rllib.
+test-rllib: system $(RLLIB_VENV)/.installed
+	$(RLLIB_VENV)/bin/pytest -q --rllib tests/test_rllib.py tests/test_rllib_creator.py
+
 ## soak: 10**7 steps of a Python agent against the C and the Python CartPole, with both processes'
 ## RSS and descriptors sampled from /proc and checked flat (SOAK_ARGS= to change; not in CI).
 SOAK_STEPS ?= 10000000
@@ -97,4 +120,4 @@ fuzz-c: setup
 	$(MAKE) -C sdk/c fuzz FUZZ_SECONDS=300 PYTHON=$(abspath $(PY))
 
 clean:
-	rm -rf $(VENV) tests/thirdparty/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RLLIB_VENV) tests/thirdparty/node_modules .pytest_cache .mypy_cache .ruff_cache
