@@ -1,6 +1,7 @@
 /* rlay.h - turn a C program into a Gymnasium environment (rlay protocol v1, env side).
 
-   Single header, C99, also valid C++. Needs only libc, libm and BSD sockets.
+   Single header, C99 (C11 for <stdatomic.h> in shared memory; C99 and C++ use GCC/Clang's
+   __atomic builtins instead), also valid C++. Needs only libc, libm, BSD sockets and mmap.
    In exactly one .c file, before any other #include:
 
        #define RLAY_IMPLEMENTATION
@@ -485,7 +486,9 @@ typedef uint64_t rlay__au64;
 #ifndef MSG_CMSG_CLOEXEC
 #define MSG_CMSG_CLOEXEC 0
 #endif
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(RLAY__RELAX)
+/* given by the build */
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RLAY__RELAX() __builtin_ia32_pause()
 #elif defined(__GNUC__) && defined(__aarch64__)
 #define RLAY__RELAX() __asm__ __volatile__("yield")
@@ -665,6 +668,8 @@ struct rlay_ctx {
         uint64_t a2e_off, a2e_cap, e2a_off, e2a_cap;   /* checked once (16.3), never re-read */
         uint64_t sent, got;               /* frames written to e2a, read from a2e (16.4) */
         int sockwait, eof;                /* frame got+1 is on the socket; the socket ended */
+        int readable;                     /* the socket may hold bytes: recv() before waiting */
+        unsigned misses, waits;           /* spins in a row that ended asleep; waits (adaptive spin) */
         long spin_us;
         uint64_t max_size;
         char status[200];
@@ -2383,6 +2388,8 @@ static int rlay__shm_write(rlay_ctx *c) {
     for (i = 0; i < c->niov; i++) n += c->iov[i].n;
     if (ack != c->shm.sent) {
         if (c->hdr[2] == RLAY_ERROR) return rlay__send(c);   /* out of turn: only a fatal ERROR (our replies are in turn) */
+        /* 16.4 write step 1: the peer broke the channel; we end the session (and, as any side may
+           before it closes, say why: this fatal BAD_HEADER then goes on the socket, out of turn) */
         return rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: the agent side sent a command before it consumed "
                          "our previous frame (ack %llu, sent %llu)", (unsigned long long)ack, (unsigned long long)c->shm.sent);
     }
@@ -2398,6 +2405,8 @@ static int rlay__shm_write(rlay_ctx *c) {
     RLAY__STORE(seq, c->shm.sent, release);   /* the bytes and len are visible no later than seq */
     RLAY__FENCE();                             /* Dekker (16.6): our seq store, then their sleeping */
     if (RLAY__LOAD(sleeping, acquire) == 1) {
+        /* (16.4 step 4 has the writer store into the reader's cache line here, which 16.2 says
+           never happens; harmless: the reader stores 0 too once awake) */
         RLAY__STORE(sleeping, 0, relaxed);
         if (rlay__shm_wake(c)) return -1;
     }
@@ -2650,7 +2659,11 @@ static int rlay__prepare(rlay_ctx *c) {
     rlay__e_str(b, "capabilities");
     {   /* section 16.1: "shm": 1 only on a unix socket, unless turned off (rlay_set_shm, RLAY_SHM=0) */
         const char *env_shm = getenv("RLAY_SHM"), *spin = getenv("RLAY_SHM_SPIN_US");
-        int off_env = env_shm && strcmp(env_shm, "0") == 0;
+        int off_env = 0;
+        if (env_shm) {   /* "0", spaces around it allowed (as Python's .strip()) */
+            size_t a = strspn(env_shm, " \t\r\n"), b = a + (env_shm[a] == '0');
+            off_env = b > a && env_shm[b + strspn(env_shm + b, " \t\r\n")] == 0;
+        }
         c->shm.announced = RLAY__SHM && c->shm.want && !off_env && c->shm.unix_addr;
         snprintf(c->shm.status, sizeof c->shm.status, "%s", !RLAY__SHM ? "off: not compiled in (no 64-bit atomics or mmap)"
                  : !c->shm.want ? "off: rlay_set_shm(c, 0)" : off_env ? "off: RLAY_SHM=0" : !c->shm.unix_addr
@@ -3048,7 +3061,7 @@ static int rlay__shm_answer(rlay_ctx *c, const rlay_value *size) {
     c->niov = 0;
     if (rlay__frame(c, RLAY_SHM, b) || rlay__send(c)) return -1;   /* the answer itself travels on the socket */
     c->state = RLAY__S_IDLE;
-    c->shm.on = ok; c->shm.sent = c->shm.got = 0; c->shm.sockwait = c->shm.eof = 0;
+    c->shm.on = ok; c->shm.sent = c->shm.got = 0; c->shm.sockwait = c->shm.eof = 0; c->shm.readable = 1;
     rlay__rx_consume(c);
     return 0;
 }
@@ -3252,28 +3265,37 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                       "nor the start of a frame (52)", c->rbuf[0]);
             return -1;
         }
-        if (!c->shm.sockwait) {   /* the region first: a frame there was published before any socket bytes we hold */
+        if (!c->shm.sockwait) {   /* seq before socket bytes (16.5): a frame there was published before them */
             uint64_t seq = RLAY__LOAD(seqp, acquire);
             if (seq == c->shm.got + 1) {
                 uint64_t len = RLAY__LOAD(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_LEN), relaxed);
                 if (len == RLAY__SHM_ON_SOCKET) { c->shm.sockwait = 1; continue; }
-                if (c->rhave == 0) {   /* (else a socket frame is under way: it is read first, below) */
+                {   /* socket bytes we hold (a fatal ERROR out of turn under way) stay behind this frame */
+                    size_t keep = c->rhave;
                     if (len < 12 || len > c->shm.a2e_cap) {
                         rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, outside 12..%llu (the channel's capacity)",
                                   (unsigned long long)seq, (unsigned long long)len, (unsigned long long)c->shm.a2e_cap);
                         return -1;
                     }
-                    /* copy out, then check the copy: the peer can write to the region at any time (16.4) */
+                    /* copy out, then check the copy: the peer can write to the region at any time (16.4);
+                       the header first, so that nothing is allocated for a frame it refuses */
+                    if (rlay__rx_reserve(c, keep + 12)) return -1;
+                    if (keep) memmove(c->rbuf + 12, c->rbuf, keep);
                     memcpy(c->rbuf, c->shm.base + c->shm.a2e_off, 12);
-                    c->rhave = 12;
+                    c->rhave = 12 + keep;
                     if (rlay__rx_frame(c) < 0) return -1;
+                    /* Spec gap (16.4 says nothing of it): a len that is not the frame's own size
+                       (12 + data_len + body_len) would leave bytes over or wanting; we call it a
+                       broken channel, BAD_HEADER, like a len out of range. */
                     if (c->rneed != len) {
                         rlay__err(c, RLAY_E_BAD_HEADER, "shared memory: frame %llu has length %llu, but its header says %lu bytes",
                                   (unsigned long long)seq, (unsigned long long)len, (unsigned long)c->rneed);
                         return -1;
                     }
+                    if (rlay__rx_reserve(c, (size_t)len + keep)) return -1;
+                    if (keep) memmove(c->rbuf + len, c->rbuf + 12, keep);
                     memcpy(c->rbuf + 12, c->shm.base + c->shm.a2e_off + 12, (size_t)len - 12);
-                    c->rhave = (size_t)len;
+                    c->rhave = (size_t)len + keep;
                     c->shm.got++;
                     RLAY__STORE(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_ACK), c->shm.got, release);   /* before any reply */
                     r = rlay__on_frame(c, cmd);
@@ -3286,7 +3308,7 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                 return -1;
             }
         }
-        if (c->rhave) {   /* a frame on the socket */
+        if (c->rhave) {   /* a frame on the socket: announced (sockwait), or found while seq == got */
             r = rlay__rx_frame(c);
             if (r < 0) return -1;
             if (r == 1) {
@@ -3294,7 +3316,7 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
                     c->shm.sockwait = 0;
                     c->shm.got++;
                     RLAY__STORE(rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_ACK), c->shm.got, release);
-                } else if (c->rkind != RLAY_ERROR) {
+                } else if (c->rkind != RLAY_ERROR) {   /* 16.5 lists what may come; it names no code: ours */
                     rlay__err(c, RLAY_E_UNEXPECTED_MESSAGE, "shared memory is in use, and a %s frame arrived on the socket without "
                               "being announced in the region (only a fatal ERROR may come out of turn, section 16.5)",
                               rlay__kind_name(c->rkind));
@@ -3306,12 +3328,19 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
             }
         }
         if (c->shm.eof) { rlay__rx_eof(c); rlay__end(c); return -1; }
+        /* The socket only when poll() said so (or a caller that never waits, timeout 0, asks):
+           a step whose command arrives while we spin costs no system call at all. */
+        if (!c->shm.readable) return 0;
         if (c->rcap - c->rhave < 4096 && rlay__rx_reserve(c, c->rhave + 65536)) return -1;
-        n = rlay__recv(c);
+        {
+            size_t room = c->rcap - c->rhave;
+            n = rlay__recv(c);
+            if (n > 0 && (size_t)n < room) c->shm.readable = 0;   /* a short read drained the socket */
+        }
         if (n > 0) { c->rhave += (size_t)n; continue; }
         if (n == 0) { c->shm.eof = 1; continue; }   /* the region once more first: a frame published before the close (16.5) */
         r = errno;
-        if (RLAY__EAGAIN(r)) return 0;
+        if (RLAY__EAGAIN(r)) { c->shm.readable = 0; return 0; }
         if (r == EINTR) continue;
         rlay__err(c, RLAY_E_IO, "receiving failed: %s", strerror(r));
         return -1;
@@ -3320,19 +3349,27 @@ static int rlay__shm_progress(rlay_ctx *c, rlay_cmd *cmd) {
 /* Section 16.6: wait up to wait_ms (-1: no limit) for the agent's next frame: spin on the a2e
    seq for up to spin_us, then announce sleeping and block in poll() on the socket until a wake
    byte, a socket frame or end of stream. Spinning also ends at the deadline, so a loop-style
-   caller is never held longer than it asked. */
+   caller is never held longer than it asked. The spin adapts (16.6 leaves its length to each
+   side): after 4 spins in a row that ended asleep (an agent slower than the spin, or a machine
+   with more runnable processes than cores, where spinning only takes the CPU the agent needs)
+   it sleeps at once, except every 16th wait, which spins in full to notice when spinning
+   pays again; one spin that catches a frame restores it. */
 static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
     rlay__au64 *seq = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SEQ), *sleeping = rlay__shm_word(c, RLAY__SHM_A2E, RLAY__SHM_SLEEPING);
-    int region = !c->shm.sockwait && !c->shm.eof && c->rhave == 0;   /* else the socket is what we wait for */
+    /* the region too while part of an out-of-turn frame is in: the command it may still hold needs
+       our sleeping flag to be woken; only a frame announced on the socket is waited for there alone */
+    int region = !c->shm.sockwait && !c->shm.eof;
     if (region) {
-        long long t0 = rlay__now_us(), spin = c->shm.spin_us, spent;
+        long long t0 = rlay__now_us(), spin = c->shm.spin_us, spent = 0;
+        if (c->shm.misses >= 4 && c->shm.waits++ % 16 != 0) spin = 0;
         if (wait_ms >= 0 && spin > (long long)wait_ms * 1000) spin = (long long)wait_ms * 1000;
         for (;;) {
-            if (RLAY__LOAD(seq, acquire) != c->shm.got) return;
-            spent = rlay__now_us() - t0;
+            if (RLAY__LOAD(seq, acquire) != c->shm.got) { c->shm.misses = 0; return; }
             if (spent >= spin) break;
             RLAY__RELAX();
+            spent = rlay__now_us() - t0;
         }
+        if (spin > 0) c->shm.misses++;
         if (wait_ms >= 0) {
             wait_ms -= (int)((spent + 999) / 1000);
             if (wait_ms <= 0) return;
@@ -3341,7 +3378,7 @@ static void rlay__shm_wait(rlay_ctx *c, int wait_ms) {
         RLAY__FENCE();   /* Dekker (16.6): our sleeping store, then their seq */
         if (RLAY__LOAD(seq, acquire) != c->shm.got) { RLAY__STORE(sleeping, 0, relaxed); return; }
     }
-    rlay__wait(c->fd, POLLIN, wait_ms);
+    if (rlay__wait(c->fd, POLLIN, wait_ms) != 0) c->shm.readable = 1;   /* bytes, end of stream, or EINTR */
     if (region) RLAY__STORE(sleeping, 0, relaxed);
 }
 #endif
@@ -3515,6 +3552,9 @@ int rlay_poll(rlay_ctx *c, rlay_cmd *cmd, int timeout_ms) {
     if (!c || !cmd) return -1;
     if (c->err) { rlay__end(c); return -1; }
     if (c->pending) return 0;
+#if RLAY__SHM
+    if (timeout_ms == 0) c->shm.readable = 1;   /* no poll() will tell: look at the socket each call */
+#endif
     deadline = rlay__now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         int r = rlay__progress(c, cmd), wait;

@@ -29,8 +29,15 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import require_tool
-from harness import HELLO, read_frame
+from harness import HELLO, alive, read_frame
 from shm_agent import A2E, ACK, E2A, HEADER, MIB, SEQ, SLEEPING, Agent, frame
+from test_c_cartpole import check_gymnasium_parity, run_episode
+
+import rlay
+from rlay.transports import shm as shm_mod
+
+# The raw agent (and Python's) relies on x86-64's ordering of plain loads and stores (§16.6).
+pytestmark = pytest.mark.skipif(shm_mod.unsupported() is not None, reason=str(shm_mod.unsupported()))
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "c"
@@ -51,10 +58,18 @@ def build(out: Path, *targets: str, cflags: str | None = None) -> None:
 
 
 @pytest.fixture(scope="module")
-def bins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("shm")
+def bins() -> Path:
+    """sdk/c/build, where bin/cartpole builds too (make keeps it current with rlay.h)."""
+    out = SDK / "build"
     build(out, "cartpole", "game_loop", "cartpole_c99")
     return out
+
+
+@pytest.fixture(scope="module")
+def asan() -> Path:
+    out = SDK / "build" / "asan"
+    build(out, "cartpole", cflags=SAN)
+    return out / "cartpole"
 
 
 class Env:
@@ -361,27 +376,33 @@ def test_garbage_on_the_socket_is_bad_magic(bins: Path, sock_dir: str, envs: lis
     env.finish(1)
 
 
-@pytest.mark.parametrize("turn", ["in-turn", "out-of-turn"])
+@pytest.mark.parametrize("turn", ["in-turn", "out-of-turn", "out-of-turn-split"])
 def test_the_agents_fatal_error_ends_the_session(
     bins: Path, sock_dir: str, envs: list[Env], turn: str
 ) -> None:
     """In turn a fatal ERROR goes through the region; out of turn (a command still unconsumed)
-    on the socket (§16.5). Either way the C program reports it and exits 1."""
+    on the socket (§16.5). Either way the C program reports it and exits 1. Split: the region
+    holds a command and the socket the first bytes of the ERROR: seq comes first (§16.5), so the
+    command is answered, and then the ERROR, once whole, ends the session."""
     env = start(envs, bins / "cartpole", sock_dir)
     agent = env.agent()
     assert agent.command(RESET, {"seed": 0, "options": None})[0] == RESET_RESULT
-    error = {
-        "code": 37,
-        "message": "the trainer broke",
-        "fatal": True,
-        "remote_type": None,
-        "traceback": None,
-    }
-    if turn == "out-of-turn":
+    error = frame(
+        ERROR,
+        {"code": 37, "message": "the trainer broke", "fatal": True, "remote_type": None, "traceback": None},
+    )
+    if turn == "in-turn":
+        agent.send_raw(error)
+    elif turn == "out-of-turn":
         agent.send(STEP, {"action": 1})
-        agent.sock.sendall(frame(ERROR, error))
+        agent.sock.sendall(error)
     else:
-        agent.send(ERROR, error)
+        time.sleep(0.05)  # the C side sleeps: the STEP comes with a wake byte
+        agent.send(STEP, {"action": 1})
+        agent.sock.sendall(error[:5])  # then part of the ERROR (a real peer's may arrive in pieces)
+        kind, body = agent.recv()  # the command is answered all the same
+        assert kind == STEP_RESULT, body
+        agent.sock.sendall(error[5:])
     err = env.finish(1)
     assert "the trainer broke" in err, err
 
@@ -454,6 +475,68 @@ def test_a_game_loop_polling_with_timeout_0(bins: Path, sock_dir: str, envs: lis
     env.finish()
 
 
+POLL_LOOP = r"""
+#define RLAY_IMPLEMENTATION
+#include "rlay.h"
+/* A frame loop that gives rlay_poll 3 ms a frame: it must never be held longer than that. */
+int main(int argc, char **argv) {
+    uint32_t one = 1; float x = 0; long long worst = 0, frames = 0; rlay_cmd cmd; int r, shm = 0;
+    rlay_ctx *c = rlay_new();
+    rlay_space_box_uniform(rlay_observation_space(c), RLAY_DT_FLOAT32, 1, &one, -1e9, 1e9);
+    rlay_space_discrete(rlay_action_space(c), 2, 0);
+    if (argc < 2 || rlay_listen(c, argv[argc - 1])) return 2;   /* [--listen] ADDRESS */
+    printf("RLAY_LISTENING %s\n", rlay_address(c)); fflush(stdout);
+    for (;;) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        r = rlay_poll(c, &cmd, 3);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if (r < 0) break;
+        shm |= rlay_shm_active(c);
+        if (r == 0) {
+            long long us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+            if (us > worst) worst = us;
+            frames++;
+            continue;
+        }
+        if (cmd.kind == RLAY_RESET || cmd.kind == RLAY_STEP) {
+            x += 1;
+            rlay_put_tensor(rlay_obs(c), RLAY_DT_FLOAT32, 1, &one, &x);
+            if (cmd.kind == RLAY_RESET) rlay_reply_reset(c); else rlay_reply_step(c, 1.0, 0, 0);
+        } else rlay_reply_default(c, &cmd);
+    }
+    fprintf(stderr, "shm=%d frames=%lld worst_us=%lld\n", shm, frames, worst);
+    r = rlay_error(c); rlay_free(c); return r ? 1 : 0;
+}
+"""
+
+
+def test_a_frame_loop_with_a_timeout_is_never_held_longer(
+    sock_dir: str, envs: list[Env], tmp_path: Path
+) -> None:
+    """rlay_poll(c, &cmd, 3): between commands it spins at most the timeout, sleeps in poll() for
+    the rest, and returns 0 each frame; the agent's wake byte gets a command through."""
+    require_tool("gcc")
+    src, exe = tmp_path / "poll_loop.c", tmp_path / "poll_loop"
+    src.write_text(POLL_LOOP)
+    cmd = ["gcc", "-std=c11", "-O2", "-Wall", "-Werror", f"-I{SDK}", "-o", str(exe), str(src), "-lm"]
+    subprocess.run(cmd, check=True, timeout=120)
+    env = start(envs, exe, sock_dir)
+    agent = env.agent()
+    assert agent.active
+    assert agent.command(RESET, {"seed": None, "options": None})[0] == RESET_RESULT
+    time.sleep(0.5)  # the frame loop polls meanwhile
+    assert agent.word(A2E, SLEEPING) in (0, 1)
+    for _ in range(10):
+        assert agent.command(STEP, {"action": 1})[0] == STEP_RESULT
+    close(agent)
+    err = env.finish()
+    stats = dict(kv.split("=") for kv in err.split())
+    assert stats["shm"] == "1" and int(stats["frames"]) >= 20, err
+    # 3 ms asked; the margin is for this machine's scheduler, not for the SDK
+    assert int(stats["worst_us"]) < 3000 + 30000, err
+
+
 def test_the_c99_build_uses_the_builtins_and_works(bins: Path, sock_dir: str, envs: list[Env]) -> None:
     """Without <stdatomic.h> (-std=c99) the header uses GCC's __atomic builtins: same behaviour."""
     c11 = start(envs, bins / "cartpole", sock_dir)
@@ -468,12 +551,10 @@ def test_the_c99_build_uses_the_builtins_and_works(bins: Path, sock_dir: str, en
     c99.finish()
 
 
-def test_under_sanitizers(tmp_path_factory: pytest.TempPathFactory, sock_dir: str, envs: list[Env]) -> None:
-    """ASan+UBSan: the offer checks (a refusal and an acceptance), region frames, frames larger
-    than the channel both ways, and a broken channel."""
-    out = tmp_path_factory.mktemp("shm-asan")
-    build(out, "cartpole", cflags=SAN)
-    program = out / "cartpole"
+def test_under_sanitizers(asan: Path, sock_dir: str, envs: list[Env]) -> None:
+    """ASan+UBSan with the raw agent: a refusal, region frames, frames larger than the channel
+    both ways, and a broken channel."""
+    program = asan
     env = start(envs, program, sock_dir, "--render-mode", "rgb_array", **SAN_ENV)
     agent = env.agent(header={"layout": 9})
     assert not agent.active and "layout" in str(agent.answer)
@@ -493,6 +574,123 @@ def test_under_sanitizers(tmp_path_factory: pytest.TempPathFactory, sock_dir: st
     agent.send_raw(frame(STEP, {"action": 1}), length=3)
     assert agent.recv()[1]["code"] == 2
     env.finish(1)
+
+
+# -- with the Python agent side (rlay.ClientEnv / ServerEnv) -----------------------------------------
+
+
+def stream_kind(env: rlay.ClientEnv | rlay.ServerEnv) -> str:
+    return type(env._session.engine.stream).__name__  # type: ignore[union-attr]
+
+
+def test_client_env_over_shared_memory_matches_gymnasium(bins: Path) -> None:
+    """rlay.ClientEnv launching the C CartPole on a unix socket (the default): shared memory is in
+    use, and observations, the float64 state, rewards and flags stay bit-identical to Gymnasium's
+    through terminations and the 500-step truncation."""
+    env = rlay.ClientEnv(launch=[str(bins / "cartpole"), "--listen", "{address}"])
+    try:
+        assert env._session.conn.peer_hello.capabilities.get("shm") == 1  # type: ignore[union-attr]
+        assert stream_kind(env) == "ShmStream"
+        check_gymnasium_parity(env)
+        kept = env.reset(seed=0)[0]
+        first = kept.copy()
+        env.step(1)
+        assert kept.tobytes() == first.tobytes()  # a returned observation never changes
+    finally:
+        env.close()
+
+
+def test_server_env_the_c_program_dials_in_over_shared_memory(bins: Path, sock_dir: str) -> None:
+    env = rlay.ServerEnv(f"unix://{sock_dir}/agent.sock", launch=[str(bins / "cartpole"), "--connect"])
+    try:
+        assert stream_kind(env) == "ShmStream"
+        assert run_episode(env, 5, "balance") == 500
+        assert 5 < run_episode(env, 8, "random", extra_steps=2) < 200
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("off", ["python-shm-false", "c-RLAY_SHM=0", "c-rlay_set_shm"])
+def test_fallback_to_the_socket(bins: Path, off: str) -> None:
+    """Turned off on either side, the session is the plain socket one, still bit-exact."""
+    cmd = [str(bins / "cartpole"), "--listen", "{address}"]
+    kw: dict[str, Any] = {}
+    if off == "python-shm-false":
+        kw["shm"] = False
+    elif off == "c-RLAY_SHM=0":
+        cmd = ["env", "RLAY_SHM=0", *cmd]
+    else:
+        cmd.append("--no-shm")
+    env = rlay.ClientEnv(launch=cmd, **kw)
+    try:
+        assert stream_kind(env) == "SocketStream"
+        c_caps = env._session.conn.peer_hello.capabilities  # type: ignore[union-attr]
+        assert c_caps.get("shm") == (1 if off == "python-shm-false" else None)
+        assert run_episode(env, 5, "balance") == 500
+    finally:
+        env.close()
+
+
+KILLED_TRAINER = """
+import sys, time, rlay
+env = rlay.ClientEnv(launch=[sys.argv[1], "--listen", "{address}"])
+assert type(env._session.engine.stream).__name__ == "ShmStream"
+env.reset(seed=0)
+env.step(1)
+print("PID", env.process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("phase", ["spinning", "sleeping"])
+def test_kill_9_of_a_python_trainer(bins: Path, phase: str) -> None:
+    """The trainer (rlay.ClientEnv over shared memory) dies right after a reply, while the C side
+    spins (RLAY_SHM_SPIN_US=400000 so the kill lands inside the spin) or sleeps: it exits."""
+    spin = {"RLAY_SHM_SPIN_US": "400000"} if phase == "spinning" else {}
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TRAINER, str(bins / "cartpole")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **spin},
+    )
+    try:
+        assert trainer.stdout is not None
+        line = trainer.stdout.readline()
+        assert line.startswith("PID"), f"the trainer did not start (exit {trainer.poll()})"
+        pid = int(line.split()[1])
+        if phase == "sleeping":
+            time.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(trainer.pid, signal.SIGKILL)
+        trainer.wait(10)
+        while alive(pid) and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        took = time.monotonic() - t0
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert took < (0.4 + 2.0 if phase == "spinning" else 2.0), took
+
+
+def conformance(program: str, *args: str, env: dict[str, str] | None = None) -> str:
+    cmd = [sys.executable, "-m", "rlay.testing.shm", *args, "--", program]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and "0 failed" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_the_shm_conformance_peer_passes(bins: Path) -> None:
+    """python -m rlay.testing.shm sdk/c/bin/cartpole: negotiation, every §16.3 refusal with the
+    socket fallback, channel faults, large frames, wake-ups both ways, fatal ERRORs out of turn,
+    and the header fuzz."""
+    out = conformance(str(SDK / "bin" / "cartpole"), "--fuzz", "150")
+    assert "ok fuzz: 150 header mutations" in out, out
+
+
+def test_the_shm_conformance_peer_passes_under_sanitizers(asan: Path) -> None:
+    conformance(str(asan), "--fuzz", "40", env={**os.environ, **SAN_ENV})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@
           [--num-envs N]                host N CartPoles (rlay.ClientVectorEnv / ServerVectorEnv)
           [--render-mode rgb_array]     RENDER answers a 400x600x3 uint8 frame (N of them)
           [--handshake-timeout MS]      the agent's HELLO must come within MS (default 30000)
+          [--no-shm]                    never use shared memory (spec section 16; or RLAY_SHM=0)
    Without ADDRESS (or without either flag: listen) the address is $RLAY_ADDRESS.
 */
 #define RLAY_IMPLEMENTATION
@@ -296,7 +297,7 @@ int main(int argc, char **argv) {
     static batch env;
     rlay_callbacks cb = {on_reset, on_step, on_render, on_call, NULL};
     const char *address = NULL, *render_mode = NULL;
-    int connect = 0, mode_given = 0, i, err;
+    int connect = 0, mode_given = 0, shm = 1, i, err;
     long n = 1, handshake_ms = RLAY_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     uint32_t four = 4;
     float high[4];
@@ -317,8 +318,10 @@ int main(int argc, char **argv) {
             char *end;
             handshake_ms = strtol(argv[++i], &end, 10);
             if (*end || handshake_ms < 0 || handshake_ms > 86400000L) { fprintf(stderr, "cartpole: --handshake-timeout takes milliseconds in 0..86400000\n"); return 2; }
+        } else if (strcmp(argv[i], "--no-shm") == 0) {
+            shm = 0;
         } else {
-            fprintf(stderr, "usage: %s (--listen|--connect) [ADDRESS] [--num-envs N] [--render-mode rgb_array] [--handshake-timeout MS]\n", argv[0]);
+            fprintf(stderr, "usage: %s (--listen|--connect) [ADDRESS] [--num-envs N] [--render-mode rgb_array] [--handshake-timeout MS] [--no-shm]\n", argv[0]);
             return 2;
         }
     }
@@ -345,6 +348,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < (int)env.n; i++) { env.envs[i].gravity = 9.8; env.envs[i].force_mag = 10.0; env.envs[i].tau = 0.02; }
 
     c = rlay_new();
+    rlay_set_shm(c, shm);   /* on by default: used on unix sockets when the agent side has it too */
     {   /* spec section 7.1/15: the shared secret, set by a launcher (or the user) */
         const char *token = getenv("RLAY_TOKEN");
         if (token && *token) rlay_set_token(c, token, strlen(token));
