@@ -527,3 +527,58 @@ def test_batch_wait_over_a_closed_stream_returns_at_once() -> None:
     assert time.monotonic() - t0 < 1.0
     with pytest.raises(ConnectionClosed):
         stream.recv(1.0)
+
+
+# -- the Python env side against a raw §16 agent written from the spec (tests/sdk/shm_agent.py) --
+
+
+@pytest.fixture
+def raw_agent(tmp_path):  # type: ignore[no-untyped-def]
+    """A Python env side (rlay.serve, CartPole) and a factory of raw §16 agents dialling it."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "sdk"))
+    import shm_agent
+
+    path = f"{tmp_path}/env.sock"
+    server = rlay.serve(lambda: gym.make("CartPole-v1"), f"unix://{path}", block=False)
+    agents: list = []
+
+    def connect(**kwargs):  # type: ignore[no-untyped-def]
+        agent = shm_agent.Agent(path, **kwargs)
+        agents.append(agent)
+        assert agent.active, agent.answer
+        return agent
+
+    try:
+        yield connect, shm_agent
+    finally:
+        for agent in agents:
+            agent.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "words"),
+    [({"length": 40}, "not the size its header says"), ({"seq": 5}, "sequence jumped from 1 to 5")],
+    ids=["len-not-the-frame", "seq-jump"],
+)
+def test_a_python_env_side_ends_a_broken_channel_with_bad_header(raw_agent, breakage, words) -> None:  # type: ignore[no-untyped-def]
+    """§16.4 read step 2: a len that is not the frame's own size (longer or shorter: the copy
+    would hold leftovers, or a part) is a fatal BAD_HEADER, like a sequence jump."""
+    connect, sa = raw_agent
+    agent = connect(capacity=4096)
+    assert agent.command(16, {"seed": 0, "options": None})[0] == 32  # RESET -> RESET_RESULT
+    agent.send_raw(sa.frame(17, {"action": 1}), **breakage)
+    kind, body = agent.recv()  # the fatal ERROR, in turn: through the region
+    assert kind == 48 and body["code"] == ErrorCode.BAD_HEADER and body["fatal"] is True, body
+    assert words in body["message"], body
+
+
+def test_a_python_env_side_refuses_an_unannounced_frame_on_the_socket(raw_agent) -> None:  # type: ignore[no-untyped-def]
+    """§16.5: after the switch only an announced large frame or a fatal ERROR comes on the socket;
+    a RESET there is UNEXPECTED_MESSAGE (it was answered before)."""
+    connect, sa = raw_agent
+    agent = connect()
+    agent.sock.sendall(b"\0\0" + sa.frame(16, {"seed": 0, "options": None}))  # wake bytes, a frame
+    kind, body = agent.recv()
+    assert kind == 48 and body["code"] == ErrorCode.UNEXPECTED_MESSAGE, body
+    assert "only a fatal ERROR" in body["message"], body

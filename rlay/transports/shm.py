@@ -566,6 +566,14 @@ class ShmStream:
                 f"shared-memory frame length {n} is outside {HEADER_SIZE}..{self.rx_capacity}",
             )
         data = self._rx_area[:n].tobytes()  # §16.4 step 3: copy out, then check the copy
+        if data[:2] == MAGIC:  # (a copy that is no frame at all is the core's BAD_MAGIC)
+            _, _, _, data_len, body_len = HEADER.unpack_from(data)
+            if HEADER_SIZE + data_len + body_len != n:
+                raise ProtocolError(
+                    ErrorCode.BAD_HEADER,
+                    f"shared-memory frame length {n} is not the size its header says "
+                    f"({HEADER_SIZE + data_len + body_len})",
+                )
         self._got = got + 1
         w[self._rx_ack] = self._got  # §16.4 step 4: before anything is sent in reply
         return data
@@ -579,7 +587,13 @@ class ShmStream:
                     if buf[:2] != MAGIC:
                         self._sockbuf = b""
                         return buf  # not a frame: the protocol core names it (BAD_MAGIC)
-                    _, _, _, data_len, body_len = HEADER.unpack_from(buf)
+                    _, kind, _, data_len, body_len = HEADER.unpack_from(buf)
+                    if not self._ack_after and kind != Kind.ERROR:
+                        raise ProtocolError(  # §16.5: unannounced, only a fatal ERROR may come
+                            ErrorCode.UNEXPECTED_MESSAGE,
+                            f"a frame of kind {kind} arrived on the socket unannounced while the "
+                            "session runs on shared memory: only a fatal ERROR may (§16.5)",
+                        )
                     self._sock_left = HEADER_SIZE + data_len + body_len
             if self._sock_left is not None and self._sockbuf:
                 buf = self._sockbuf
