@@ -30,8 +30,9 @@ tests/thirdparty/node_modules/.installed: $(wildcard tests/thirdparty/package*.j
 demo: setup
 	$(PY) examples/demo.py
 
-## test: lint, types, and every test (Python core, envs, SDKs with their real toolchains).
-test: setup lint typecheck pytest
+## test: lint, types, and every test (Python core, envs, SDKs with their real toolchains), then
+## the RLlib tests in their own .venv-rllib (Ray pins another gymnasium; about 1.5 min more).
+test: setup lint typecheck pytest test-rllib
 
 lint:
 	$(VENV)/bin/ruff check rlay tests examples bench fuzz spec/vectors
