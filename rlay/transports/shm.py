@@ -150,6 +150,7 @@ def fence() -> None:
 #: shares it; the adaptive spin already stops spinning there, so it is off by default.
 _YIELD = os.environ.get("RLAY_SHM_YIELD", "0") == "1"
 PROBE = 7  # see ShmStream.__init__: every 8th wait spins even when waits run long
+SPIN_STRETCH = 4  # a spin grows with the waits seen, up to this many times the base spin
 
 
 _load_checked = 0.0
@@ -340,7 +341,10 @@ class ShmStream:
         # would hold the GIL the other end needs to answer, so such a reader only sleeps.
         self._spin = 0.0 if _peer_pid(sock) == os.getpid() else _spin_seconds()
         self._spin_forced = bool(os.environ.get("RLAY_SHM_SPIN_US", "").strip())
-        # The spin adapts: a reader whose frames keep arriving later than the spin time (an agent
+        # The spin adapts, both ways. A reader whose frames take a little longer than the base
+        # spin (a 1 MiB observation to write) spins longer, 1.5 times its average wait, up to
+        # SPIN_STRETCH times the base: a sleep and a wake-up would cost more than the extra spin.
+        # A reader whose frames keep arriving later than that (an agent
         # that thinks for milliseconds, or a machine with more runnable processes than cores,
         # where a spin only delays the peer it waits for) goes to sleep at once, until the
         # average wait is short again. Each wait, spun or slept, updates the average; a slept
@@ -476,11 +480,12 @@ class ShmStream:
         if (
             timeout != 0
             and self._spin
-            and (self._wait_avg < self._spin or not self._waits & PROBE)
+            and (self._wait_avg < self._spin * SPIN_STRETCH or not self._waits & PROBE)
             and (self._spin_forced or _spare_core())
         ):
             # §16.6 phase 1; adaptive (see __init__), with every PROBE+1-th wait spun anyway
-            end = start + (self._spin if timeout is None else min(self._spin, timeout))
+            spin = min(self._spin * SPIN_STRETCH, max(self._spin, 1.5 * self._wait_avg))
+            end = start + (spin if timeout is None else min(spin, timeout))
             while True:
                 now = clock()
                 if w[rx_seq] != got:
@@ -690,11 +695,12 @@ def wait_all(streams: Sequence[Any], timeout: float | None) -> list[int]:
     lead._waits += 1
     if (
         lead._spin
-        and (min(s._wait_avg for s in pending) < lead._spin or not lead._waits & PROBE)
+        and (min(s._wait_avg for s in pending) < lead._spin * SPIN_STRETCH or not lead._waits & PROBE)
         and (lead._spin_forced or _spare_core())
     ):
         start = clock()
-        end = start + lead._spin
+        longest = max(s._wait_avg for s in pending)
+        end = start + min(lead._spin * SPIN_STRETCH, max(lead._spin, 1.5 * longest))
         while pending:
             now = clock()
             still = []
