@@ -63,6 +63,11 @@ def refusal_frame(message: str) -> bytes:
     return pack_header(Kind.ERROR, data_len, len(body)) + bytes(body)
 
 
+#: How often the accept loop looks at its stop flag: close() waits for the loop to end (so nothing
+#: accepts on a closed descriptor), which costs a ServerEnv's close up to this long.
+ACCEPT_WAKE = 0.02
+
+
 class Doorman:
     """Accepts on ``listener`` in a thread, for an env that expects ``len(attached)`` env sides."""
 
@@ -82,7 +87,7 @@ class Doorman:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                stream = self._listener.accept(0.2)
+                stream = self._listener.accept(ACCEPT_WAKE)
             except Timeout:
                 continue
             except (ConnectionClosed, OSError):
