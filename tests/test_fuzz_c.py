@@ -91,13 +91,21 @@ def test_a_crash_leaves_its_input(driver: tuple[Path, list[Path]], tmp_path: Pat
     assert (tmp_path / "c_mutate-crash").stat().st_size >= 1
 
 
+DIFFERENTIAL_SEED = 20261204
+
+
 def test_python_and_c_decoders_agree_on_mutants() -> None:
     """Differential: the same mutants of the golden vectors, decoded stand-alone in stream order
     (bytes fed one at a time, so the first error in the stream is the one reported) by the
     Python decoder and by the C SDK's §12 runner. Both must reject the same inputs, and accept
     the same ones with the same canonical re-encoding. Which error code each names may differ
     when an input breaks two rules at once (the spec orders checks within a frame only partly):
-    those are printed, not failed."""
+    those are printed, not failed.
+
+    The seed is fixed (the suite gives the same verdict on every run; a disagreement a fresh seed
+    finds is a bug to fix, not a flaky CI run): ``FUZZ_SEED=random`` draws a fresh one, any other
+    ``FUZZ_SEED`` replays that one. Seed 860839842070184824 found an ENV_INFO whose
+    ``autoreset_mode`` was no mode: C refused it (§10: BAD_FIELD), Python took it."""
     require_tool("gcc")
     sys.path.insert(0, str(ROOT / "tests"))
     import test_fuzz as tf
@@ -106,7 +114,8 @@ def test_python_and_c_decoders_agree_on_mutants() -> None:
     from rlay.protocol.framing import pack_header
 
     encoder = Encoder()
-    seed = int(os.environ.get("FUZZ_SEED") or random.randrange(2**63))
+    given = os.environ.get("FUZZ_SEED", "")
+    seed = random.randrange(2**63) if given == "random" else int(given or DIFFERENTIAL_SEED)
     rng = random.Random(seed)
     lines, outcomes = [], []
     for _ in range(3000):

@@ -639,6 +639,23 @@ def test_max_values_counts_at_each_container_header() -> None:
     assert info.value.code is ErrorCode.TOO_DEEP
 
 
+@pytest.mark.parametrize("mode", ["next_stzp", "", 1, None])
+def test_an_env_info_whose_autoreset_mode_is_no_mode_is_bad_field(mode: Any) -> None:
+    """§10: metadata["autoreset_mode"] is one of three strings (absent: next_step); anything else
+    is BAD_FIELD on decoding, as in C (found by the differential fuzz, tests/test_fuzz_c.py)."""
+    import gymnasium as gym
+
+    from rlay.spaces import describe
+
+    space = describe(gym.spaces.Discrete(2))
+    info = EnvInfo(space, space, 1, {"autoreset_mode": mode}, None, None)
+    with pytest.raises(ProtocolError) as exc:
+        EnvInfo.from_body(info.to_body())
+    assert exc.value.code is ErrorCode.BAD_FIELD and "autoreset_mode" in str(exc.value)
+    for good in ("next_step", "same_step", "disabled"):
+        EnvInfo.from_body(EnvInfo(space, space, 1, {"autoreset_mode": good}, None, None).to_body())
+
+
 def test_an_env_side_never_rounds_its_own_observation() -> None:
     """§9: an env whose own code returns a float64 observation that is not exactly float32 gets
     a non-fatal ENV_EXCEPTION naming the problem; exact float64 values go through, and the

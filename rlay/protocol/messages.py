@@ -236,6 +236,13 @@ class EnvInfo(Message):
             from_descriptor(msg.observation_space, "observation_space"),
             from_descriptor(msg.action_space, "action_space"),
         )
+        mode = msg.metadata.get("autoreset_mode", "next_step")
+        if type(mode) is not str or mode not in ("next_step", "same_step", "disabled"):  # §10
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                'ENV_INFO.metadata.autoreset_mode must be "next_step", "same_step" or "disabled", '
+                f"got {clip(mode, 40)}",
+            )
         return msg
 
     @property

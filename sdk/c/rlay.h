@@ -1442,6 +1442,12 @@ static int rlay__check_space(rlay_ctx *c, const rlay_value *sp, const char *wher
             if (f[i]->type != RLAY_T_TENSOR || f[i]->v.t->dtype != dt || !rlay__same_shape(f[i]->v.t, ndim, dims))
                 return rlay__err(c, RLAY_E_BAD_SPACE, "%s: box '%s' must be a %s tensor of shape %s, got %s", where,
                                  i == 3 ? "low" : "high", rlay__dt[dt].name, rlay__fmt_shape(e, sizeof e, ndim, dims), rlay__describe(f[i], d, sizeof d));
+        if (rlay__dt[dt].cls == 'f')   /* section 9: a bound is a number or +-inf, never NaN */
+            for (i = 3; i <= 4; i++)
+                for (j = 0; j < f[i]->v.t->count; j++) {
+                    double x = rlay_tensor_get(f[i]->v.t, j);
+                    if (x != x) return rlay__err(c, RLAY_E_BAD_SPACE, "%s: box '%s' has a NaN bound at element %u", where, i == 3 ? "low" : "high", (unsigned)j);
+                }
         return 0;
     case RLAY__SP_DISCRETE:
         if (f[1]->type != RLAY_T_INT || f[1]->neg || f[1]->v.u < 1) return rlay__err(c, RLAY_E_BAD_SPACE, "%s: discrete n must be an int >= 1", where);
