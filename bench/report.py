@@ -250,9 +250,11 @@ def page(command: str, figures: dict[str, Any], series: dict[str, dict[int, floa
         "with more runnable processes than cores (a shared 2-core VM), a reader rarely sees the "
         "frame within its spin; it then sleeps on the socket and the writer sends a wake byte — "
         "the same two system calls a side as the plain socket. So the Python side spins only "
-        "while the load average leaves a spare core, and only while its waits are shorter than "
-        "the spin (rlay/transports/shm.py); there the two paths are at par, and the speed-up "
-        "appears on a machine with idle cores. The C env side (sdk/c/rlay.h) spins on every wait.",
+        "while the load average leaves a spare core, and only while its waits are short (its "
+        "spin stretches to 1.5 times its average wait, 50 to 200 µs; rlay/transports/shm.py); "
+        "there the two paths are at par, and the speed-up appears on a machine with idle cores. "
+        "The C env side (sdk/c/rlay.h) sleeps at once after 4 spins in a row that ended asleep, "
+        "spinning in full every 16th wait.",
         "- The spin is about 50 µs (`RLAY_SHM_SPIN_US`), a bare loop of loads "
         "(`RLAY_SHM_YIELD=1`: `os.sched_yield()` between them). An idle env side sleeps: it costs "
         "no CPU.",
