@@ -75,6 +75,7 @@ class _RemoteParallelEnv(ParallelEnv):  # type: ignore[misc]
         self._timeout = timeout
         self._max_frame_size = max_frame_size
         self._check_actions = check_actions
+        self._shm = True
         self._session: AgentSession | None = None
         self._endpoints: Endpoints | None = None
         self.agents: list[str] = []
@@ -93,6 +94,7 @@ class _RemoteParallelEnv(ParallelEnv):  # type: ignore[misc]
             timeout=self._timeout,
             max_frame_size=self._max_frame_size,
             capabilities={multiagent.CAPABILITY: True},
+            shm=self._shm,
             token=endpoints.token if endpoints else None,
             auth_required=endpoints.auth_required if endpoints else False,
         )
@@ -286,6 +288,7 @@ class ClientParallelEnv(_RemoteParallelEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        shm: bool = True,
     ) -> None:
         super().__init__(
             render_mode=render_mode,
@@ -294,6 +297,7 @@ class ClientParallelEnv(_RemoteParallelEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
+        self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
         try:
             self._endpoints = Endpoints(
                 "dial",
@@ -332,6 +336,7 @@ class ServerParallelEnv(_RemoteParallelEnv):
         timeout: float | None = DEFAULT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         check_actions: bool = True,
+        shm: bool = True,
     ) -> None:
         super().__init__(
             render_mode=render_mode,
@@ -340,6 +345,7 @@ class ServerParallelEnv(_RemoteParallelEnv):
             max_frame_size=max_frame_size,
             check_actions=check_actions,
         )
+        self._shm = shm  # §16: shared memory on unix sockets unless False (or RLAY_SHM=0)
         try:
             self._endpoints = Endpoints(
                 "listen",

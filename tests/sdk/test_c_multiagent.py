@@ -182,6 +182,24 @@ def test_the_bin_entry_point_builds_and_serves() -> None:
         env.close()
 
 
+@pytest.mark.parametrize("shm", [True, False])
+def test_a_launched_arena_runs_on_shared_memory_unless_told_not_to(shm: bool) -> None:
+    """§16 under §18: a launched program talks over a unix socket, so the parallel env offers
+    shared memory (on by default, like ClientEnv) and ``shm=False`` keeps it on the socket;
+    the episode is the same either way."""
+    require_tool("make")
+    env = ClientParallelEnv(launch=[str(SDK / "bin" / "arena")], launch_env=dict(os.environ), shm=shm)
+    try:
+        kind = type(env._session.engine.stream).__name__  # type: ignore[union-attr]
+        assert kind == ("ShmStream" if shm else "SocketStream")
+        obs, _ = env.reset(seed=1)
+        assert env.agents == ["hunter", "scout"] and obs["hunter"][1] == 1.0
+        while env.agents:
+            env.step({a: env.action_space(a).sample() for a in env.agents})
+    finally:
+        env.close()
+
+
 def test_a_parallel_env_refuses_the_single_agent_cartpole() -> None:
     require_tool("make")
     with pytest.raises(rlay.ProtocolError) as err:
